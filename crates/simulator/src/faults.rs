@@ -1,0 +1,251 @@
+//! The middleware every request passes through: request id, rate limit,
+//! injected faults and the request log.
+
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::state::{iso, RequestLogEntry};
+use crate::Shared;
+
+/// One kind of misbehaviour the simulator can be told to show.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum FaultKind {
+    /// Answer with this HTTP status (500, 503, …) and a JSON error body.
+    Status { status: u16 },
+    /// Answer 429, with `Retry-After` in seconds (or none when `retry_after_secs` is absent).
+    RateLimited {
+        #[serde(default)]
+        retry_after_secs: Option<u64>,
+    },
+    /// Wait this long before answering normally (longer than the client's timeout to test it).
+    Delay { delay_ms: u64 },
+    /// Answer 200 with a truncated, unparseable JSON body.
+    MalformedJson,
+    /// Start a 200 response, then drop the connection mid-body.
+    DropConnection,
+}
+
+impl FaultKind {
+    fn label(&self) -> String {
+        match self {
+            FaultKind::Status { status } => format!("status:{status}"),
+            FaultKind::RateLimited { .. } => "rate_limited".into(),
+            FaultKind::Delay { delay_ms } => format!("delay:{delay_ms}ms"),
+            FaultKind::MalformedJson => "malformed_json".into(),
+            FaultKind::DropConnection => "drop_connection".into(),
+        }
+    }
+}
+
+/// A fault applied to the next `count` matching requests, or to every matching
+/// request for `for_secs` seconds (or both: whichever ends first).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FaultSpec {
+    #[serde(flatten)]
+    pub kind: FaultKind,
+    #[serde(default)]
+    pub count: Option<u32>,
+    #[serde(default)]
+    pub for_secs: Option<f64>,
+    /// Only requests whose path starts with this. Default: every `/api/` path except OAuth.
+    #[serde(default)]
+    pub path_prefix: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct FaultRule {
+    pub kind: FaultKind,
+    pub remaining: Option<u32>,
+    pub until: Option<Instant>,
+    pub path_prefix: Option<String>,
+}
+
+impl FaultRule {
+    pub fn from_spec(spec: FaultSpec) -> Result<FaultRule, String> {
+        if spec.count.is_none() && spec.for_secs.is_none() {
+            return Err("a fault needs `count` or `for_secs`".into());
+        }
+        if let FaultKind::Status { status } = spec.kind {
+            if !(400..=599).contains(&status) {
+                return Err("status faults must be 4xx or 5xx".into());
+            }
+        }
+        let until = match spec.for_secs {
+            Some(s) if s.is_finite() && s > 0.0 => {
+                Some(Instant::now() + Duration::from_secs_f64(s))
+            }
+            Some(_) => return Err("for_secs must be a positive number".into()),
+            None => None,
+        };
+        Ok(FaultRule {
+            kind: spec.kind,
+            remaining: spec.count,
+            until,
+            path_prefix: spec.path_prefix,
+        })
+    }
+
+    fn matches(&self, path: &str) -> bool {
+        match &self.path_prefix {
+            Some(prefix) => path.starts_with(prefix.as_str()),
+            None => path.starts_with("/api/") && !path.starts_with("/api/oauth/"),
+        }
+    }
+
+    fn live(&self, now: Instant) -> bool {
+        self.remaining.is_none_or(|n| n > 0) && self.until.is_none_or(|t| now < t)
+    }
+}
+
+/// Handlers attach this to a response so the log can say more than the path.
+#[derive(Debug, Clone, Default)]
+pub struct LogNote {
+    pub grant_type: Option<String>,
+    pub revoked: Option<String>,
+}
+
+/// Take the first live fault matching `path`, consuming one use of it.
+fn take_fault(shared: &Shared, path: &str) -> Option<FaultKind> {
+    let mut world = shared.lock();
+    let now = Instant::now();
+    world.faults.retain(|f| f.live(now));
+    let rule = world.faults.iter_mut().find(|f| f.matches(path))?;
+    if let Some(n) = rule.remaining.as_mut() {
+        *n -= 1;
+    }
+    Some(rule.kind.clone())
+}
+
+pub fn json_error(status: StatusCode, message: &str) -> Response {
+    (status, axum::Json(serde_json::json!({ "error": message }))).into_response()
+}
+
+fn fault_response(kind: &FaultKind) -> Response {
+    match kind {
+        FaultKind::Status { status } => {
+            let code = StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            json_error(code, code.canonical_reason().unwrap_or("Error"))
+        }
+        FaultKind::RateLimited { retry_after_secs } => {
+            let mut resp = json_error(StatusCode::TOO_MANY_REQUESTS, "Too many requests");
+            if let Some(secs) = retry_after_secs {
+                if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                    resp.headers_mut().insert(header::RETRY_AFTER, v);
+                }
+            }
+            resp
+        }
+        FaultKind::MalformedJson => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            "{\"lab_orders\": [{\"id\": \"trunc",
+        )
+            .into_response(),
+        FaultKind::DropConnection => {
+            let chunks: Vec<Result<Bytes, std::io::Error>> = vec![
+                Ok(Bytes::from_static(b"{\"lab_orders\": [")),
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "simulated dropped connection",
+                )),
+            ];
+            Response::builder()
+                .status(StatusCode::OK)
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from_stream(futures_util::stream::iter(chunks)))
+                .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+        }
+        FaultKind::Delay { .. } => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+/// Writes the request's log line when dropped, so a request whose client
+/// gave up mid-way (a timeout during an injected delay) is still logged, with
+/// nginx's 499 "client closed request".
+struct LogGuard {
+    shared: Shared,
+    entry: Option<RequestLogEntry>,
+}
+
+impl Drop for LogGuard {
+    fn drop(&mut self) {
+        if let Some(entry) = self.entry.take() {
+            self.shared.lock().log_request(entry);
+        }
+    }
+}
+
+/// Request id, rate limit, faults and logging, in that order.
+pub async fn middleware(State(shared): State<Shared>, req: Request, next: Next) -> Response {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let path = req.uri().path().to_string();
+    // Browser pages of the OAuth flow are not API calls.
+    let rate_limited_path = path.starts_with("/api/") && !path.starts_with("/api/oauth/authorize");
+    let mut guard = LogGuard {
+        shared: shared.clone(),
+        entry: Some(RequestLogEntry {
+            seq: 0,
+            // Real time, not the simulated clock: tests measure waits with it.
+            at: iso(chrono::Utc::now()),
+            method: req.method().to_string(),
+            path: path.clone(),
+            query: req.uri().query().unwrap_or("").to_string(),
+            status: 499,
+            request_id: request_id.clone(),
+            grant_type: None,
+            revoked: None,
+            fault: None,
+        }),
+    };
+
+    let mut response = None;
+    if rate_limited_path {
+        let limited = shared.lock().rate_check();
+        if let Err(retry_after) = limited {
+            let mut resp = json_error(StatusCode::TOO_MANY_REQUESTS, "Too many requests");
+            if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            response = Some(resp);
+        }
+    }
+    if response.is_none() {
+        if let Some(kind) = take_fault(&shared, &path) {
+            if let Some(e) = guard.entry.as_mut() {
+                e.fault = Some(kind.label());
+            }
+            if let FaultKind::Delay { delay_ms } = kind {
+                tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+            } else {
+                response = Some(fault_response(&kind));
+            }
+        }
+    }
+    let mut response = match response {
+        Some(r) => r,
+        None => next.run(req).await,
+    };
+
+    let note = response
+        .extensions_mut()
+        .remove::<LogNote>()
+        .unwrap_or_default();
+    if let Some(e) = guard.entry.as_mut() {
+        e.status = response.status().as_u16();
+        e.grant_type = note.grant_type;
+        e.revoked = note.revoked;
+    }
+    drop(guard);
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-request-id", v);
+    }
+    response
+}
