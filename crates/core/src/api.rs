@@ -1,0 +1,300 @@
+//! The Fullscript REST client: bearer auth through the [`Session`] (refresh
+//! once on a 401), the request budget, and errors classified for the watcher.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{NaiveDate, Utc};
+use serde_json::Value;
+use url::Url;
+
+use crate::backoff::RequestBudget;
+use crate::http;
+use crate::lab::{self, BadRecord, LabEvent, LabOrder, PageMeta};
+use crate::oauth::AuthError;
+use crate::session::Session;
+
+pub const PAGE_SIZE: u32 = 100;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("signed out: {0}")]
+    SignedOut(String),
+    #[error("rate limited by Fullscript{}", .retry_after.map(|d| format!(" (retry after {}s)", d.as_secs())).unwrap_or_default())]
+    RateLimited {
+        retry_after: Option<Duration>,
+        request_id: Option<String>,
+    },
+    #[error("Fullscript answered {status} (server error){}", fmt_rid(.request_id))]
+    Server {
+        status: u16,
+        request_id: Option<String>,
+    },
+    #[error("Fullscript refused the request: {status}{}{}", .message.as_deref().map(|m| format!(" {m}")).unwrap_or_default(), fmt_rid(.request_id))]
+    Refused {
+        status: u16,
+        message: Option<String>,
+        request_id: Option<String>,
+    },
+    #[error("request timed out ({0})")]
+    Timeout(String),
+    #[error("network: {0}")]
+    Network(String),
+    #[error("unreadable answer from Fullscript ({what}){}", fmt_rid(.request_id))]
+    Malformed {
+        what: String,
+        request_id: Option<String>,
+    },
+    #[error("{0}")]
+    BadRecord(BadRecord),
+    #[error("sign-in: {0}")]
+    Auth(AuthError),
+}
+
+fn fmt_rid(rid: &Option<String>) -> String {
+    rid.as_deref()
+        .map(|r| format!(", request id {r}"))
+        .unwrap_or_default()
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::SignedOut(r) => ApiError::SignedOut(r),
+            other => ApiError::Auth(other),
+        }
+    }
+}
+
+impl ApiError {
+    /// A transport-level failure (not an answer from Fullscript).
+    pub fn is_connectivity(&self) -> bool {
+        matches!(
+            self,
+            ApiError::Timeout(_) | ApiError::Network(_) | ApiError::Auth(AuthError::Unreachable(_))
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Clinic {
+    pub id: String,
+    pub name: String,
+}
+
+/// One page of lab orders; a bad record is reported, the rest kept.
+pub struct OrderPage {
+    pub orders: Vec<LabOrder>,
+    pub bad: Vec<BadRecord>,
+    pub meta: PageMeta,
+}
+
+pub struct EventPage {
+    /// In the server's order; an unreadable event stays in place as an error
+    /// so the cursor never moves past it.
+    pub events: Vec<Result<LabEvent, String>>,
+    pub meta: PageMeta,
+}
+
+pub struct FullscriptClient {
+    http: reqwest::Client,
+    api_base: Url,
+    session: Arc<Session>,
+    budget: Arc<RequestBudget>,
+}
+
+impl FullscriptClient {
+    pub fn new(
+        http: reqwest::Client,
+        api_base: Url,
+        session: Arc<Session>,
+        budget: Arc<RequestBudget>,
+    ) -> Self {
+        FullscriptClient {
+            http,
+            api_base,
+            session,
+            budget,
+        }
+    }
+
+    pub fn session(&self) -> &Arc<Session> {
+        &self.session
+    }
+
+    pub fn budget(&self) -> &Arc<RequestBudget> {
+        &self.budget
+    }
+
+    fn url(&self, path: &str) -> Result<Url, ApiError> {
+        let joined = format!("{}{}", self.api_base.as_str().trim_end_matches('/'), path);
+        Url::parse(&joined).map_err(|e| ApiError::Malformed {
+            what: format!("URL {path}: {e}"),
+            request_id: None,
+        })
+    }
+
+    async fn send(
+        &self,
+        url: &Url,
+        token: &crate::secret::Secret,
+    ) -> Result<reqwest::Response, ApiError> {
+        self.budget.acquire().await;
+        self.http
+            .get(url.clone())
+            .bearer_auth(token.expose())
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|e| {
+                if e.is_timeout() {
+                    ApiError::Timeout(http::describe_transport(&e))
+                } else {
+                    ApiError::Network(http::describe_transport(&e))
+                }
+            })
+    }
+
+    /// GET a JSON body: 401 → refresh once and retry; a second 401 ends the session.
+    pub async fn get_json(&self, path: &str, query: &[(&str, String)]) -> Result<Value, ApiError> {
+        let mut url = self.url(path)?;
+        if !query.is_empty() {
+            let mut q = url.query_pairs_mut();
+            for (k, v) in query {
+                q.append_pair(k, v);
+            }
+        }
+        let token = self.session.access_token().await?;
+        let mut resp = self.send(&url, &token).await?;
+        if resp.status() == reqwest::StatusCode::UNAUTHORIZED {
+            tracing::info!(path, "access token refused; refreshing once");
+            let fresh = self.session.refresh_after_unauthorized(&token).await?;
+            resp = self.send(&url, &fresh).await?;
+            if resp.status() == reqwest::StatusCode::UNAUTHORIZED {
+                let reason = "Fullscript refused the renewed sign-in; sign in again";
+                self.session.invalidate(reason).await;
+                return Err(ApiError::SignedOut(reason.into()));
+            }
+        }
+        let status = resp.status().as_u16();
+        let request_id = http::request_id(resp.headers());
+        if status == 429 {
+            let retry_after = http::retry_after(resp.headers(), Utc::now());
+            return Err(ApiError::RateLimited {
+                retry_after,
+                request_id,
+            });
+        }
+        if status >= 500 {
+            return Err(ApiError::Server { status, request_id });
+        }
+        if !(200..300).contains(&status) {
+            let body = resp.bytes().await.unwrap_or_default();
+            return Err(ApiError::Refused {
+                status,
+                message: http::error_message(&body),
+                request_id,
+            });
+        }
+        let bytes = resp.bytes().await.map_err(|e| {
+            if e.is_timeout() {
+                ApiError::Timeout(http::describe_transport(&e))
+            } else {
+                ApiError::Network(http::describe_transport(&e))
+            }
+        })?;
+        serde_json::from_slice(&bytes).map_err(|e| ApiError::Malformed {
+            what: format!("{path}: {e}"),
+            request_id,
+        })
+    }
+
+    pub async fn clinic(&self) -> Result<Clinic, ApiError> {
+        let body = self.get_json("/clinic", &[]).await?;
+        let c = body
+            .get("clinic")
+            .filter(|v| v.is_object())
+            .unwrap_or(&body);
+        let id = match c.get("id") {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Number(n)) => n.to_string(),
+            _ => {
+                return Err(ApiError::Malformed {
+                    what: "clinic without id".into(),
+                    request_id: None,
+                })
+            }
+        };
+        let name = c
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("Your clinic")
+            .to_string();
+        Ok(Clinic { id, name })
+    }
+
+    pub async fn orders_page(&self, page: u32) -> Result<OrderPage, ApiError> {
+        let body = self
+            .get_json(
+                "/clinic/labs/orders",
+                &[
+                    ("page[number]", page.to_string()),
+                    ("page[size]", PAGE_SIZE.to_string()),
+                ],
+            )
+            .await?;
+        let items =
+            lab::list_items(&body, &lab::ORDER_LIST_ROOTS).ok_or_else(|| ApiError::Malformed {
+                what: "lab order list without a list of orders".into(),
+                request_id: None,
+            })?;
+        let mut orders = Vec::with_capacity(items.len());
+        let mut bad = Vec::new();
+        for item in items {
+            match LabOrder::from_json(item) {
+                Ok(o) => orders.push(o),
+                Err(b) => bad.push(b),
+            }
+        }
+        Ok(OrderPage {
+            orders,
+            bad,
+            meta: lab::page_meta(&body),
+        })
+    }
+
+    pub async fn order(&self, id: &str) -> Result<LabOrder, ApiError> {
+        let encoded: String = url::form_urlencoded::byte_serialize(id.as_bytes()).collect();
+        let body = self
+            .get_json(&format!("/clinic/labs/orders/{encoded}"), &[])
+            .await?;
+        LabOrder::from_json(lab::unwrap_order(&body)).map_err(ApiError::BadRecord)
+    }
+
+    /// Events created on or after `from_day` (the filter works on whole days,
+    /// so the caller de-duplicates by event id), oldest first.
+    pub async fn events_page(&self, from_day: NaiveDate, page: u32) -> Result<EventPage, ApiError> {
+        let after = from_day.pred_opt().unwrap_or(from_day);
+        let body = self
+            .get_json(
+                "/events/lab_orders",
+                &[
+                    ("created_at", format!(">{}", after.format("%Y-%m-%d"))),
+                    ("sort_by", "created_at".into()),
+                    ("order_by", "ASC".into()),
+                    ("page[number]", page.to_string()),
+                    ("page[size]", PAGE_SIZE.to_string()),
+                ],
+            )
+            .await?;
+        let items =
+            lab::list_items(&body, &lab::EVENT_LIST_ROOTS).ok_or_else(|| ApiError::Malformed {
+                what: "event list without a list of events".into(),
+                request_id: None,
+            })?;
+        Ok(EventPage {
+            events: items.iter().map(LabEvent::from_json).collect(),
+            meta: lab::page_meta(&body),
+        })
+    }
+}

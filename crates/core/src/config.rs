@@ -1,0 +1,837 @@
+//! Configuration: where files live, which Fullscript environment to talk to,
+//! and the user's settings.
+//!
+//! One TOML file (platform config directory, or `--config PATH` / `FSN_CONFIG`)
+//! holds everything; the settings screen writes back to the same file with
+//! `toml_edit`, so comments a person wrote survive. `FSN_CLIENT_ID` and
+//! `FSN_CLIENT_SECRET` override the file. Errors name the file, the key and
+//! what is wrong.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Deserialize;
+use url::Url;
+
+use crate::lab::LabState;
+use crate::secret::Secret;
+
+pub const APP_NAME: &str = "Fullscript Lab Notifier";
+/// Directory name under the platform config/data directories, and keychain service name.
+pub const APP_DIR: &str = "fullscript-notifier";
+pub const DEFAULT_REDIRECT_URI: &str = "http://127.0.0.1:47821/callback";
+pub const DEFAULT_POLL_INTERVAL_SECS: u64 = 60;
+pub const MIN_POLL_INTERVAL_SECS: u64 = 15;
+pub const MAX_POLL_INTERVAL_SECS: u64 = 3600;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Environment {
+    UsSandbox,
+    CaSandbox,
+    UsProduction,
+    CaProduction,
+    Custom,
+}
+
+impl Environment {
+    pub const ALL: [Environment; 5] = [
+        Environment::UsSandbox,
+        Environment::CaSandbox,
+        Environment::UsProduction,
+        Environment::CaProduction,
+        Environment::Custom,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Environment::UsSandbox => "us-sandbox",
+            Environment::CaSandbox => "ca-sandbox",
+            Environment::UsProduction => "us-production",
+            Environment::CaProduction => "ca-production",
+            Environment::Custom => "custom",
+        }
+    }
+
+    /// (API host, practitioner web app host) from Fullscript's newest
+    /// integration-environments table (see `shared/fullscript-api.md` §1).
+    fn hosts(self) -> Option<(&'static str, &'static str)> {
+        match self {
+            Environment::UsSandbox => Some(("api-us-snd.fullscript.io", "us-snd.fullscript.io")),
+            Environment::CaSandbox => Some(("api-ca-snd.fullscript.io", "ca-snd.fullscript.io")),
+            Environment::UsProduction => Some(("api-us.fullscript.com", "us.fullscript.com")),
+            Environment::CaProduction => Some(("api-ca.fullscript.com", "ca.fullscript.com")),
+            Environment::Custom => None,
+        }
+    }
+}
+
+impl FromStr for Environment {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Environment::ALL
+            .into_iter()
+            .find(|e| e.as_str() == s)
+            .ok_or_else(|| {
+                format!("unknown environment `{s}` (expected us-sandbox, ca-sandbox, us-production, ca-production or custom)")
+            })
+    }
+}
+
+impl std::fmt::Display for Environment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Every URL the app talks to or opens.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Endpoints {
+    /// e.g. `https://api-us-snd.fullscript.io/api`; paths like `/clinic` are appended.
+    pub api_base: Url,
+    pub authorize_url: Url,
+    pub token_url: Url,
+    pub revoke_url: Url,
+    /// Template of an order's results page; `{id}` stands for the lab order id.
+    pub results_url: String,
+    /// Where a summary notification's click goes when there is no window to show.
+    pub labs_url: Url,
+}
+
+impl Endpoints {
+    /// The results page of one order.
+    pub fn results_url_for(&self, order_id: &str) -> Option<Url> {
+        let encoded: String = url::form_urlencoded::byte_serialize(order_id.as_bytes()).collect();
+        Url::parse(&self.results_url.replace("{id}", &encoded)).ok()
+    }
+}
+
+/// Where tokens and the client secret are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenStorageChoice {
+    /// The OS keychain when it answers, else a 0600 file (and say so).
+    Auto,
+    Keychain,
+    File,
+}
+
+/// Which result states raise a notification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NotifyStates {
+    pub partial_results: bool,
+    pub results_ready: bool,
+    pub results_amended: bool,
+}
+
+impl Default for NotifyStates {
+    fn default() -> Self {
+        NotifyStates {
+            partial_results: true,
+            results_ready: true,
+            results_amended: true,
+        }
+    }
+}
+
+impl NotifyStates {
+    pub fn allows(&self, state: &LabState) -> bool {
+        match state {
+            LabState::PartialResults => self.partial_results,
+            LabState::ResultsReady => self.results_ready,
+            LabState::ResultsAmended => self.results_amended,
+            _ => false,
+        }
+    }
+
+    pub fn names(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if self.partial_results {
+            v.push("partial_results");
+        }
+        if self.results_ready {
+            v.push("results_ready");
+        }
+        if self.results_amended {
+            v.push("results_amended");
+        }
+        v
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this came from (it may not exist yet: then every key is a default).
+    pub path: PathBuf,
+    pub environment: Environment,
+    pub client_id: Option<String>,
+    /// From `FSN_CLIENT_SECRET` or the file; otherwise the secret store holds it.
+    pub client_secret: Option<Secret>,
+    pub redirect_uri: Url,
+    pub endpoints: Endpoints,
+    pub poll_interval: Duration,
+    /// Every N-th cycle is a full sweep of all lab orders.
+    pub sweep_every: u32,
+    pub notify_states: NotifyStates,
+    pub show_patient_names: bool,
+    pub sound: bool,
+    /// More alerts than this at once become one summary notification.
+    pub summary_threshold: usize,
+    pub request_timeout: Duration,
+    /// Client-side ceiling on requests per rolling 5 minutes (Fullscript allows 5000 for the whole app).
+    pub request_budget_per_5min: u32,
+    pub token_storage: TokenStorageChoice,
+    /// How long `login` waits for the browser to come back.
+    pub login_timeout: Duration,
+    /// Unknown keys found in the file (reported, not fatal: a newer version may have written them).
+    pub unknown_keys: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{}: `{key}`: {message}", path.display())]
+pub struct ConfigError {
+    pub path: PathBuf,
+    pub key: String,
+    pub message: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ConfigFile {
+    environment: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    redirect_uri: Option<String>,
+    api_base: Option<String>,
+    authorize_url: Option<String>,
+    token_url: Option<String>,
+    revoke_url: Option<String>,
+    results_url: Option<String>,
+    labs_url: Option<String>,
+    poll_interval_secs: Option<i64>,
+    sweep_every: Option<i64>,
+    notify_states: Option<Vec<String>>,
+    show_patient_names: Option<bool>,
+    sound: Option<bool>,
+    summary_threshold: Option<i64>,
+    request_timeout_secs: Option<f64>,
+    request_budget_per_5min: Option<i64>,
+    token_storage: Option<String>,
+    login_timeout_secs: Option<i64>,
+}
+
+const KNOWN_KEYS: &[&str] = &[
+    "environment",
+    "client_id",
+    "client_secret",
+    "redirect_uri",
+    "api_base",
+    "authorize_url",
+    "token_url",
+    "revoke_url",
+    "results_url",
+    "labs_url",
+    "poll_interval_secs",
+    "sweep_every",
+    "notify_states",
+    "show_patient_names",
+    "sound",
+    "summary_threshold",
+    "request_timeout_secs",
+    "request_budget_per_5min",
+    "token_storage",
+    "login_timeout_secs",
+];
+
+/// Where the config file and the data directory are.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub config_file: PathBuf,
+    pub data_dir: PathBuf,
+}
+
+impl Paths {
+    /// `--config`/`--data-dir` (already merged with `FSN_CONFIG`/`FSN_DATA_DIR`
+    /// by the CLI) win over the platform directories.
+    pub fn resolve(
+        config_file: Option<PathBuf>,
+        data_dir: Option<PathBuf>,
+    ) -> Result<Paths, ConfigError> {
+        let config_file = config_file.or_else(|| env_path("FSN_CONFIG"));
+        let data_dir = data_dir.or_else(|| env_path("FSN_DATA_DIR"));
+        let dirs = directories::ProjectDirs::from("", "", APP_DIR);
+        let config_file = match (config_file, &dirs) {
+            (Some(p), _) => p,
+            (None, Some(d)) => d.config_dir().join("config.toml"),
+            (None, None) => {
+                return Err(ConfigError {
+                    path: PathBuf::from("config.toml"),
+                    key: "--config".into(),
+                    message: "no home directory found; pass --config PATH or set FSN_CONFIG".into(),
+                })
+            }
+        };
+        let data_dir = match (data_dir, &dirs) {
+            (Some(p), _) => p,
+            (None, Some(d)) => d.data_dir().to_path_buf(),
+            (None, None) => {
+                return Err(ConfigError {
+                    path: config_file.clone(),
+                    key: "--data-dir".into(),
+                    message: "no home directory found; pass --data-dir PATH or set FSN_DATA_DIR"
+                        .into(),
+                })
+            }
+        };
+        Ok(Paths {
+            config_file,
+            data_dir,
+        })
+    }
+
+    pub fn log_dir(&self) -> PathBuf {
+        self.data_dir.join("logs")
+    }
+
+    pub fn database(&self) -> PathBuf {
+        self.data_dir.join("lab-notifier.sqlite3")
+    }
+
+    /// Create the data directory readable only by the user (0700).
+    pub fn ensure_data_dir(&self) -> std::io::Result<()> {
+        std::fs::create_dir_all(&self.data_dir)?;
+        restrict_dir(&self.data_dir)
+    }
+}
+
+#[cfg(unix)]
+fn restrict_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+#[cfg(not(unix))]
+fn restrict_dir(_dir: &Path) -> std::io::Result<()> {
+    // Per-user profile directories are already private on Windows and macOS.
+    Ok(())
+}
+
+fn env_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os(name)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+fn env_string(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn is_loopback_host(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+impl Config {
+    /// Read the file (a missing file means all defaults) and the environment.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => {
+                return Err(ConfigError {
+                    path: path.to_path_buf(),
+                    key: "(file)".into(),
+                    message: format!("cannot read the file: {e}"),
+                })
+            }
+        };
+        Config::parse(path, &text)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let err = |key: &str, message: String| ConfigError {
+            path: path.to_path_buf(),
+            key: key.to_string(),
+            message,
+        };
+        let table: toml::Table = toml::from_str(text).map_err(|e| {
+            let span = e
+                .span()
+                .map(|s| format!(" (at byte {})", s.start))
+                .unwrap_or_default();
+            err("(syntax)", format!("{}{span}", e.message()))
+        })?;
+        let unknown_keys: Vec<String> = table
+            .keys()
+            .filter(|k| !KNOWN_KEYS.contains(&k.as_str()))
+            .cloned()
+            .collect();
+        // Type errors: find the key the deserializer complained about.
+        let file: ConfigFile =
+            toml::Value::Table(table.clone())
+                .try_into()
+                .map_err(|e: toml::de::Error| {
+                    let msg = e.message().to_string();
+                    let key = KNOWN_KEYS
+                        .iter()
+                        .find(|k| table.contains_key(**k) && msg.contains(**k))
+                        .or_else(|| {
+                            KNOWN_KEYS.iter().find(|k| {
+                                table.get(**k).is_some_and(|v| {
+                                    toml::Value::Table(toml::Table::from_iter([(
+                                        k.to_string(),
+                                        v.clone(),
+                                    )]))
+                                    .try_into::<ConfigFile>()
+                                    .is_err()
+                                })
+                            })
+                        })
+                        .map(|k| k.to_string())
+                        .unwrap_or_else(|| "(value)".into());
+                    err(&key, format!("wrong type: {msg}"))
+                })?;
+
+        let environment = match &file.environment {
+            Some(e) => Environment::from_str(e).map_err(|m| err("environment", m))?,
+            None => Environment::UsSandbox,
+        };
+        let custom = environment == Environment::Custom;
+
+        let url_key = |key: &str, value: &Option<String>| -> Result<Option<Url>, ConfigError> {
+            let Some(v) = value else { return Ok(None) };
+            let url = Url::parse(v).map_err(|e| err(key, format!("not a URL ({e}): {v}")))?;
+            match url.scheme() {
+                "https" => Ok(Some(url)),
+                "http" if custom && is_loopback_host(&url) => Ok(Some(url)),
+                "http" if custom => Err(err(
+                    key,
+                    "plain http is only allowed for loopback hosts (127.0.0.1, localhost)".into(),
+                )),
+                _ => Err(err(
+                    key,
+                    "must be an https URL (http only in the custom environment, on loopback)"
+                        .into(),
+                )),
+            }
+        };
+        let api_base = url_key("api_base", &file.api_base)?;
+        let authorize_url = url_key("authorize_url", &file.authorize_url)?;
+        let token_url = url_key("token_url", &file.token_url)?;
+        let revoke_url = url_key("revoke_url", &file.revoke_url)?;
+        let labs_url = url_key("labs_url", &file.labs_url)?;
+        if let Some(t) = &file.results_url {
+            let probe = t.replace("{id}", "00000000-0000-0000-0000-000000000000");
+            url_key("results_url", &Some(probe))?;
+            if !t.contains("{id}") {
+                return Err(err(
+                    "results_url",
+                    "must contain {id} where the lab order id goes".into(),
+                ));
+            }
+        }
+
+        let endpoints = match environment.hosts() {
+            Some((api, web)) => {
+                let fixed = |s: String| Url::parse(&s).expect("built-in URLs are valid");
+                Endpoints {
+                    api_base: api_base.unwrap_or_else(|| fixed(format!("https://{api}/api"))),
+                    authorize_url: authorize_url
+                        .unwrap_or_else(|| fixed(format!("https://{api}/api/oauth/authorize"))),
+                    token_url: token_url
+                        .unwrap_or_else(|| fixed(format!("https://{api}/api/oauth/token"))),
+                    revoke_url: revoke_url
+                        .unwrap_or_else(|| fixed(format!("https://{api}/api/oauth/revoke"))),
+                    results_url: file
+                        .results_url
+                        .clone()
+                        .unwrap_or_else(|| format!("https://{web}/labs/orders/{{id}}")),
+                    labs_url: labs_url.unwrap_or_else(|| fixed(format!("https://{web}/"))),
+                }
+            }
+            None => {
+                let need = |key: &str, v: Option<Url>| {
+                    v.ok_or_else(|| err(key, "required when environment = \"custom\"".into()))
+                };
+                let results_url = file.results_url.clone().ok_or_else(|| {
+                    err(
+                        "results_url",
+                        "required when environment = \"custom\"".into(),
+                    )
+                })?;
+                let api_base = need("api_base", api_base)?;
+                let labs_url = match labs_url {
+                    Some(u) => u,
+                    None => {
+                        let mut u = Url::parse(&results_url.replace("{id}", "x"))
+                            .map_err(|e| err("results_url", e.to_string()))?;
+                        u.set_path("/");
+                        u.set_query(None);
+                        u
+                    }
+                };
+                Endpoints {
+                    api_base,
+                    authorize_url: need("authorize_url", authorize_url)?,
+                    token_url: need("token_url", token_url)?,
+                    revoke_url: need("revoke_url", revoke_url)?,
+                    results_url,
+                    labs_url,
+                }
+            }
+        };
+
+        let redirect_raw = file
+            .redirect_uri
+            .clone()
+            .unwrap_or_else(|| DEFAULT_REDIRECT_URI.into());
+        let redirect_uri = Url::parse(&redirect_raw)
+            .map_err(|e| err("redirect_uri", format!("not a URL ({e}): {redirect_raw}")))?;
+        if redirect_uri.scheme() != "http"
+            || !is_loopback_host(&redirect_uri)
+            || redirect_uri.port().is_none()
+        {
+            return Err(err(
+                "redirect_uri",
+                "must be a loopback URL with a fixed port, e.g. http://127.0.0.1:47821/callback (the app listens there for Fullscript's redirect)".into(),
+            ));
+        }
+
+        let poll = file
+            .poll_interval_secs
+            .unwrap_or(DEFAULT_POLL_INTERVAL_SECS as i64);
+        if !(MIN_POLL_INTERVAL_SECS as i64..=MAX_POLL_INTERVAL_SECS as i64).contains(&poll) {
+            return Err(err(
+                "poll_interval_secs",
+                format!("{poll} is out of range: between {MIN_POLL_INTERVAL_SECS} and {MAX_POLL_INTERVAL_SECS} seconds"),
+            ));
+        }
+        let sweep_every = file.sweep_every.unwrap_or(10);
+        if !(1..=1000).contains(&sweep_every) {
+            return Err(err(
+                "sweep_every",
+                format!("{sweep_every} is out of range: 1 to 1000 cycles"),
+            ));
+        }
+        let notify_states = match &file.notify_states {
+            None => NotifyStates::default(),
+            Some(list) => {
+                let mut n = NotifyStates {
+                    partial_results: false,
+                    results_ready: false,
+                    results_amended: false,
+                };
+                for s in list {
+                    match LabState::parse(s) {
+                        LabState::PartialResults => n.partial_results = true,
+                        LabState::ResultsReady => n.results_ready = true,
+                        LabState::ResultsAmended => n.results_amended = true,
+                        _ => {
+                            return Err(err(
+                                "notify_states",
+                                format!("`{s}` cannot notify (choose from partial_results, results_ready, results_amended)"),
+                            ))
+                        }
+                    }
+                }
+                n
+            }
+        };
+        let summary_threshold = file.summary_threshold.unwrap_or(3);
+        if !(1..=100).contains(&summary_threshold) {
+            return Err(err("summary_threshold", "must be between 1 and 100".into()));
+        }
+        let timeout = file.request_timeout_secs.unwrap_or(20.0);
+        if !(timeout.is_finite() && (0.1..=300.0).contains(&timeout)) {
+            return Err(err(
+                "request_timeout_secs",
+                "must be between 0.1 and 300 seconds".into(),
+            ));
+        }
+        let budget = file.request_budget_per_5min.unwrap_or(600);
+        if !(10..=4000).contains(&budget) {
+            return Err(err(
+                "request_budget_per_5min",
+                "must be between 10 and 4000 (Fullscript allows 5000 per 5 minutes for the whole app)".into(),
+            ));
+        }
+        let token_storage = match file.token_storage.as_deref() {
+            None | Some("auto") => TokenStorageChoice::Auto,
+            Some("keychain") => TokenStorageChoice::Keychain,
+            Some("file") => TokenStorageChoice::File,
+            Some(other) => {
+                return Err(err(
+                    "token_storage",
+                    format!("`{other}` is not one of auto, keychain, file"),
+                ))
+            }
+        };
+        let login_timeout = file.login_timeout_secs.unwrap_or(300);
+        if !(1..=3600).contains(&login_timeout) {
+            return Err(err(
+                "login_timeout_secs",
+                "must be between 1 and 3600".into(),
+            ));
+        }
+
+        let client_id =
+            env_string("FSN_CLIENT_ID").or(file.client_id.filter(|s| !s.trim().is_empty()));
+        let client_secret = env_string("FSN_CLIENT_SECRET")
+            .or(file.client_secret.filter(|s| !s.trim().is_empty()))
+            .map(Secret::new);
+
+        Ok(Config {
+            path: path.to_path_buf(),
+            environment,
+            client_id,
+            client_secret,
+            redirect_uri,
+            endpoints,
+            poll_interval: Duration::from_secs(poll as u64),
+            sweep_every: sweep_every as u32,
+            notify_states,
+            show_patient_names: file.show_patient_names.unwrap_or(false),
+            sound: file.sound.unwrap_or(true),
+            summary_threshold: summary_threshold as usize,
+            request_timeout: Duration::from_secs_f64(timeout),
+            request_budget_per_5min: budget as u32,
+            token_storage,
+            login_timeout: Duration::from_secs(login_timeout as u64),
+            unknown_keys,
+        })
+    }
+
+    /// Hosts (scheme, host, port) the app may open in the browser.
+    pub fn openable_origins(&self) -> Vec<url::Origin> {
+        let mut origins = vec![
+            self.endpoints.api_base.origin(),
+            self.endpoints.authorize_url.origin(),
+            self.endpoints.labs_url.origin(),
+        ];
+        if let Some(u) = self.endpoints.results_url_for("x") {
+            origins.push(u.origin());
+        }
+        if let Some((_, web)) = self.environment.hosts() {
+            if let Ok(u) = Url::parse(&format!("https://{web}/")) {
+                origins.push(u.origin());
+            }
+        }
+        origins.dedup();
+        origins
+    }
+}
+
+/// A change the settings screen or the sign-in screen makes to the file.
+#[derive(Debug, Clone, Default)]
+pub struct SettingsUpdate {
+    pub environment: Option<Environment>,
+    pub client_id: Option<String>,
+    pub poll_interval_secs: Option<u64>,
+    pub notify_states: Option<NotifyStates>,
+    pub show_patient_names: Option<bool>,
+    pub sound: Option<bool>,
+}
+
+/// Write `update` into the config file, keeping everything else (comments
+/// included), then re-read it so the result is validated like any config.
+pub fn write_settings(path: &Path, update: &SettingsUpdate) -> Result<Config, ConfigError> {
+    let err = |key: &str, message: String| ConfigError {
+        path: path.to_path_buf(),
+        key: key.to_string(),
+        message,
+    };
+    if let Some(p) = update.poll_interval_secs {
+        if !(MIN_POLL_INTERVAL_SECS..=MAX_POLL_INTERVAL_SECS).contains(&p) {
+            return Err(err(
+                "poll_interval_secs",
+                format!("{p} is out of range: between {MIN_POLL_INTERVAL_SECS} and {MAX_POLL_INTERVAL_SECS} seconds"),
+            ));
+        }
+    }
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(err("(file)", format!("cannot read the file: {e}"))),
+    };
+    let mut doc: toml_edit::DocumentMut = text
+        .parse()
+        .map_err(|e: toml_edit::TomlError| err("(syntax)", e.message().to_string()))?;
+    if let Some(e) = update.environment {
+        doc["environment"] = toml_edit::value(e.as_str());
+    }
+    if let Some(id) = &update.client_id {
+        doc["client_id"] = toml_edit::value(id.trim());
+    }
+    if let Some(p) = update.poll_interval_secs {
+        doc["poll_interval_secs"] = toml_edit::value(p as i64);
+    }
+    if let Some(n) = update.notify_states {
+        let mut arr = toml_edit::Array::new();
+        for s in n.names() {
+            arr.push(s);
+        }
+        doc["notify_states"] = toml_edit::value(arr);
+    }
+    if let Some(b) = update.show_patient_names {
+        doc["show_patient_names"] = toml_edit::value(b);
+    }
+    if let Some(b) = update.sound {
+        doc["sound"] = toml_edit::value(b);
+    }
+    let new_text = doc.to_string();
+    // Validate before touching the file.
+    Config::parse(path, &new_text)?;
+    write_atomically(path, new_text.as_bytes())
+        .map_err(|e| err("(file)", format!("cannot write the file: {e}")))?;
+    Config::load(path)
+}
+
+/// Write via a temporary file and rename, so a crash never leaves half a file.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    let tmp = path.with_extension("tmp");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("/etc/fsn/config.toml"), text)
+    }
+
+    #[test]
+    fn defaults_are_the_us_sandbox() {
+        let c = parse("").unwrap();
+        assert_eq!(c.environment, Environment::UsSandbox);
+        assert_eq!(
+            c.endpoints.api_base.as_str(),
+            "https://api-us-snd.fullscript.io/api"
+        );
+        assert_eq!(
+            c.endpoints.token_url.as_str(),
+            "https://api-us-snd.fullscript.io/api/oauth/token"
+        );
+        assert_eq!(c.redirect_uri.as_str(), DEFAULT_REDIRECT_URI);
+        assert_eq!(c.poll_interval, Duration::from_secs(60));
+        assert!(!c.show_patient_names);
+        assert_eq!(c.notify_states, NotifyStates::default());
+    }
+
+    #[test]
+    fn production_and_authorize_override() {
+        let c = parse(
+            "environment = \"ca-production\"\nauthorize_url = \"https://api-ca.fullscript.io/oauth/authorize\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.endpoints.api_base.as_str(),
+            "https://api-ca.fullscript.com/api"
+        );
+        assert_eq!(
+            c.endpoints.authorize_url.host_str(),
+            Some("api-ca.fullscript.io")
+        );
+    }
+
+    #[test]
+    fn custom_needs_every_url_and_allows_loopback_http() {
+        let e = parse("environment = \"custom\"\n").unwrap_err();
+        assert_eq!(e.key, "results_url");
+        let c = parse(
+            r#"environment = "custom"
+api_base = "http://127.0.0.1:4010/api"
+authorize_url = "http://127.0.0.1:4010/api/oauth/authorize"
+token_url = "http://127.0.0.1:4010/api/oauth/token"
+revoke_url = "http://127.0.0.1:4010/api/oauth/revoke"
+results_url = "http://127.0.0.1:4010/labs/orders/{id}"
+"#,
+        )
+        .unwrap();
+        assert_eq!(
+            c.endpoints.results_url_for("ab-1").unwrap().as_str(),
+            "http://127.0.0.1:4010/labs/orders/ab-1"
+        );
+        assert_eq!(c.endpoints.labs_url.as_str(), "http://127.0.0.1:4010/");
+        let e = parse(
+            r#"environment = "custom"
+api_base = "http://example.com/api"
+"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "api_base");
+    }
+
+    #[test]
+    fn errors_name_the_file_the_key_and_the_problem() {
+        let e = parse("poll_interval_secs = 5").unwrap_err();
+        assert_eq!(e.key, "poll_interval_secs");
+        let text = e.to_string();
+        assert!(
+            text.starts_with("/etc/fsn/config.toml: `poll_interval_secs`: 5 is out of range"),
+            "{text}"
+        );
+
+        let e = parse("environment = \"mars\"").unwrap_err();
+        assert_eq!(e.key, "environment");
+        let e = parse("show_patient_names = \"yes\"").unwrap_err();
+        assert_eq!(e.key, "show_patient_names");
+        let e = parse("api_base = \"http://api-us-snd.fullscript.io/api\"").unwrap_err();
+        assert_eq!(e.key, "api_base");
+        let e = parse("redirect_uri = \"https://example.com/cb\"").unwrap_err();
+        assert_eq!(e.key, "redirect_uri");
+        let e = parse("notify_states = [\"processing\"]").unwrap_err();
+        assert_eq!(e.key, "notify_states");
+        let e = parse("environment = ").unwrap_err();
+        assert_eq!(e.key, "(syntax)");
+        let c = parse("future_key = 1").unwrap();
+        assert_eq!(c.unknown_keys, vec!["future_key".to_string()]);
+    }
+
+    #[test]
+    fn settings_are_written_back_keeping_comments() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, "# my clinic's settings\nsound = true\n").unwrap();
+        let c = write_settings(
+            &path,
+            &SettingsUpdate {
+                poll_interval_secs: Some(120),
+                notify_states: Some(NotifyStates {
+                    partial_results: false,
+                    results_ready: true,
+                    results_amended: true,
+                }),
+                show_patient_names: Some(true),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(c.poll_interval, Duration::from_secs(120));
+        assert!(!c.notify_states.partial_results);
+        assert!(c.show_patient_names);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("# my clinic's settings"));
+        assert!(write_settings(
+            &path,
+            &SettingsUpdate {
+                poll_interval_secs: Some(1),
+                ..Default::default()
+            }
+        )
+        .is_err());
+    }
+}

@@ -1,0 +1,158 @@
+//! Showing notifications: the [`Notifier`] trait, and the native desktop
+//! implementation on `notify-rust`, used by `watch` and by the window app.
+//!
+//! Every notification carries a default action. A helper thread keeps the
+//! notification's D-Bus connection alive and waits for the click, because the
+//! daemon sends `ActionInvoked` only to the connection that called `Notify`.
+//! The click handler (opening results, marking seen, showing the window) is
+//! supplied by the caller. No GTK is touched here, so headless commands stay
+//! headless.
+//!
+//! macOS and Windows use notify-rust's `wait_for_response`, which maps a body
+//! click to `NotificationResponse::Default` on every backend; those paths
+//! compile there but are not exercised by this repository's tests.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use crate::config::APP_NAME;
+use crate::policy::Notification;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    #[error("no notification service is available: {0}")]
+    Unavailable(String),
+}
+
+pub trait Notifier: Send + Sync {
+    /// Show one notification. An error means it was *not* shown (the alert
+    /// stays in the outbox and is tried again).
+    fn show(&self, notification: &Notification) -> Result<(), NotifyError>;
+}
+
+pub type ClickHandler = Arc<dyn Fn(&Notification) + Send + Sync>;
+
+/// Desktop identity: `desktop_entry` matches the installed `.desktop` file
+/// so the desktop shows the app's name and icon, not "tauri".
+pub struct DesktopNotifier {
+    pub app_name: String,
+    pub icon: String,
+    pub desktop_entry: String,
+    on_click: ClickHandler,
+    waiting: Arc<AtomicUsize>,
+}
+
+/// Notifications stay clickable until dismissed; past this many still open,
+/// the oldest waiters are not kept (their clicks are lost, the list remains).
+const MAX_WAITING: usize = 64;
+
+impl DesktopNotifier {
+    pub fn new(on_click: ClickHandler) -> DesktopNotifier {
+        DesktopNotifier {
+            app_name: APP_NAME.to_string(),
+            icon: "fullscript-notifier".to_string(),
+            desktop_entry: "fullscript-notifier".to_string(),
+            on_click,
+            waiting: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    pub fn with_icon(mut self, icon: impl Into<String>) -> DesktopNotifier {
+        self.icon = icon.into();
+        self
+    }
+
+    fn build(&self, n: &Notification) -> notify_rust::Notification {
+        let mut native = notify_rust::Notification::new();
+        native
+            .appname(&self.app_name)
+            .summary(&n.title)
+            .body(&n.body)
+            .icon(&self.icon)
+            .action("default", "Open results");
+        #[cfg(all(unix, not(target_os = "macos")))]
+        {
+            native.hint(notify_rust::Hint::DesktopEntry(self.desktop_entry.clone()));
+            native.hint(notify_rust::Hint::Category("im.received".into()));
+            if n.sound {
+                native.sound_name("message-new-instant");
+            } else {
+                native.hint(notify_rust::Hint::SuppressSound(true));
+            }
+        }
+        #[cfg(target_os = "windows")]
+        {
+            native.app_id(&self.desktop_entry);
+            if n.sound {
+                native.sound_name("Default");
+            }
+        }
+        #[cfg(target_os = "macos")]
+        {
+            if n.sound {
+                native.sound_name("default");
+            }
+        }
+        native
+    }
+}
+
+impl Notifier for DesktopNotifier {
+    fn show(&self, n: &Notification) -> Result<(), NotifyError> {
+        let handle = self
+            .build(n)
+            .show()
+            .map_err(|e| NotifyError::Unavailable(e.to_string()))?;
+        if self.waiting.load(Ordering::Relaxed) >= MAX_WAITING {
+            tracing::debug!(
+                "too many open notifications; this one is shown without a click handler"
+            );
+            return Ok(());
+        }
+        let on_click = self.on_click.clone();
+        let waiting = self.waiting.clone();
+        let n = n.clone();
+        waiting.fetch_add(1, Ordering::Relaxed);
+        let spawned = std::thread::Builder::new()
+            .name("notification-click".into())
+            .spawn(move || {
+                let _ = handle.wait_for_response(|response: &notify_rust::NotificationResponse| {
+                    if response.is_default_action() {
+                        on_click(&n);
+                    }
+                });
+                waiting.fetch_sub(1, Ordering::Relaxed);
+            });
+        if spawned.is_err() {
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+}
+
+/// Records notifications instead of showing them (tests, and `watch --no-notify`).
+#[derive(Default, Clone)]
+pub struct RecordingNotifier {
+    pub shown: Arc<std::sync::Mutex<Vec<Notification>>>,
+    /// When set, every `show` fails (no notification service).
+    pub unavailable: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl RecordingNotifier {
+    pub fn taken(&self) -> Vec<Notification> {
+        std::mem::take(&mut *self.shown.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+impl Notifier for RecordingNotifier {
+    fn show(&self, n: &Notification) -> Result<(), NotifyError> {
+        if self.unavailable.load(Ordering::Relaxed) {
+            return Err(NotifyError::Unavailable("test: no daemon".into()));
+        }
+        self.shown
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(n.clone());
+        Ok(())
+    }
+}

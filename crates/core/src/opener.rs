@@ -1,0 +1,117 @@
+//! Opening results in the browser, safely: only https URLs on the
+//! configured Fullscript hosts (and, in the custom environment, plain http on
+//! loopback) are ever opened. Anything else is refused and logged by host.
+
+use url::Url;
+
+use crate::config::{Config, Environment};
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("refused to open a link to {0}: not one of the configured Fullscript hosts")]
+    NotAllowed(String),
+    #[error("could not start a web browser: {0}")]
+    Browser(String),
+}
+
+/// Which URLs may be opened.
+#[derive(Debug, Clone)]
+pub struct UrlGuard {
+    origins: Vec<url::Origin>,
+    allow_loopback_http: bool,
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+impl UrlGuard {
+    pub fn new(config: &Config) -> UrlGuard {
+        UrlGuard {
+            origins: config.openable_origins(),
+            allow_loopback_http: config.environment == Environment::Custom,
+        }
+    }
+
+    pub fn check(&self, url: &Url) -> Result<(), OpenError> {
+        let scheme_ok = match url.scheme() {
+            "https" => true,
+            "http" => self.allow_loopback_http && is_loopback(url),
+            _ => false,
+        };
+        if scheme_ok && self.origins.contains(&url.origin()) && url.username().is_empty() {
+            Ok(())
+        } else {
+            let host = url.host_str().unwrap_or("(no host)").to_string();
+            tracing::warn!(
+                scheme = url.scheme(),
+                host,
+                "refused to open a link outside the configured Fullscript hosts"
+            );
+            Err(OpenError::NotAllowed(host))
+        }
+    }
+
+    /// Is this an acceptable link (no logging)?
+    pub fn allows(&self, url: &Url) -> bool {
+        let scheme_ok = url.scheme() == "https"
+            || (url.scheme() == "http" && self.allow_loopback_http && is_loopback(url));
+        scheme_ok && self.origins.contains(&url.origin()) && url.username().is_empty()
+    }
+
+    /// Check, then open in the default browser (on Linux `$BROWSER` is honoured).
+    pub fn open(&self, url: &Url) -> Result<(), OpenError> {
+        self.check(url)?;
+        webbrowser::open(url.as_str()).map_err(|e| OpenError::Browser(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn only_configured_https_hosts() {
+        let c = Config::parse(Path::new("c.toml"), "").unwrap();
+        let g = UrlGuard::new(&c);
+        assert!(g.allows(&Url::parse("https://us-snd.fullscript.io/labs/orders/1").unwrap()));
+        assert!(g.allows(&Url::parse("https://api-us-snd.fullscript.io/x.pdf").unwrap()));
+        for bad in [
+            "http://us-snd.fullscript.io/labs",
+            "https://evil.example/labs",
+            "https://us-snd.fullscript.io.evil.example/",
+            "file:///etc/passwd",
+            "javascript:alert(1)",
+            "https://user@us-snd.fullscript.io/",
+            "http://127.0.0.1:4010/labs",
+        ] {
+            assert!(!g.allows(&Url::parse(bad).unwrap()), "{bad}");
+            assert!(g.check(&Url::parse(bad).unwrap()).is_err());
+        }
+    }
+
+    #[test]
+    fn custom_environment_allows_its_loopback_host_only() {
+        let c = Config::parse(
+            Path::new("c.toml"),
+            r#"environment = "custom"
+api_base = "http://127.0.0.1:4010/api"
+authorize_url = "http://127.0.0.1:4010/api/oauth/authorize"
+token_url = "http://127.0.0.1:4010/api/oauth/token"
+revoke_url = "http://127.0.0.1:4010/api/oauth/revoke"
+results_url = "http://127.0.0.1:4010/labs/orders/{id}"
+"#,
+        )
+        .unwrap();
+        let g = UrlGuard::new(&c);
+        assert!(g.allows(&Url::parse("http://127.0.0.1:4010/labs/orders/1").unwrap()));
+        assert!(!g.allows(&Url::parse("http://127.0.0.1:4011/labs/orders/1").unwrap()));
+        assert!(!g.allows(&Url::parse("https://us-snd.fullscript.io/").unwrap()));
+    }
+}

@@ -1,0 +1,286 @@
+//! Notification policy as data: the core decides *what* to tell the user
+//! (one alert or a summary; title, body; which URL "open results" opens),
+//! and a [`crate::notifier::Notifier`] only shows it.
+//!
+//! Notifications appear on lock screens and in notification centres, so the
+//! default text names the lab test, never the patient; showing patient names
+//! is an opt-in setting.
+
+use serde::Serialize;
+use url::Url;
+
+use crate::config::Endpoints;
+use crate::lab::LabState;
+use crate::opener::UrlGuard;
+use crate::store::PendingAlert;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum NotificationKind {
+    /// One order's results; a click opens them and highlights the order.
+    Result { order_id: String },
+    /// Several at once; a click opens the window on the new results.
+    Summary { order_ids: Vec<String> },
+    /// Fullscript ended the session.
+    SignInAgain,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Notification {
+    pub kind: NotificationKind,
+    pub title: String,
+    pub body: String,
+    /// What a click opens in the browser (already checked against the allowed hosts).
+    #[serde(skip)]
+    pub url: Option<Url>,
+    pub alert_ids: Vec<i64>,
+    pub sound: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Policy {
+    pub show_patient_names: bool,
+    pub summary_threshold: usize,
+    pub sound: bool,
+}
+
+pub fn title_for(state: &LabState) -> &'static str {
+    match state {
+        LabState::PartialResults => "Partial lab results received",
+        LabState::ResultsReady => "Lab results ready",
+        LabState::ResultsAmended => "Lab results amended",
+        _ => "Lab order updated",
+    }
+}
+
+/// The link a click opens: the result document when it is on an allowed
+/// host, else the environment's results page for the order.
+pub fn results_link(
+    guard: &UrlGuard,
+    endpoints: &Endpoints,
+    order_id: &str,
+    document_url: Option<&str>,
+) -> Option<Url> {
+    if let Some(doc) = document_url.and_then(|d| Url::parse(d).ok()) {
+        if guard.allows(&doc) {
+            return Some(doc);
+        }
+        tracing::warn!(
+            order_id,
+            "result document link is not on a Fullscript host; opening the results page instead"
+        );
+    }
+    endpoints
+        .results_url_for(order_id)
+        .filter(|u| guard.allows(u))
+}
+
+fn body_for(a: &PendingAlert, show_names: bool) -> String {
+    let what = a
+        .title
+        .clone()
+        .or_else(|| (!a.test_names.is_empty()).then(|| a.test_names.join(", ")))
+        .unwrap_or_else(|| "Lab order".into());
+    let what = match &a.lab_name {
+        Some(lab) if !what.contains(lab.as_str()) => format!("{what} · {lab}"),
+        _ => what,
+    };
+    match (&a.patient_name, show_names) {
+        (Some(p), true) if !p.is_empty() => format!("{} — {what}", p.expose()),
+        _ => what,
+    }
+}
+
+/// Turn the outbox into notifications: one each, or one summary when more
+/// than `summary_threshold` are waiting.
+pub fn compose(
+    alerts: &[PendingAlert],
+    policy: &Policy,
+    guard: &UrlGuard,
+    endpoints: &Endpoints,
+) -> Vec<Notification> {
+    if alerts.is_empty() {
+        return Vec::new();
+    }
+    if alerts.len() > policy.summary_threshold {
+        let count = |s: LabState| alerts.iter().filter(|a| a.state == s).count();
+        let parts: Vec<String> = [
+            (count(LabState::ResultsReady), "ready"),
+            (count(LabState::PartialResults), "partial"),
+            (count(LabState::ResultsAmended), "amended"),
+        ]
+        .into_iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, label)| format!("{n} {label}"))
+        .collect();
+        let mut order_ids: Vec<String> = alerts.iter().map(|a| a.order_id.clone()).collect();
+        order_ids.dedup();
+        return vec![Notification {
+            kind: NotificationKind::Summary { order_ids },
+            title: format!("{} new lab results", alerts.len()),
+            body: format!("{}. Open to review.", parts.join(" · ")),
+            url: Some(endpoints.labs_url.clone()).filter(|u| guard.allows(u)),
+            alert_ids: alerts.iter().map(|a| a.id).collect(),
+            sound: policy.sound,
+        }];
+    }
+    alerts
+        .iter()
+        .map(|a| Notification {
+            kind: NotificationKind::Result {
+                order_id: a.order_id.clone(),
+            },
+            title: title_for(&a.state).to_string(),
+            body: body_for(a, policy.show_patient_names),
+            url: results_link(guard, endpoints, &a.order_id, a.document_url.as_deref()),
+            alert_ids: vec![a.id],
+            sound: policy.sound,
+        })
+        .collect()
+}
+
+/// Fullscript ended the session: say so, without any patient data.
+pub fn sign_in_again(sound: bool) -> Notification {
+    Notification {
+        kind: NotificationKind::SignInAgain,
+        title: "Sign in to Fullscript again".into(),
+        body: "Lab result alerts are paused until you sign in again.".into(),
+        url: None,
+        alert_ids: Vec::new(),
+        sound,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::secret::PatientName;
+    use std::path::Path;
+
+    fn alert(id: i64, state: LabState, doc: Option<&str>) -> PendingAlert {
+        PendingAlert {
+            id,
+            order_id: format!("order-{id}"),
+            state,
+            title: Some("Thyroid Panel".into()),
+            lab_name: Some("Access Medical Labs".into()),
+            test_names: vec!["TSH".into()],
+            patient_name: Some(PatientName::new("Priya Raman")),
+            document_url: doc.map(str::to_string),
+            created_at: String::new(),
+        }
+    }
+
+    fn setup() -> (Config, UrlGuard) {
+        let c = Config::parse(Path::new("c.toml"), "").unwrap();
+        let g = UrlGuard::new(&c);
+        (c, g)
+    }
+
+    #[test]
+    fn single_alerts_carry_no_patient_name_by_default() {
+        let (c, g) = setup();
+        let p = Policy {
+            show_patient_names: false,
+            summary_threshold: 3,
+            sound: true,
+        };
+        let n = compose(
+            &[alert(1, LabState::ResultsReady, None)],
+            &p,
+            &g,
+            &c.endpoints,
+        );
+        assert_eq!(n.len(), 1);
+        assert_eq!(n[0].title, "Lab results ready");
+        assert_eq!(n[0].body, "Thyroid Panel · Access Medical Labs");
+        assert!(!n[0].body.contains("Priya"));
+        assert_eq!(
+            n[0].url.as_ref().unwrap().as_str(),
+            "https://us-snd.fullscript.io/labs/orders/order-1"
+        );
+        let named = compose(
+            &[alert(1, LabState::PartialResults, None)],
+            &Policy {
+                show_patient_names: true,
+                ..p
+            },
+            &g,
+            &c.endpoints,
+        );
+        assert_eq!(named[0].title, "Partial lab results received");
+        assert_eq!(
+            named[0].body,
+            "Priya Raman — Thyroid Panel · Access Medical Labs"
+        );
+    }
+
+    #[test]
+    fn document_links_only_on_allowed_hosts() {
+        let (c, g) = setup();
+        let p = Policy {
+            show_patient_names: false,
+            summary_threshold: 3,
+            sound: false,
+        };
+        let ok = compose(
+            &[alert(
+                2,
+                LabState::ResultsAmended,
+                Some("https://us-snd.fullscript.io/docs/r.pdf"),
+            )],
+            &p,
+            &g,
+            &c.endpoints,
+        );
+        assert_eq!(ok[0].url.as_ref().unwrap().path(), "/docs/r.pdf");
+        let foreign = compose(
+            &[alert(
+                2,
+                LabState::ResultsAmended,
+                Some("https://evil.example/r.pdf"),
+            )],
+            &p,
+            &g,
+            &c.endpoints,
+        );
+        assert_eq!(
+            foreign[0].url.as_ref().unwrap().path(),
+            "/labs/orders/order-2"
+        );
+    }
+
+    #[test]
+    fn more_than_the_threshold_becomes_one_summary() {
+        let (c, g) = setup();
+        let p = Policy {
+            show_patient_names: true,
+            summary_threshold: 3,
+            sound: true,
+        };
+        let alerts: Vec<PendingAlert> = (1..=4)
+            .map(|i| {
+                alert(
+                    i,
+                    if i == 4 {
+                        LabState::ResultsAmended
+                    } else {
+                        LabState::ResultsReady
+                    },
+                    None,
+                )
+            })
+            .collect();
+        let n = compose(&alerts, &p, &g, &c.endpoints);
+        assert_eq!(n.len(), 1);
+        assert_eq!(n[0].title, "4 new lab results");
+        assert_eq!(n[0].body, "3 ready · 1 amended. Open to review.");
+        assert_eq!(n[0].alert_ids, [1, 2, 3, 4]);
+        assert!(
+            !n[0].body.contains("Priya"),
+            "summaries never name patients"
+        );
+        assert_eq!(compose(&alerts[..3], &p, &g, &c.endpoints).len(), 3);
+    }
+}
