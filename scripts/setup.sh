@@ -23,7 +23,7 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 packages=(
   libwebkit2gtk-4.1-dev build-essential curl wget file libxdo-dev libssl-dev
   libayatana-appindicator3-dev librsvg2-dev pkg-config
-  xvfb xauth dbus-x11 dunst libnotify-bin imagemagick x11-utils xdotool
+  xvfb xauth dbus-x11 dunst libnotify-bin imagemagick x11-utils x11-apps xdotool
   webkit2gtk-driver fonts-dejavu-core
   python3-dbusmock gnome-keyring libsecret-tools jq procps
 )

@@ -215,6 +215,18 @@ impl App {
         Ok(account)
     }
 
+    /// Fail fast (instead of a browser that never comes back) when
+    /// Fullscript cannot be reached at all. Any HTTP answer counts as reachable.
+    pub async fn check_reachable(&self) -> Result<(), AppError> {
+        let mut probe = self.config.endpoints.token_url.clone();
+        probe.set_path("/");
+        probe.set_query(None);
+        match self.http.get(probe).send().await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(AuthError::Unreachable(crate::http::describe_transport(&e)).into()),
+        }
+    }
+
     /// Keep the account; a different clinic or practitioner starts a fresh
     /// baseline (their orders are not this list's orders).
     pub fn remember_account(&self, account: &Account) -> Result<(), AppError> {

@@ -376,6 +376,12 @@ async fn token_call_error(what: &'static str, resp: reqwest::Response) -> AuthEr
         return AuthError::Server { status, request_id };
     }
     let code = http::oauth_error_code(&body).unwrap_or_else(|| format!("HTTP {status}"));
+    // The one mistake people make when setting up: say it plainly.
+    let what = if code == "invalid_client" {
+        "client id or secret"
+    } else {
+        what
+    };
     AuthError::Rejected {
         what,
         status,

@@ -119,6 +119,12 @@ pub enum WatchEvent {
     OrdersChanged,
     /// Notifications were shown.
     Delivered(Vec<Notification>),
+    /// A cycle ended: its report or error, and when the next one runs.
+    Cycle {
+        report: Option<CycleReport>,
+        error: Option<String>,
+        next_in: Duration,
+    },
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -632,8 +638,10 @@ impl Watcher {
         Ok(delivered)
     }
 
-    /// Cycle, then decide how long to wait; records the outcome in the status.
-    async fn cycle_and_schedule(&mut self) -> Duration {
+    /// One cycle with its outcome recorded in the status (what `watch --once`
+    /// and the schedule both use); answers the cycle's result and how long to
+    /// wait before the next one.
+    pub async fn cycle(&mut self) -> (Result<CycleReport, CycleError>, Duration) {
         let settings = self.settings();
         let interval = Duration::from_secs(settings.poll_interval_secs.max(1));
         let result = self.run_cycle().await;
@@ -696,8 +704,24 @@ impl Watcher {
                 wait
             }
         };
-        let next = now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::seconds(60));
+        (result, delay)
+    }
+
+    /// Cycle, then announce when the next one runs.
+    async fn cycle_and_schedule(&mut self) -> Duration {
+        let (result, delay) = self.cycle().await;
+        let next =
+            Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::seconds(60));
         self.set_status(|s| s.next_poll_at = Some(ts(next)));
+        let (report, error) = match result {
+            Ok(r) => (Some(r), None),
+            Err(e) => (None, Some(e.to_string())),
+        };
+        let _ = self.events_tx.send(WatchEvent::Cycle {
+            report,
+            error,
+            next_in: delay,
+        });
         delay
     }
 

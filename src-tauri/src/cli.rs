@@ -1,0 +1,490 @@
+//! The command line: `fullscript-notifier [login|logout|status|watch|simulate|demo]`.
+//! With no subcommand the window app starts. Headless subcommands never touch
+//! GTK, so they work without a display.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use fsn_core::notifier::DesktopNotifier;
+use fsn_core::opener::UrlGuard;
+use fsn_core::watcher::WatchEvent;
+use fsn_core::{App, Paths, StatusReport};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "fullscript-notifier",
+    version,
+    about = "Desktop notifications when Fullscript lab results arrive",
+    long_about = "Fullscript Lab Notifier watches your clinic's Fullscript lab orders and raises a desktop \
+notification when results are received, ready or amended. Without a subcommand it starts the window app."
+)]
+pub struct Cli {
+    /// Configuration file (default: the platform config directory)
+    #[arg(long, global = true, env = "FSN_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Data directory: database, logs, token file fallback
+    #[arg(
+        long = "data-dir",
+        global = true,
+        env = "FSN_DATA_DIR",
+        value_name = "PATH"
+    )]
+    pub data_dir: Option<PathBuf>,
+    /// Start with the window hidden (in the tray); used by launch at login
+    #[arg(long, global = true)]
+    pub minimized: bool,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Sign in to Fullscript in the browser and wait for it to come back
+    Login,
+    /// Revoke the sign-in at Fullscript and delete it here
+    Logout,
+    /// Show who is signed in and how watching goes
+    Status {
+        /// Machine-readable output
+        #[arg(long)]
+        json: bool,
+    },
+    /// Watch lab orders and notify, without a window
+    Watch {
+        /// Run one cycle, deliver its notifications, and exit
+        #[arg(long)]
+        once: bool,
+    },
+    /// Run the built-in Fullscript API simulator
+    Simulate(SimulateArgs),
+    /// Start the app against the simulator's demo scenario (no account needed)
+    Demo {
+        /// Seconds between the demo's moves
+        #[arg(long, default_value_t = 6.0)]
+        step_secs: f64,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SimulateArgs {
+    #[arg(long, default_value_t = 4010)]
+    pub port: u16,
+    /// empty, sample or demo
+    #[arg(long, default_value = "demo")]
+    pub scenario: String,
+    #[arg(long, default_value = fsn_simulator::DEMO_CLIENT_ID)]
+    pub client_id: String,
+    #[arg(long, default_value = fsn_simulator::DEMO_CLIENT_SECRET)]
+    pub client_secret: String,
+    #[arg(long, default_value = fsn_simulator::DEFAULT_REDIRECT_URI)]
+    pub redirect_uri: String,
+    /// Skip the consent page and redirect at once (for scripts)
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// Access token lifetime in seconds
+    #[arg(long, default_value_t = 7200)]
+    pub access_token_ttl: u64,
+    /// Requests allowed per rolling 5 minutes
+    #[arg(long, default_value_t = 5000)]
+    pub rate_limit: u32,
+    /// Seconds between the demo scenario's moves
+    #[arg(long, default_value_t = 6.0)]
+    pub step_secs: f64,
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("the async runtime starts")
+}
+
+/// One clear line on stderr, exit 1.
+fn fail(e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {e}");
+    ExitCode::from(1)
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let paths = match Paths::resolve(cli.config.clone(), cli.data_dir.clone()) {
+        Ok(p) => p,
+        Err(e) => return fail(e),
+    };
+    match cli.command {
+        None => crate::gui::run(
+            paths,
+            crate::gui::Options {
+                minimized: cli.minimized,
+                demo: None,
+            },
+        ),
+        Some(Command::Demo { step_secs }) => crate::demo::run(paths, step_secs),
+        Some(Command::Simulate(args)) => {
+            crate::logging::init_cli();
+            simulate(args)
+        }
+        Some(cmd) => {
+            crate::logging::init_cli();
+            let app = match App::open(paths) {
+                Ok(a) => a,
+                Err(e) => return fail(e),
+            };
+            let rt = runtime();
+            rt.block_on(async move {
+                match cmd {
+                    Command::Login => login(&app).await,
+                    Command::Logout => logout(&app).await,
+                    Command::Status { json } => status(&app, json).await,
+                    Command::Watch { once } => watch(&app, once).await,
+                    _ => unreachable!("handled above"),
+                }
+            })
+        }
+    }
+}
+
+async fn login(app: &App) -> ExitCode {
+    let session = match app.session() {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let guard = UrlGuard::new(&app.config);
+    let result = app
+        .login(&session, |url| {
+            eprintln!("Opening your browser to sign in to Fullscript. If it does not open, visit:\n  {url}");
+            if let Err(e) = guard.open(url) {
+                eprintln!("({e})");
+            }
+        })
+        .await;
+    match result {
+        Ok(account) => {
+            let who = account
+                .resource_owner
+                .as_ref()
+                .map(|o| format!("{} {}", o.kind, o.id))
+                .unwrap_or_else(|| "unknown user".into());
+            println!(
+                "Signed in to {} ({}) as {who}; tokens kept in the {}.",
+                account.clinic.name,
+                app.config.environment,
+                match session.storage().kind() {
+                    fsn_core::secret_store::StorageKind::Keychain => "system keychain",
+                    fsn_core::secret_store::StorageKind::File =>
+                        "private token file (no keychain available)",
+                }
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
+async fn logout(app: &App) -> ExitCode {
+    let session = match app.session() {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    if let Err(e) = session.load().await {
+        return fail(e);
+    }
+    let report = app.logout(&session).await;
+    if !report.was_signed_in {
+        println!("Not signed in; nothing to revoke.");
+    }
+    for e in &report.revoke_errors {
+        eprintln!("warning: could not revoke at Fullscript: {e}");
+    }
+    if let Some(e) = &report.local_error {
+        return fail(format!("could not delete the local tokens: {e}"));
+    }
+    if report.was_signed_in {
+        println!("Signed out; local tokens deleted.");
+    }
+    if report.revoke_errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn print_status(s: &StatusReport) {
+    let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    let signed = if s.signed_in {
+        match &s.resource_owner {
+            Some(o) => format!("yes ({} {})", o.kind, o.id),
+            None => "yes".into(),
+        }
+    } else {
+        match &s.signed_out_reason {
+            Some(r) => format!("no ({r})"),
+            None if !s.configured => "no (not configured: see the README's user guide)".into(),
+            None => "no".into(),
+        }
+    };
+    println!("Signed in:      {signed}");
+    println!(
+        "Clinic:         {}",
+        s.clinic
+            .as_ref()
+            .map(|c| format!("{} ({})", c.name, c.id))
+            .unwrap_or_else(|| "-".into())
+    );
+    println!("Environment:    {}", s.environment);
+    println!(
+        "Token storage:  {}{}",
+        s.token_storage,
+        s.token_storage_note
+            .as_deref()
+            .map(|n| format!(" ({n})"))
+            .unwrap_or_default()
+    );
+    println!("Token expires:  {}", or_dash(&s.access_token_expires_at));
+    println!(
+        "Connection:     {}",
+        serde_json::to_value(s.connection)
+            .unwrap_or_default()
+            .as_str()
+            .unwrap_or("-")
+    );
+    println!("Last check:     {}", or_dash(&s.last_poll_at));
+    println!("Next check:     {}", or_dash(&s.next_poll_at));
+    if let Some(since) = &s.retrying_since {
+        println!("Retrying since: {since}");
+    }
+    if s.events_available == Some(false) {
+        println!("Events feed:    refused by Fullscript; every check reads all orders");
+    }
+    let orders: Vec<String> = s
+        .orders_by_state
+        .iter()
+        .map(|(k, v)| format!("{v} {k}"))
+        .collect();
+    println!(
+        "Lab orders:     {}",
+        if orders.is_empty() {
+            "-".into()
+        } else {
+            orders.join(", ")
+        }
+    );
+    println!("Unseen results: {}", s.unseen);
+    println!("Alerts queued:  {}", s.alerts_pending);
+    if let Some(p) = &s.paused_until {
+        println!("Paused until:   {p}");
+    }
+    if !s.notifications_available {
+        println!("Notifications:  no notification service answered; alerts are queued");
+    }
+    println!("Last error:     {}", or_dash(&s.last_error));
+    println!("Config file:    {}", s.config_file);
+    println!("Data directory: {}", s.data_dir);
+}
+
+async fn status(app: &App, json: bool) -> ExitCode {
+    let session = app.session().ok();
+    let report = app.status(session.as_deref()).await;
+    if json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(s) => println!("{s}"),
+            Err(e) => return fail(e),
+        }
+    } else {
+        print_status(&report);
+    }
+    ExitCode::SUCCESS
+}
+
+async fn watch(app: &App, once: bool) -> ExitCode {
+    let _lock = match app.lock_watcher() {
+        Ok(l) => l,
+        Err(e) => return fail(e),
+    };
+    let session = match app.session() {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    match session.load().await {
+        Ok(true) => {}
+        Ok(false) => return fail("not signed in: run `fullscript-notifier login` first"),
+        Err(e) => return fail(e),
+    }
+    let guard = UrlGuard::new(&app.config);
+    let store = app.store.clone();
+    let notifier = Arc::new(DesktopNotifier::new(Arc::new(move |n| {
+        // A click: the practitioner is looking at these results now.
+        let _ = store.mark_alerts_seen(&n.alert_ids, chrono::Utc::now());
+        if let fsn_core::policy::NotificationKind::Result { order_id } = &n.kind {
+            let _ = store.mark_order_seen(order_id, chrono::Utc::now());
+        }
+        match &n.url {
+            Some(url) => match guard.open(url) {
+                Ok(()) => println!("opened results ({})", url.host_str().unwrap_or("")),
+                Err(e) => eprintln!("{e}"),
+            },
+            None => println!("notification clicked"),
+        }
+    })));
+    let mut watcher = match app.watcher(session.clone(), notifier.clone()) {
+        Ok(w) => w,
+        Err(e) => return fail(e),
+    };
+    let handle = watcher.handle();
+    let mut events = handle.subscribe();
+    let printer = tokio::spawn(async move {
+        while let Ok(ev) = events.recv().await {
+            print_event(&ev);
+        }
+    });
+
+    if once {
+        let (result, _) = watcher.cycle().await;
+        // Let the printer drain.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        printer.abort();
+        return match result {
+            Ok(r) => {
+                println!(
+                    "cycle ok: {} requests, {} orders read, {} changed, {} new alerts, {} delivered",
+                    r.requests, r.orders_fetched, r.orders_changed, r.new_alerts, r.delivered
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        };
+    }
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut auth = session.subscribe();
+    let run = tokio::spawn(watcher.run(stop_rx));
+    println!("watching lab orders (Ctrl-C to stop)");
+    let code = tokio::select! {
+        _ = shutdown_signal() => ExitCode::SUCCESS,
+        _ = async {
+            while auth.changed().await.is_ok() {
+                if let fsn_core::session::AuthState::SignedOut { .. } = *auth.borrow() {
+                    break;
+                }
+            }
+        } => {
+            let reason = match &*auth.borrow() {
+                fsn_core::session::AuthState::SignedOut { reason } => reason.clone().unwrap_or_default(),
+                _ => String::new(),
+            };
+            let note = fsn_core::policy::sign_in_again(app.config.sound);
+            let n = notifier.clone();
+            let _ = tokio::task::spawn_blocking(move || fsn_core::notifier::Notifier::show(&*n, &note)).await;
+            eprintln!("error: signed out: {reason}; run `fullscript-notifier login`");
+            ExitCode::from(1)
+        }
+    };
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(5), run).await;
+    printer.abort();
+    code
+}
+
+fn print_event(ev: &WatchEvent) {
+    let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ");
+    match ev {
+        WatchEvent::Cycle {
+            report,
+            error,
+            next_in,
+        } => match (report, error) {
+            (Some(r), _) => println!(
+                "{now} cycle ok{}: {} requests, {} changed, {} new alerts; next in {}s",
+                if r.swept { " (full sweep)" } else { "" },
+                r.requests,
+                r.orders_changed,
+                r.new_alerts,
+                next_in.as_secs()
+            ),
+            (None, Some(e)) => println!(
+                "{now} cycle failed: {e}; next try in {}s",
+                next_in.as_secs()
+            ),
+            (None, None) => {}
+        },
+        WatchEvent::Delivered(notes) => {
+            for n in notes {
+                println!("{now} alert: {} — {}", n.title, n.body);
+            }
+        }
+        WatchEvent::Status(_) | WatchEvent::OrdersChanged => {}
+    }
+}
+
+/// Ctrl-C, or SIGTERM from a service manager.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn simulate(a: SimulateArgs) -> ExitCode {
+    let scenario = match a.scenario.parse::<fsn_simulator::Scenario>() {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    if !(a.step_secs.is_finite() && a.step_secs > 0.0) {
+        return fail("--step-secs must be a positive number");
+    }
+    let config = fsn_simulator::SimConfig {
+        port: a.port,
+        client_id: a.client_id,
+        client_secret: a.client_secret,
+        redirect_uri: a.redirect_uri,
+        auto_approve: a.auto_approve,
+        access_token_ttl: Duration::from_secs(a.access_token_ttl.max(1)),
+        rate_limit: a.rate_limit.max(1),
+        scenario,
+        demo_step: Duration::from_secs_f64(a.step_secs),
+        ..Default::default()
+    };
+    let rt = runtime();
+    rt.block_on(async move {
+        let sim = match fsn_simulator::Simulator::start(config.clone()).await {
+            Ok(s) => s,
+            Err(e) => return fail(format!("cannot listen on 127.0.0.1:{}: {e}", config.port)),
+        };
+        let base = sim.base_url();
+        // The simulator's own made-up credentials: printed on purpose, so a
+        // config file or a person can use them.
+        println!("Fullscript API simulator listening on {base}");
+        println!("  client_id:     {}", config.client_id);
+        println!("  client_secret: {}", config.client_secret);
+        println!("  redirect_uri:  {}", config.redirect_uri);
+        println!("  scenario:      {}", config.scenario.name());
+        println!("  authorize:     {base}/api/oauth/authorize");
+        println!("Config for the app (environment = \"custom\"):");
+        println!(
+            "{}",
+            crate::demo::custom_config_toml(&base, &config.client_id, &config.redirect_uri)
+        );
+        shutdown_signal().await;
+        sim.shutdown().await;
+        ExitCode::SUCCESS
+    })
+}
