@@ -49,6 +49,10 @@ pub trait SecretStore: Send + Sync {
     fn note(&self) -> Option<String> {
         None
     }
+    /// True when a keychain was wanted but none answered (worth a warning).
+    fn is_fallback(&self) -> bool {
+        false
+    }
 }
 
 /// The OS keychain. Calls run on a helper thread with a timeout, because a
@@ -137,6 +141,7 @@ pub struct FileStore {
     path: PathBuf,
     namespace: String,
     note: Option<String>,
+    fallback: bool,
     lock: std::sync::Mutex<()>,
 }
 
@@ -146,6 +151,7 @@ impl FileStore {
             path: data_dir.join("secrets.json"),
             namespace: namespace.to_string(),
             note,
+            fallback: false,
             lock: std::sync::Mutex::new(()),
         }
     }
@@ -235,6 +241,10 @@ impl SecretStore for FileStore {
 
     fn note(&self) -> Option<String> {
         self.note.clone()
+    }
+
+    fn is_fallback(&self) -> bool {
+        self.fallback
     }
 }
 

@@ -60,6 +60,8 @@ pub struct Snapshot {
     pub watching: bool,
     pub token_storage: Option<&'static str>,
     pub token_storage_note: Option<String>,
+    /// No keychain answered, so the file fallback is in use.
+    pub token_storage_fallback: bool,
     pub unseen: usize,
     pub paused_until: Option<String>,
     pub signed_out_reason: Option<String>,
@@ -250,6 +252,7 @@ impl AppState {
             watching,
             token_storage: storage,
             token_storage_note: note,
+            token_storage_fallback: fallback,
             unseen,
             paused_until: paused,
             signed_out_reason: if signed_in { None } else { reason },
