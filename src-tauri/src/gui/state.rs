@@ -179,6 +179,7 @@ impl AppState {
             Some(s) => s.is_signed_in().await,
             None => false,
         };
+        let fallback = core.as_ref().is_some_and(|c| c.secrets.is_fallback());
         let (
             configured,
             environment,
