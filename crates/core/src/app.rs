@@ -200,6 +200,7 @@ impl App {
         session: &Arc<Session>,
         open: impl FnOnce(&Url),
     ) -> Result<Account, AppError> {
+        self.check_reachable().await?;
         let pending = session.oauth().begin_login().await?;
         open(&pending.authorize_url);
         let code = pending.wait(self.config.login_timeout).await?;

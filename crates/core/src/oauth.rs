@@ -235,6 +235,20 @@ pub struct AuthorizationCode {
     verifier: oauth2::PkceCodeVerifier,
 }
 
+impl AuthorizationCode {
+    /// Rebuild a code (tests replay one to prove the server refuses reuse).
+    pub fn from_parts(code: Secret, verifier: String) -> AuthorizationCode {
+        AuthorizationCode {
+            code,
+            verifier: oauth2::PkceCodeVerifier::new(verifier),
+        }
+    }
+
+    pub fn verifier(&self) -> &str {
+        self.verifier.secret()
+    }
+}
+
 #[derive(Debug, Deserialize)]
 struct CallbackParams {
     code: Option<String>,

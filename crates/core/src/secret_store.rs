@@ -263,11 +263,12 @@ pub fn open(choice: TokenStorageChoice, data_dir: &Path, namespace: &str) -> Box
             match keychain.probe() {
                 Ok(()) => Box::new(keychain),
                 Err(e) => {
-                    let store = FileStore::new(
+                    let mut store = FileStore::new(
                         data_dir,
                         namespace,
                         Some(format!("{e}; using a private file instead")),
                     );
+                    store.fallback = true;
                     tracing::warn!(
                         reason = %e,
                         file = %store.path().display(),
