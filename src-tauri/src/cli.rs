@@ -362,7 +362,11 @@ async fn watch(app: &App, once: bool) -> ExitCode {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut auth = session.subscribe();
     let run = tokio::spawn(watcher.run(stop_rx));
-    println!("watching lab orders (Ctrl-C to stop)");
+    spawn_check_now_on_sigusr1(handle.clone());
+    println!(
+        "watching lab orders (Ctrl-C to stop; `kill -USR1 {}` checks now)",
+        std::process::id()
+    );
     let code = tokio::select! {
         _ = shutdown_signal() => ExitCode::SUCCESS,
         _ = async {
@@ -418,6 +422,23 @@ fn print_event(ev: &WatchEvent) {
         }
         WatchEvent::Status(_) | WatchEvent::OrdersChanged => {}
     }
+}
+
+/// `kill -USR1 <pid>`: check now (scripts, and after a manual reconnect).
+fn spawn_check_now_on_sigusr1(handle: fsn_core::watcher::WatcherHandle) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let Ok(mut usr1) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
+        else {
+            return;
+        };
+        while usr1.recv().await.is_some() {
+            handle.check_now();
+        }
+    });
+    #[cfg(not(unix))]
+    let _ = handle;
 }
 
 /// Ctrl-C, or SIGTERM from a service manager.

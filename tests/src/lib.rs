@@ -1,1 +1,566 @@
-//! e2e
+//! End-to-end harness: a private virtual desktop for the real app.
+//!
+//! [`Desktop`] starts, as needed, a private D-Bus session bus, Xvfb, dunst
+//! (the notification daemon), a D-Bus monitor recording every `Notify` call,
+//! gnome-keyring (Secret Service), and tauri-driver; every child runs in its
+//! own process group and is killed by that id when the `Desktop` drops, also
+//! when a test fails. `$BROWSER` points at a stub that records each URL and,
+//! for the simulator's consent page, presses "Authorize" like a person.
+
+use std::io::{BufRead, Write};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub use fsn_simulator::{SimConfig, Simulator};
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Xvfb and dunst (a real notification daemon needs a display).
+    pub display: bool,
+    /// gnome-keyring as the Secret Service.
+    pub keyring: bool,
+}
+
+/// One `Notify` call as the daemon received it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notify {
+    pub app_name: String,
+    pub icon: String,
+    pub summary: String,
+    pub body: String,
+    pub actions: Vec<String>,
+}
+
+struct Proc {
+    name: &'static str,
+    child: Child,
+}
+
+pub struct Desktop {
+    pub dir: tempfile::TempDir,
+    pub display: Option<String>,
+    pub bus: String,
+    procs: Vec<Proc>,
+    env: Vec<(String, String)>,
+}
+
+/// Poll `f` until it answers `Some`, or give up after `timeout`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if start.elapsed() > timeout {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The app binary built by `cargo build` (the test script builds it first).
+pub fn app_binary() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("..")
+                .join("target")
+        });
+    let bin = target.join("debug").join("fullscript-notifier");
+    if !bin.exists() {
+        let ok = Command::new(env!("CARGO"))
+            .args(["build", "-p", "fullscript-notifier"])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "could not build the app");
+    }
+    bin
+}
+
+fn kill_group(pid: u32) {
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{pid}")])
+        .stderr(Stdio::null())
+        .status();
+}
+
+const BROWSER_STUB: &str = r#"#!/bin/sh
+# Test browser: record the URL; approve the simulator's consent page.
+url="$1"
+echo "$url" >> "$FSN_E2E_DIR/opened-urls.txt"
+case "$url" in
+  */oauth/authorize*)
+    page=$(curl -s "$url")
+    rid=$(printf '%s' "$page" | sed -n 's/.*name="request_id" value="\([^"]*\)".*/\1/p')
+    action=$(printf '%s' "$url" | sed 's/?.*//')/decision
+    loc=$(curl -s -o /dev/null -w '%{redirect_url}' --data "request_id=$rid&decision=${FSN_E2E_DECISION:-approve}" "$action")
+    [ -n "$loc" ] && curl -s -o /dev/null "$loc"
+    ;;
+esac
+exit 0
+"#;
+
+const DUNSTRC: &str = "[global]\n    mouse_left_click = do_action, close_current\n    history_length = 100\n    show_indicators = yes\n[urgency_low]\n    timeout = 0\n[urgency_normal]\n    timeout = 0\n[urgency_critical]\n    timeout = 0\n";
+
+impl Desktop {
+    pub fn start(opts: Options) -> Desktop {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let home = dir.path().to_path_buf();
+        for sub in ["run", "config", "data", "cache"] {
+            std::fs::create_dir_all(home.join(sub)).unwrap();
+        }
+        let runtime = home.join("run");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&runtime, std::fs::Permissions::from_mode(0o700));
+        }
+        let browser = home.join("browser.sh");
+        std::fs::write(&browser, BROWSER_STUB).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&browser, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        std::fs::write(home.join("opened-urls.txt"), "").unwrap();
+
+        let mut d = Desktop {
+            dir,
+            display: None,
+            bus: String::new(),
+            procs: Vec::new(),
+            env: vec![
+                ("HOME".into(), home.display().to_string()),
+                ("XDG_RUNTIME_DIR".into(), runtime.display().to_string()),
+                (
+                    "XDG_CONFIG_HOME".into(),
+                    home.join("config").display().to_string(),
+                ),
+                (
+                    "XDG_DATA_HOME".into(),
+                    home.join("data").display().to_string(),
+                ),
+                (
+                    "XDG_CACHE_HOME".into(),
+                    home.join("cache").display().to_string(),
+                ),
+                ("BROWSER".into(), browser.display().to_string()),
+                ("FSN_E2E_DIR".into(), home.display().to_string()),
+                ("NO_AT_BRIDGE".into(), "1".into()),
+                (
+                    "FSN_CONFIG".into(),
+                    home.join("config.toml").display().to_string(),
+                ),
+                (
+                    "FSN_DATA_DIR".into(),
+                    home.join("app-data").display().to_string(),
+                ),
+                ("GDK_BACKEND".into(), "x11".into()),
+                ("WEBKIT_DISABLE_DMABUF_RENDERER".into(), "1".into()),
+            ],
+        };
+
+        // Private session bus.
+        let mut bus = Command::new("dbus-daemon");
+        bus.args(["--session", "--nofork", "--print-address=1"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .process_group(0);
+        let mut child = bus.spawn().expect("dbus-daemon (run scripts/setup.sh)");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        d.bus = line.trim().to_string();
+        d.procs.push(Proc {
+            name: "dbus-daemon",
+            child,
+        });
+        d.env
+            .push(("DBUS_SESSION_BUS_ADDRESS".into(), d.bus.clone()));
+
+        if opts.display {
+            let mut x = Command::new("Xvfb");
+            x.args([
+                "-displayfd",
+                "1",
+                "-screen",
+                "0",
+                "1280x800x24",
+                "-nolisten",
+                "tcp",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .process_group(0);
+            let mut child = x.spawn().expect("Xvfb (run scripts/setup.sh)");
+            let mut n = String::new();
+            std::io::BufReader::new(child.stdout.take().unwrap())
+                .read_line(&mut n)
+                .unwrap();
+            let display = format!(":{}", n.trim());
+            d.procs.push(Proc {
+                name: "Xvfb",
+                child,
+            });
+            d.env.push(("DISPLAY".into(), display.clone()));
+            d.display = Some(display);
+
+            std::fs::write(home.join("dunstrc"), DUNSTRC).unwrap();
+            let dunst = d.spawn("dunst", {
+                let mut c = d.command("dunst");
+                c.arg("-config").arg(home.join("dunstrc"));
+                c
+            });
+            let _ = dunst;
+            d.wait_for_bus_name("org.freedesktop.Notifications");
+        }
+
+        // Record every Notify call as the daemon receives it.
+        let log = std::fs::File::create(home.join("notify.log")).unwrap();
+        let mut mon = d.command("dbus-monitor");
+        mon.arg("--session")
+            .arg("interface='org.freedesktop.Notifications',member='Notify'")
+            .stdout(log);
+        d.spawn("dbus-monitor", mon);
+        // The monitor is live once it has printed its own NameAcquired lines.
+        wait_for("dbus-monitor", Duration::from_secs(10), || {
+            let text = std::fs::read_to_string(home.join("notify.log")).ok()?;
+            text.contains("NameAcquired").then_some(())
+        });
+
+        if opts.keyring {
+            let mut k = d.command("gnome-keyring-daemon");
+            k.args(["--foreground", "--unlock", "--components=secrets"])
+                .stdin(Stdio::piped());
+            let mut child = k.process_group(0).spawn().expect("gnome-keyring-daemon");
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(b"e2e-password")
+                .unwrap();
+            d.procs.push(Proc {
+                name: "gnome-keyring",
+                child,
+            });
+            d.wait_for_bus_name("org.freedesktop.secrets");
+        }
+        d
+    }
+
+    pub fn home(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.home().join("app-data")
+    }
+
+    /// A command with this desktop's environment (and nothing of the caller's session).
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut c = Command::new(program);
+        c.env_remove("DBUS_SESSION_BUS_ADDRESS")
+            .env_remove("DISPLAY")
+            .env_remove("WAYLAND_DISPLAY");
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
+        c.stderr(Stdio::null()).stdout(Stdio::null());
+        c
+    }
+
+    pub fn app(&self) -> Command {
+        self.command(app_binary())
+    }
+
+    pub fn env(&self) -> &[(String, String)] {
+        &self.env
+    }
+
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.into(), value.into()));
+    }
+
+    /// Start a long-running child in its own process group; answers its pid.
+    pub fn spawn(&mut self, name: &'static str, mut cmd: Command) -> u32 {
+        let child = cmd
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        let pid = child.id();
+        self.procs.push(Proc { name, child });
+        pid
+    }
+
+    /// SIGKILL a child (by its pid, and its process group).
+    pub fn kill(&mut self, pid: u32) {
+        kill_group(pid);
+        if let Some(i) = self.procs.iter().position(|p| p.child.id() == pid) {
+            let mut p = self.procs.remove(i);
+            let _ = p.child.kill();
+            let _ = p.child.wait();
+        }
+    }
+
+    pub fn is_running(&mut self, pid: u32) -> bool {
+        self.procs
+            .iter_mut()
+            .find(|p| p.child.id() == pid)
+            .is_some_and(|p| matches!(p.child.try_wait(), Ok(None)))
+    }
+
+    pub fn wait_for_bus_name(&self, name: &str) {
+        let ok = self
+            .command("gdbus")
+            .args(["wait", "--session", "--timeout", "15", name])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "{name} did not appear on the private bus");
+    }
+
+    /// Run the app's CLI to completion: (exit code, stdout, stderr).
+    pub fn run_app(&self, args: &[&str]) -> (i32, String, String) {
+        let out = self
+            .app()
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .output()
+            .expect("run the app");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    pub fn status_json(&self) -> serde_json::Value {
+        let (code, out, err) = self.run_app(&["status", "--json"]);
+        assert_eq!(code, 0, "status failed: {err}");
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("status --json: {e}: {out}"))
+    }
+
+    /// Write the app's config for a simulator (custom environment).
+    pub fn write_config(&self, sim: &Simulator, redirect_uri: &str, extra: &str) {
+        let base = sim.base_url();
+        let text = format!(
+            r#"environment = "custom"
+api_base = "{base}/api"
+authorize_url = "{base}/api/oauth/authorize"
+token_url = "{base}/api/oauth/token"
+revoke_url = "{base}/api/oauth/revoke"
+results_url = "{base}/labs/orders/{{id}}"
+labs_url = "{base}/labs"
+redirect_uri = "{redirect_uri}"
+{extra}
+"#
+        );
+        std::fs::write(self.home().join("config.toml"), text).unwrap();
+    }
+
+    /// Every Notify call so far, parsed from the D-Bus monitor's log.
+    pub fn notifications(&self) -> Vec<Notify> {
+        let text = std::fs::read_to_string(self.home().join("notify.log")).unwrap_or_default();
+        parse_notify_log(&text)
+    }
+
+    pub fn wait_for_notifications(&self, count: usize, timeout: Duration) -> Vec<Notify> {
+        wait_for(&format!("{count} notifications"), timeout, || {
+            let n = self.notifications();
+            (n.len() >= count).then_some(n)
+        })
+    }
+
+    /// Click the newest notification's body (its default action), as a user would.
+    pub fn click_newest_notification(&self) {
+        let ok = self
+            .command("dunstctl")
+            .args(["action", "0"])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "dunstctl action failed");
+    }
+
+    pub fn close_all_notifications(&self) {
+        let _ = self.command("dunstctl").arg("close-all").status();
+    }
+
+    pub fn dunst_history(&self) -> String {
+        self.command("dunstctl")
+            .arg("history")
+            .stdout(Stdio::piped())
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// URLs the `$BROWSER` stub was asked to open.
+    pub fn opened_urls(&self) -> Vec<String> {
+        std::fs::read_to_string(self.home().join("opened-urls.txt"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    pub fn screenshot(&self, path: &Path) {
+        if let Some(parent) = path.parent() {
+            let _ = std::fs::create_dir_all(parent);
+        }
+        let _ = self
+            .command("import")
+            .args(["-window", "root"])
+            .arg(path)
+            .status();
+    }
+
+    /// `secret-tool lookup` in this desktop's keyring.
+    pub fn keyring_lookup(&self, user: &str) -> Option<String> {
+        let out = self
+            .command("secret-tool")
+            .args(["lookup", "service", "fullscript-notifier", "username", user])
+            .stdout(Stdio::piped())
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        (out.status.success() && !text.is_empty()).then_some(text)
+    }
+
+    /// The newest app log (the window app writes one per day).
+    pub fn app_log(&self) -> String {
+        let dir = self.data_dir().join("logs");
+        let mut out = String::new();
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for e in entries.flatten() {
+                out.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Desktop {
+    fn drop(&mut self) {
+        // Reverse order: the app before its daemons, the bus last.
+        while let Some(mut p) = self.procs.pop() {
+            kill_group(p.child.id());
+            let _ = p.child.kill();
+            let _ = p.child.wait();
+            let _ = p.name;
+        }
+    }
+}
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A simulator whose registered redirect URI is on a free port.
+pub async fn simulator(mut config: SimConfig) -> (Simulator, String) {
+    let redirect = format!("http://127.0.0.1:{}/callback", free_port());
+    config.redirect_uri = redirect.clone();
+    (Simulator::start(config).await.expect("simulator"), redirect)
+}
+
+fn unquote(line: &str) -> Option<String> {
+    let l = line.trim();
+    let rest = l.strip_prefix("string \"")?;
+    Some(rest.strip_suffix('"').unwrap_or(rest).to_string())
+}
+
+pub fn parse_notify_log(text: &str) -> Vec<Notify> {
+    let mut out = Vec::new();
+    let mut lines = text.lines().peekable();
+    while let Some(line) = lines.next() {
+        if !(line.starts_with("method call") && line.contains("member=Notify")) {
+            continue;
+        }
+        let mut strings = Vec::new();
+        let mut actions = Vec::new();
+        let mut in_actions = false;
+        let mut arrays_seen = 0;
+        while let Some(next) = lines.peek() {
+            if next.starts_with("method call")
+                || next.starts_with("signal")
+                || next.starts_with("method return")
+            {
+                break;
+            }
+            let l = lines.next().unwrap_or_default().trim().to_string();
+            if l.starts_with("array [") {
+                arrays_seen += 1;
+                in_actions = arrays_seen == 1;
+                continue;
+            }
+            if l == "]" {
+                in_actions = false;
+                continue;
+            }
+            if let Some(s) = unquote(&l) {
+                if in_actions {
+                    actions.push(s);
+                } else if arrays_seen == 0 {
+                    strings.push(s);
+                }
+            }
+        }
+        if strings.len() >= 4 {
+            out.push(Notify {
+                app_name: strings[0].clone(),
+                icon: strings[1].clone(),
+                summary: strings[2].clone(),
+                body: strings[3].clone(),
+                actions,
+            });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_recorded_notify_call() {
+        let log = r#"signal time=1 sender=org.freedesktop.DBus -> destination=:1.3 serial=2 path=/org/freedesktop/DBus; interface=org.freedesktop.DBus; member=NameAcquired
+   string ":1.3"
+method call time=2 sender=:1.5 -> destination=org.freedesktop.Notifications serial=7 path=/org/freedesktop/Notifications; interface=org.freedesktop.Notifications; member=Notify
+   string "Fullscript Lab Notifier"
+   uint32 0
+   string "/tmp/icon.png"
+   string "Lab results ready"
+   string "Thyroid Panel · Quest Diagnostics"
+   array [
+      string "default"
+      string "Open results"
+   ]
+   array [
+      dict entry(
+         string "desktop-entry"
+         variant             string "fullscript-notifier"
+      )
+   ]
+   int32 -1
+"#;
+        let n = parse_notify_log(log);
+        assert_eq!(n.len(), 1);
+        assert_eq!(n[0].app_name, "Fullscript Lab Notifier");
+        assert_eq!(n[0].summary, "Lab results ready");
+        assert_eq!(n[0].body, "Thyroid Panel · Quest Diagnostics");
+        assert_eq!(n[0].actions, ["default", "Open results"]);
+    }
+}

@@ -241,11 +241,17 @@ mod tests {
         let mut tracked = HashMap::new();
         let o = order("o", LabState::ResultsAmended, "f", "t");
         track(
-            &detect(&tracked, &[o.clone()], &HashMap::new(), true, &rules()),
+            &detect(
+                &tracked,
+                std::slice::from_ref(&o),
+                &HashMap::new(),
+                true,
+                &rules(),
+            ),
             &mut tracked,
         );
         let events = HashMap::from([("o".to_string(), "evt-9".to_string())]);
-        let d = detect(&tracked, &[o.clone()], &events, false, &rules());
+        let d = detect(&tracked, std::slice::from_ref(&o), &events, false, &rules());
         assert_eq!(d.alerts.len(), 1);
         assert_eq!(d.alerts[0].fingerprint, "event:evt-9");
         track(&d, &mut tracked);
@@ -290,14 +296,24 @@ mod tests {
         let mut tracked = HashMap::new();
         let o = order("o", LabState::ResultsReady, "f", "t");
         track(
-            &detect(&tracked, &[o.clone()], &HashMap::new(), true, &rules()),
+            &detect(
+                &tracked,
+                std::slice::from_ref(&o),
+                &HashMap::new(),
+                true,
+                &rules(),
+            ),
             &mut tracked,
         );
-        assert!(
-            detect(&tracked, &[o.clone()], &HashMap::new(), false, &rules())
-                .upserts
-                .is_empty()
-        );
+        assert!(detect(
+            &tracked,
+            std::slice::from_ref(&o),
+            &HashMap::new(),
+            false,
+            &rules()
+        )
+        .upserts
+        .is_empty());
         let mut bare = o.clone();
         bare.results = None;
         assert!(!needs_detail(&tracked, &bare));

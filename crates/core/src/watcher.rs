@@ -321,7 +321,8 @@ impl Watcher {
             || self.need_sweep
             || requested
             || events_refused
-            || (settings.sweep_every > 0 && self.cycle_no % settings.sweep_every as u64 == 0);
+            || (settings.sweep_every > 0
+                && self.cycle_no.is_multiple_of(settings.sweep_every as u64));
         self.cycle_no += 1;
         self.set_status(|s| s.connection = Connection::Checking);
         let sent_before = self.api.budget().sent();
@@ -596,6 +597,7 @@ impl Watcher {
         if pending.is_empty() {
             return Ok(0);
         }
+        hold_before_delivery_for_tests().await;
         let s = self.settings();
         let policy = Policy {
             show_patient_names: s.show_patient_names,
@@ -764,6 +766,16 @@ impl Watcher {
             left -= step;
         }
         false
+    }
+}
+
+/// Crash-safety tests kill the process between the commit and the first
+/// notification. With `FSN_TEST_HOLD_BEFORE_DELIVERY=<file>` set, the
+/// watcher writes that file and waits there; never set in normal use.
+async fn hold_before_delivery_for_tests() {
+    if let Some(marker) = std::env::var_os("FSN_TEST_HOLD_BEFORE_DELIVERY") {
+        let _ = std::fs::write(&marker, b"holding");
+        tokio::time::sleep(Duration::from_secs(120)).await;
     }
 }
 

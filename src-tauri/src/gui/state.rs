@@ -99,11 +99,8 @@ impl AppState {
             Ok(core) => {
                 let core = Arc::new(core);
                 if core.config.client_id.is_some() {
-                    match core.session() {
-                        Ok(s) => svc.session = Some(s),
-                        // No secret yet: the sign-in screen asks for it.
-                        Err(_) => {}
-                    }
+                    // Without a secret yet, there is no session: the sign-in screen asks for it.
+                    svc.session = core.session().ok();
                 }
                 *self.core_cache.lock().unwrap_or_else(|p| p.into_inner()) = Some(core.clone());
                 svc.core = Some(core);

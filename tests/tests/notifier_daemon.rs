@@ -1,0 +1,128 @@
+//! `fullscript-notifier watch` on a real notification daemon (dunst) on a
+//! private session bus: what the daemon received, and what a click opens.
+
+use std::time::Duration;
+
+use fsn_e2e::*;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn watch_notifies_on_the_daemon_and_a_click_opens_the_results() {
+    let mut d = Desktop::start(Options {
+        display: true,
+        keyring: false,
+    });
+    let (sim, redirect) = simulator(SimConfig::default()).await;
+    d.write_config(
+        &sim,
+        &redirect,
+        "client_id = \"fsn-demo-client\"\nclient_secret = \"fsn-demo-secret\"\ntoken_storage = \"file\"",
+    );
+    let (code, out, err) = d.run_app(&["login"]);
+    assert_eq!(code, 0, "login: {err}");
+    assert!(
+        out.contains("Signed in to Maple Grove Integrative Health"),
+        "{out}"
+    );
+
+    let order = sim
+        .control()
+        .add_patient_order("Priya", "Raman", "processing");
+    let mut watch = d.app();
+    watch.arg("watch");
+    let pid = d.spawn("watch", watch);
+    wait_for("the baseline", Duration::from_secs(30), || {
+        d.status_json()["last_poll_at"].as_str().map(|_| ())
+    });
+    assert!(d.notifications().is_empty(), "the baseline is silent");
+
+    sim.control().set_state(&order.id, "results_ready").unwrap();
+    std::process::Command::new("kill")
+        .args(["-USR1", &pid.to_string()])
+        .status()
+        .unwrap();
+    let notes = d.wait_for_notifications(1, Duration::from_secs(30));
+    let n = &notes[0];
+    assert_eq!(n.app_name, "Fullscript Lab Notifier");
+    assert_eq!(n.summary, "Lab results ready");
+    assert_eq!(n.body, "Comprehensive Metabolic Panel · Quest Diagnostics");
+    assert!(
+        !n.body.contains("Priya") && !n.body.contains("Raman"),
+        "no patient name by default"
+    );
+    assert_eq!(n.actions[0], "default");
+    assert!(n.icon.ends_with(".png") || n.icon == "fullscript-notifier");
+
+    d.click_newest_notification();
+    let want = format!("{}/labs/orders/{}", sim.base_url(), order.id);
+    wait_for(
+        "the results URL to be opened",
+        Duration::from_secs(15),
+        || d.opened_urls().iter().any(|u| u == &want).then_some(()),
+    );
+    wait_for(
+        "the alert to be marked seen",
+        Duration::from_secs(10),
+        || (d.status_json()["unseen"] == 0).then_some(()),
+    );
+    assert_eq!(d.notifications().len(), 1, "exactly one notification");
+    d.kill(pid);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn patient_names_appear_only_when_enabled() {
+    let d = Desktop::start(Options {
+        display: true,
+        keyring: false,
+    });
+    let (sim, redirect) = simulator(SimConfig::default()).await;
+    d.write_config(
+        &sim,
+        &redirect,
+        "client_id = \"fsn-demo-client\"\nclient_secret = \"fsn-demo-secret\"\ntoken_storage = \"file\"\nshow_patient_names = true",
+    );
+    assert_eq!(d.run_app(&["login"]).0, 0);
+    let order = sim
+        .control()
+        .add_patient_order("Grace", "Hopper", "processing");
+    assert_eq!(d.run_app(&["watch", "--once"]).0, 0);
+    sim.control()
+        .set_state(&order.id, "partial_results")
+        .unwrap();
+    let (code, out, _) = d.run_app(&["watch", "--once"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("alert: Partial lab results received — Grace Hopper"),
+        "{out}"
+    );
+    let notes = d.wait_for_notifications(1, Duration::from_secs(10));
+    assert_eq!(
+        notes[0].body,
+        "Grace Hopper — Comprehensive Metabolic Panel · Quest Diagnostics"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_notification_service_is_reported_and_the_alert_waits() {
+    // A bus with no notification daemon (and no display to activate one on).
+    let d = Desktop::start(Options {
+        display: false,
+        keyring: false,
+    });
+    let (sim, redirect) = simulator(SimConfig::default()).await;
+    d.write_config(
+        &sim,
+        &redirect,
+        "client_id = \"fsn-demo-client\"\nclient_secret = \"fsn-demo-secret\"\ntoken_storage = \"file\"",
+    );
+    assert_eq!(d.run_app(&["login"]).0, 0);
+    let order = sim
+        .control()
+        .add_patient_order("Liam", "Chen", "processing");
+    assert_eq!(d.run_app(&["watch", "--once"]).0, 0);
+    sim.control().set_state(&order.id, "results_ready").unwrap();
+    let (code, _, _) = d.run_app(&["watch", "--once"]);
+    assert_eq!(code, 0, "no crash without a daemon");
+    let status = d.status_json();
+    assert_eq!(status["alerts_pending"], 1);
+    assert_eq!(status["notifications_available"], false);
+}
