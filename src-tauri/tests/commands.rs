@@ -1,0 +1,267 @@
+//! The window app's command layer on Tauri's mock runtime, against the
+//! simulator: sign-in, list, open and mark seen, check now, settings, sign-out.
+//! One scenario per process: it points D-Bus and `$BROWSER` at test doubles.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use fullscript_notifier::gui::{self, commands, AppState};
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+use tauri::test::{
+    get_ipc_response, mock_builder, mock_context, noop_assets, MockRuntime, INVOKE_KEY,
+};
+use tauri::webview::InvokeRequest;
+use tauri::{Manager, WebviewWindow};
+
+fn invoke<T: DeserializeOwned>(
+    w: &WebviewWindow<MockRuntime>,
+    cmd: &str,
+    args: Value,
+) -> Result<T, String> {
+    let res = get_ipc_response(
+        w,
+        InvokeRequest {
+            cmd: cmd.into(),
+            callback: tauri::ipc::CallbackFn(0),
+            error: tauri::ipc::CallbackFn(1),
+            url: "tauri://localhost".parse().unwrap(),
+            body: tauri::ipc::InvokeBody::Json(args),
+            headers: Default::default(),
+            invoke_key: INVOKE_KEY.to_string(),
+        },
+    );
+    match res {
+        Ok(body) => Ok(body.deserialize::<T>().expect("response shape")),
+        Err(v) => Err(v
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| v.to_string())),
+    }
+}
+
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn write_config(path: &Path, base: &str, redirect: &str) {
+    // No client id yet: the sign-in screen provides it.
+    std::fs::write(
+        path,
+        format!(
+            r#"# written by the test
+environment = "custom"
+api_base = "{base}/api"
+authorize_url = "{base}/api/oauth/authorize"
+token_url = "{base}/api/oauth/token"
+revoke_url = "{base}/api/oauth/revoke"
+results_url = "{base}/labs/orders/{{id}}"
+redirect_uri = "{redirect}"
+token_storage = "file"
+"#
+        ),
+    )
+    .unwrap();
+}
+
+#[test]
+fn sign_in_list_open_mark_seen_check_now_settings_and_sign_out() {
+    let dir = tempfile::tempdir().unwrap();
+    // No notification daemon and no real browser for this process.
+    std::env::set_var(
+        "DBUS_SESSION_BUS_ADDRESS",
+        "unix:path=/nonexistent/fsn-test",
+    );
+    let opened = dir.path().join("opened.txt");
+    let browser = dir.path().join("browser.sh");
+    std::fs::write(
+        &browser,
+        format!("#!/bin/sh\necho \"$1\" >> {}\n", opened.display()),
+    )
+    .unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&browser, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    std::env::set_var("BROWSER", &browser);
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let redirect = format!("http://127.0.0.1:{port}/callback");
+    let sim = rt
+        .block_on(fsn_simulator::Simulator::start(fsn_simulator::SimConfig {
+            auto_approve: true,
+            redirect_uri: redirect.clone(),
+            ..Default::default()
+        }))
+        .unwrap();
+    let ctl = sim.control().clone();
+    let ready = ctl.add_patient_order("Priya", "Raman", "processing");
+    let config_file = dir.path().join("config.toml");
+    write_config(&config_file, &sim.base_url(), &redirect);
+
+    let paths = fsn_core::Paths {
+        config_file: config_file.clone(),
+        data_dir: dir.path().join("data"),
+    };
+    let app = commands::register(mock_builder())
+        .manage(AppState::new(paths, false))
+        .build(mock_context(noop_assets()))
+        .unwrap();
+    let w = tauri::WebviewWindowBuilder::new(&app, "main", Default::default())
+        .build()
+        .unwrap();
+    tauri::async_runtime::block_on(gui::start(app.handle()));
+
+    // First run: nothing configured.
+    let snap: Value = invoke(&w, "snapshot", json!({})).unwrap();
+    assert_eq!(snap["signed_in"], false);
+    assert_eq!(snap["configured"], false);
+    let err = invoke::<Value>(
+        &w,
+        "sign_in",
+        json!({"environment": "custom", "clientId": " ", "clientSecret": null}),
+    )
+    .unwrap_err();
+    assert!(err.contains("client id"), "{err}");
+
+    // Sign in: the "browser" follows the simulator's approval redirect.
+    *app.state::<AppState>().browser.lock().unwrap() = Some(std::sync::Arc::new(
+        fullscript_notifier::demo::auto_approve_browser,
+    ));
+    let started: Value = invoke(
+        &w,
+        "sign_in",
+        json!({"environment": "custom", "clientId": "fsn-demo-client", "clientSecret": "fsn-demo-secret"}),
+    )
+    .unwrap();
+    assert!(started["authorize_url"]
+        .as_str()
+        .unwrap()
+        .contains("/api/oauth/authorize"));
+    wait_until("signed in and watching", || {
+        let s: Value = invoke(&w, "snapshot", json!({})).unwrap();
+        s["signed_in"] == true && s["watching"] == true && s["status"]["last_poll_at"].is_string()
+    });
+    let snap: Value = invoke(&w, "snapshot", json!({})).unwrap();
+    assert_eq!(
+        snap["account"]["clinic"]["name"],
+        "Maple Grove Integrative Health"
+    );
+    assert_eq!(snap["token_storage"], "file");
+    let config_text = std::fs::read_to_string(&config_file).unwrap();
+    assert!(
+        config_text.starts_with("# written by the test"),
+        "comments kept"
+    );
+    assert!(config_text.contains("client_id = \"fsn-demo-client\""));
+    assert!(
+        !config_text.contains("fsn-demo-secret"),
+        "the secret is not written to the config"
+    );
+
+    // The list (patient names are shown in the window).
+    let rows: Vec<Value> = invoke(&w, "list_orders", json!({})).unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["patient_name"], "Priya Raman");
+    assert_eq!(rows[0]["unseen"], false);
+
+    // Check now picks up a result at once; the row becomes new.
+    ctl.set_state(&ready.id, "results_ready").unwrap();
+    invoke::<()>(&w, "check_now", json!({})).unwrap();
+    wait_until("the new result", || {
+        let rows: Vec<Value> = invoke(&w, "list_orders", json!({})).unwrap();
+        rows[0]["state"] == "results_ready" && rows[0]["unseen"] == true
+    });
+    let snap: Value = invoke(&w, "snapshot", json!({})).unwrap();
+    assert_eq!(snap["unseen"], 1);
+    // No daemon here: the alert waits, and the status says why.
+    assert_eq!(snap["status"]["notifications_available"], false);
+
+    // Opening results opens the results page and marks the row seen.
+    let url: String = invoke(&w, "open_results", json!({"orderId": ready.id})).unwrap();
+    assert_eq!(url, format!("{}/labs/orders/{}", sim.base_url(), ready.id));
+    wait_until("the browser stub", || {
+        std::fs::read_to_string(&opened).is_ok_and(|t| t.contains(&url))
+    });
+    let rows: Vec<Value> = invoke(&w, "list_orders", json!({})).unwrap();
+    assert_eq!(rows[0]["unseen"], false);
+
+    // mark_seen / mark_all_seen
+    ctl.amend(&ready.id).unwrap();
+    invoke::<()>(&w, "check_now", json!({})).unwrap();
+    wait_until("the amendment", || {
+        invoke::<Vec<Value>>(&w, "list_orders", json!({})).unwrap()[0]["unseen"] == true
+    });
+    assert_eq!(
+        invoke::<usize>(&w, "mark_seen", json!({"orderId": ready.id})).unwrap(),
+        1
+    );
+    assert_eq!(invoke::<usize>(&w, "mark_all_seen", json!({})).unwrap(), 0);
+
+    // Settings round trip, written to the config file.
+    let mut settings: Value = invoke(&w, "get_settings", json!({})).unwrap();
+    assert_eq!(settings["poll_interval_secs"], 60);
+    assert_eq!(settings["show_patient_names"], false);
+    settings["poll_interval_secs"] = json!(300);
+    settings["show_patient_names"] = json!(true);
+    settings["notify_states"]["results_amended"] = json!(false);
+    let saved: Value = invoke(&w, "save_settings", json!({"settings": settings})).unwrap();
+    assert_eq!(saved["poll_interval_secs"], 300);
+    assert_eq!(saved["show_patient_names"], true);
+    assert_eq!(saved["notify_states"]["results_amended"], false);
+    let again: Value = invoke(&w, "get_settings", json!({})).unwrap();
+    assert_eq!(again, saved);
+    let text = std::fs::read_to_string(&config_file).unwrap();
+    assert!(
+        text.contains("poll_interval_secs = 300") && text.contains("show_patient_names = true")
+    );
+    let mut bad = saved.clone();
+    bad["poll_interval_secs"] = json!(5);
+    let err = invoke::<Value>(&w, "save_settings", json!({"settings": bad})).unwrap_err();
+    assert!(err.contains("poll_interval_secs"), "{err}");
+
+    // Pause and resume.
+    let until: String = invoke(&w, "pause_notifications", json!({"preset": "1h"})).unwrap();
+    let snap: Value = invoke(&w, "snapshot", json!({})).unwrap();
+    assert_eq!(snap["paused_until"], until);
+    invoke::<()>(&w, "resume_notifications", json!({})).unwrap();
+    let snap: Value = invoke(&w, "snapshot", json!({})).unwrap();
+    assert!(snap["paused_until"].is_null());
+    assert!(invoke::<String>(&w, "pause_notifications", json!({"preset": "forever"})).is_err());
+
+    // Highlight hand-over (a notification click before the page loaded).
+    app.state::<AppState>()
+        .set_highlight(Some(ready.id.clone()));
+    assert_eq!(
+        invoke::<Option<String>>(&w, "take_highlight", json!({})).unwrap(),
+        Some(ready.id.clone())
+    );
+    assert_eq!(
+        invoke::<Option<String>>(&w, "take_highlight", json!({})).unwrap(),
+        None
+    );
+
+    // Sign out: revoked at the simulator, local tokens gone, watcher stopped.
+    let out: Value = invoke(&w, "sign_out", json!({})).unwrap();
+    assert_eq!(out["revoke_errors"], json!([]));
+    let revoked = ctl.requests_to("/api/oauth/revoke").len();
+    assert_eq!(revoked, 2);
+    let snap: Value = invoke(&w, "snapshot", json!({})).unwrap();
+    assert_eq!(snap["signed_in"], false);
+    assert_eq!(snap["watching"], false);
+    assert!(invoke::<()>(&w, "check_now", json!({})).is_err());
+    drop(sim);
+}
