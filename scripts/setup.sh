@@ -25,7 +25,7 @@ packages=(
   libayatana-appindicator3-dev librsvg2-dev pkg-config
   xvfb xauth dbus-x11 dunst libnotify-bin imagemagick x11-utils x11-apps xdotool
   webkit2gtk-driver fonts-dejavu-core
-  python3-dbusmock gnome-keyring libsecret-tools jq procps
+  python3-dbusmock python3-xlib gnome-keyring libsecret-tools jq procps curl
 )
 
 missing=()

@@ -19,5 +19,18 @@ stage build cargo build --workspace --all-targets --locked
 stage clippy cargo clippy --workspace --all-targets --locked -- -D warnings
 # Unit and integration tests (the e2e crate's desktop scenarios run below).
 stage unit-and-integration cargo test --workspace --locked --exclude fsn-e2e
-stage end-to-end cargo test -p fsn-e2e --locked -- --test-threads=1
+# The desktop scenarios print a line each; a failure prints the app's log and
+# the notification daemon's history. Screenshots land in tests/artifacts/.
+e2e() {
+  local log; log=$(mktemp)
+  local rc=0
+  cargo test -p fsn-e2e --locked -- --test-threads=1 --nocapture 2>&1 | tee "$log" || rc=$?
+  local passed failed
+  passed=$(grep -oE '[0-9]+ passed' "$log" | awk '{s+=$1} END {print s+0}')
+  failed=$(grep -oE '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')
+  echo "==> end-to-end: ${passed} passed, ${failed} failed"
+  rm -f "$log"
+  return $rc
+}
+stage end-to-end e2e
 echo "==> all stages passed in $(( $(date +%s) - start ))s"

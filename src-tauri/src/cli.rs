@@ -57,6 +57,9 @@ pub enum Command {
         /// Run one cycle, deliver its notifications, and exit
         #[arg(long)]
         once: bool,
+        /// Run this many cycles back to back (no waiting), report memory and requests, exit (benchmarks)
+        #[arg(long, value_name = "N", conflicts_with = "once")]
+        cycles: Option<u32>,
     },
     /// Run the built-in Fullscript API simulator
     Simulate(SimulateArgs),
@@ -140,7 +143,11 @@ pub fn main() -> ExitCode {
                     Command::Login => login(&app).await,
                     Command::Logout => logout(&app).await,
                     Command::Status { json } => status(&app, json).await,
-                    Command::Watch { once } => watch(&app, once).await,
+                    Command::Watch {
+                        once: _,
+                        cycles: Some(n),
+                    } => watch_cycles(&app, n).await,
+                    Command::Watch { once, cycles: None } => watch(&app, once).await,
                     _ => unreachable!("handled above"),
                 }
             })
@@ -391,6 +398,61 @@ async fn watch(app: &App, once: bool) -> ExitCode {
     let _ = tokio::time::timeout(Duration::from_secs(5), run).await;
     printer.abort();
     code
+}
+
+/// Resident memory of this process in KiB (Linux), for the benchmark lines.
+fn rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// `watch --cycles N`: the benchmark drives the cycles; the interval is not waited for.
+async fn watch_cycles(app: &App, n: u32) -> ExitCode {
+    let _lock = match app.lock_watcher() {
+        Ok(l) => l,
+        Err(e) => return fail(e),
+    };
+    let session = match app.session() {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    if !matches!(session.load().await, Ok(true)) {
+        return fail("not signed in: run `fullscript-notifier login` first");
+    }
+    let notifier = Arc::new(fsn_core::notifier::RecordingNotifier::default());
+    let mut watcher = match app.watcher(session, notifier.clone()) {
+        Ok(w) => w,
+        Err(e) => return fail(e),
+    };
+    let mut requests = Vec::with_capacity(n as usize);
+    for i in 1..=n {
+        match watcher.cycle().await.0 {
+            Ok(r) => requests.push(r.requests),
+            Err(e) => return fail(format!("cycle {i}: {e}")),
+        }
+        notifier.taken();
+        if i == 1 || i % 100 == 0 {
+            println!(
+                "cycle {i:>5}: rss {} KiB, tracked orders {}",
+                rss_kib()
+                    .map(|k| k.to_string())
+                    .unwrap_or_else(|| "?".into()),
+                watcher.tracked_len()
+            );
+        }
+    }
+    let mut sorted = requests.clone();
+    sorted.sort_unstable();
+    let total: u64 = requests.iter().sum();
+    println!(
+        "{n} cycles: {total} requests, median {} per cycle, mean {:.2}",
+        sorted[sorted.len() / 2],
+        total as f64 / n as f64
+    );
+    ExitCode::SUCCESS
 }
 
 fn print_event(ev: &WatchEvent) {

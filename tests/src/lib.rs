@@ -422,6 +422,35 @@ redirect_uri = "{redirect_uri}"
             .status();
     }
 
+    /// A picture of the window titled `title` (falls back to the whole screen).
+    pub fn screenshot_window(&self, title: &str, path: &Path) {
+        if let Some(parent) = path.parent() {
+            let _ = std::fs::create_dir_all(parent);
+        }
+        let id = self
+            .command("xdotool")
+            .args(["search", "--onlyvisible", "--name", title])
+            .stdout(Stdio::piped())
+            .output()
+            .ok()
+            .and_then(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .last()
+                    .map(str::to_string)
+            });
+        match id {
+            Some(id) => {
+                let _ = self
+                    .command("import")
+                    .args(["-window", &id])
+                    .arg(path)
+                    .status();
+            }
+            None => self.screenshot(path),
+        }
+    }
+
     /// `secret-tool lookup` in this desktop's keyring.
     pub fn keyring_lookup(&self, user: &str) -> Option<String> {
         let out = self
@@ -447,8 +476,45 @@ redirect_uri = "{redirect_uri}"
     }
 }
 
+impl Desktop {
+    /// Start tauri-driver (and through it WebKitWebDriver) on free ports;
+    /// answers the WebDriver URL.
+    pub fn start_driver(&mut self) -> String {
+        let port = free_port();
+        let native = free_port();
+        let mut cmd = self.command("tauri-driver");
+        cmd.args([
+            "--port",
+            &port.to_string(),
+            "--native-port",
+            &native.to_string(),
+        ]);
+        self.spawn("tauri-driver", cmd);
+        wait_for("tauri-driver", Duration::from_secs(20), || {
+            std::net::TcpStream::connect(("127.0.0.1", port))
+                .ok()
+                .map(|_| ())
+        });
+        format!("http://127.0.0.1:{port}")
+    }
+
+    /// Everything useful when a scenario failed.
+    pub fn print_diagnostics(&self) {
+        eprintln!("----- app log -----\n{}", self.app_log());
+        eprintln!("----- notifications the daemon received -----");
+        for n in self.notifications() {
+            eprintln!("{} | {} | {}", n.app_name, n.summary, n.body);
+        }
+        eprintln!("----- dunst history -----\n{}", self.dunst_history());
+        eprintln!("----- URLs opened -----\n{}", self.opened_urls().join("\n"));
+    }
+}
+
 impl Drop for Desktop {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.print_diagnostics();
+        }
         // Reverse order: the app before its daemons, the bus last.
         while let Some(mut p) = self.procs.pop() {
             kill_group(p.child.id());

@@ -126,7 +126,8 @@ pub async fn mark_all_seen<R: Runtime>(
 pub async fn check_now(state: State<'_, AppState>) -> CmdResult<()> {
     match state.watcher().await {
         Some(w) => {
-            w.check_now();
+            // A person asked: read every order, not only those with events.
+            w.check_now_with_sweep();
             Ok(())
         }
         None => Err("Not watching: sign in first.".into()),

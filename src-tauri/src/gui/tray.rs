@@ -53,7 +53,7 @@ fn on_menu<R: Runtime>(app: &AppHandle<R>, id: &str) {
             let app = app.clone();
             tauri::async_runtime::spawn(async move {
                 if let Some(w) = app.state::<AppState>().watcher().await {
-                    w.check_now();
+                    w.check_now_with_sweep();
                 }
             });
         }

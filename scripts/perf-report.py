@@ -1,0 +1,290 @@
+#!/usr/bin/env python3
+"""Performance report: Fullscript Lab Notifier against a bare Tauri 2 app.
+
+Builds both release binaries in one run, then prints (and writes to
+target/perf-report.md) a table of: binary and bundle sizes; start-up time to
+first paint; proportional memory (PSS, summed over the whole process tree:
+app plus WebKit processes) idle with the window open, and, for the app,
+after the window was closed to the tray and `PERF_IDLE_SECS` (default 600)
+of polling a simulator holding 1,000 orders; plus the headless `watch`.
+
+Usage: scripts/perf-report.py            (PERF_IDLE_SECS=60 for a quick run)
+Needs: the packages from scripts/setup.sh (Xvfb, python3-xlib).
+"""
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+IDLE_SECS = int(os.environ.get("PERF_IDLE_SECS", "600"))
+RUNS = int(os.environ.get("PERF_STARTUP_RUNS", "5"))
+
+
+def sh(*args, cwd=ROOT, env=None, quiet=True):
+    out = subprocess.run(args, cwd=cwd, env=env, check=True,
+                         stdout=subprocess.PIPE if quiet else None, stderr=subprocess.STDOUT if quiet else None)
+    return out.stdout.decode() if quiet and out.stdout else ""
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def build():
+    print("building release binaries (app and hello-world)…", flush=True)
+    sh("cargo", "build", "--release", "-p", "fullscript-notifier", "--features", "custom-protocol", quiet=False)
+    sh("cargo", "build", "--release", "--features", "custom-protocol", cwd=ROOT / "benches/hello-world", quiet=False)
+    app = ROOT / "target/release/fullscript-notifier"
+    hello = ROOT / "benches/hello-world/target/release/hello-world"
+    deb = None
+    if shutil.which("cargo-tauri"):
+        try:
+            sh("cargo", "tauri", "build", "--bundles", "deb", "--", "--quiet", cwd=ROOT / "src-tauri")
+            debs = sorted((ROOT / "target/release/bundle/deb").glob("*.deb"))
+            deb = debs[-1] if debs else None
+        except subprocess.CalledProcessError as e:
+            print("deb bundling failed:", e, file=sys.stderr)
+    return app, hello, deb
+
+
+# ---------------------------------------------------------------- process tree memory
+
+def children(pid):
+    kids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                stat = (d / "stat").read_text()
+                ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+            except (OSError, ValueError):
+                continue
+            if ppid == pid:
+                kids.append(int(d.name))
+    return kids
+
+
+def tree(pid):
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children(p))
+    return out
+
+
+def pss_kib(pid):
+    total = 0
+    for p in tree(pid):
+        try:
+            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+def kill_tree(pid):
+    for p in reversed(tree(pid)):
+        try:
+            os.kill(p, 9)
+        except OSError:
+            pass
+
+
+# ---------------------------------------------------------------- X11
+
+class Display:
+    def __init__(self):
+        r, w = os.pipe()
+        self.xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(w), "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
+                                     pass_fds=(w,), stderr=subprocess.DEVNULL)
+        os.close(w)
+        self.name = ":" + os.read(r, 16).decode().strip()
+        os.close(r)
+        from Xlib import display  # python3-xlib
+        self.dpy = display.Display(self.name)
+
+    def find(self, title):
+        def walk(w):
+            try:
+                name = w.get_wm_name()
+                attrs = w.get_attributes()
+            except Exception:
+                return None
+            if name == title and attrs.map_state == 2:
+                return w
+            try:
+                for c in w.query_tree().children:
+                    f = walk(c)
+                    if f:
+                        return f
+            except Exception:
+                pass
+            return None
+        return walk(self.dpy.screen().root)
+
+    def painted(self, win):
+        """More than one colour in the window: the page has drawn."""
+        from Xlib import X
+        try:
+            g = win.get_geometry()
+            img = win.get_image(0, 0, min(g.width, 600), min(g.height, 400), X.ZPixmap, 0xFFFFFFFF)
+        except Exception:
+            return False
+        data = img.data
+        return len(set(data[i:i + 4] for i in range(0, len(data), 4 * 97))) > 2
+
+    def close(self, win):
+        """What a window manager does for the close button: WM_DELETE_WINDOW."""
+        from Xlib import X, protocol
+        wm_protocols = self.dpy.intern_atom("WM_PROTOCOLS")
+        wm_delete = self.dpy.intern_atom("WM_DELETE_WINDOW")
+        ev = protocol.event.ClientMessage(window=win, client_type=wm_protocols, data=(32, [wm_delete, X.CurrentTime, 0, 0, 0]))
+        win.send_event(ev)
+        self.dpy.flush()
+
+    def stop(self):
+        self.xvfb.kill()
+
+
+def start(cmd, env, display, title):
+    """Start; answers (process, seconds to first paint, window)."""
+    t0 = time.monotonic()
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = t0 + 60
+    while time.monotonic() < deadline:
+        w = display.find(title)
+        if w is not None and display.painted(w):
+            return p, time.monotonic() - t0, w
+        time.sleep(0.02)
+    kill_tree(p.pid)
+    raise RuntimeError(f"{cmd[0]}: no painted window titled {title!r} within 60 s")
+
+
+# ---------------------------------------------------------------- the run
+
+def main():
+    app, hello, deb = build()
+    work = Path(tempfile.mkdtemp(prefix="fsn-perf-"))
+    disp = Display()
+    bus = subprocess.Popen(["dbus-daemon", "--session", "--nofork", "--print-address=1"], stdout=subprocess.PIPE)
+    bus_addr = bus.stdout.readline().decode().strip()
+    env = dict(os.environ, DISPLAY=disp.name, DBUS_SESSION_BUS_ADDRESS=bus_addr, NO_AT_BRIDGE="1",
+               HOME=str(work), XDG_CONFIG_HOME=str(work / "config"), XDG_DATA_HOME=str(work / "data"),
+               XDG_RUNTIME_DIR=str(work), FSN_CONFIG=str(work / "config.toml"), FSN_DATA_DIR=str(work / "app-data"))
+    env.pop("WAYLAND_DISPLAY", None)
+    sim = None
+    try:
+        # A simulator with 1,000 orders and a signed-in app config.
+        port, cb = free_port(), free_port()
+        sim = subprocess.Popen([str(app), "simulate", "--port", str(port), "--scenario", "empty", "--auto-approve",
+                                "--redirect-uri", f"http://127.0.0.1:{cb}/callback"], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        sh("curl", "-s", "-X", "POST", "-H", "content-type: application/json", "-d",
+           '{"count": 1000, "state": "processing"}', f"{base}/_sim/orders/bulk")
+        (work / "config.toml").write_text(f'''environment = "custom"
+api_base = "{base}/api"
+authorize_url = "{base}/api/oauth/authorize"
+token_url = "{base}/api/oauth/token"
+revoke_url = "{base}/api/oauth/revoke"
+results_url = "{base}/labs/orders/{{id}}"
+client_id = "fsn-demo-client"
+client_secret = "fsn-demo-secret"
+redirect_uri = "http://127.0.0.1:{cb}/callback"
+token_storage = "file"
+poll_interval_secs = 15
+''')
+        browser = work / "browser.sh"
+        browser.write_text('#!/bin/sh\ncurl -s -L -o /dev/null "$1"\n')
+        browser.chmod(0o755)
+        env["BROWSER"] = str(browser)
+        sh(str(app), "login", env=env)
+
+        results = {}
+        for name, cmd, title in [("hello-world", [str(hello)], "Hello"),
+                                 ("Lab Notifier", [str(app)], "Fullscript Lab Notifier")]:
+            times = []
+            for _ in range(RUNS):
+                p, t, _w = start(cmd, env, disp, title)
+                times.append(t)
+                kill_tree(p.pid)
+                p.wait()
+                time.sleep(0.5)
+            p, _t, w = start(cmd, env, disp, title)
+            time.sleep(10)
+            results[name] = {"startup": statistics.median(times), "open": pss_kib(p.pid), "proc": p, "win": w}
+            print(f"{name}: start-up {results[name]['startup']:.2f} s, PSS open {results[name]['open'] / 1024:.0f} MiB", flush=True)
+            if name == "hello-world":
+                kill_tree(p.pid)
+                p.wait()
+
+        ours = results["Lab Notifier"]
+        disp.close(ours["win"])
+        print(f"window closed; polling the simulator for {IDLE_SECS} s…", flush=True)
+        time.sleep(IDLE_SECS)
+        ours["closed"] = pss_kib(ours["proc"].pid)
+        alive = ours["proc"].poll() is None
+        kill_tree(ours["proc"].pid)
+        status = json.loads(sh(str(app), "status", "--json", env=env))
+
+        watch_out = sh(str(ROOT / "scripts/bench-watch.sh"), env=dict(os.environ, ORDERS="1000", CYCLES="300"))
+        rss = [int(x) for x in re.findall(r"rss (\d+) KiB", watch_out)]
+    finally:
+        if sim:
+            sim.kill()
+        bus.kill()
+        disp.stop()
+
+    h, o = results["hello-world"], results["Lab Notifier"]
+    mib = lambda k: k / 1024
+    size = lambda p: p.stat().st_size / 1e6
+    rows = [
+        ("release binary (stripped)", f"{size(hello):.1f} MB", f"{size(app):.1f} MB", "< 15 MB"),
+        (".deb bundle", "–", f"{size(deb):.1f} MB" if deb else "not built", "–"),
+        ("AppImage", "–", "not buildable here (the bundler downloads linuxdeploy from GitHub)", "–"),
+        ("start-up to first paint (median of %d)" % RUNS, f"{h['startup']:.2f} s", f"{o['startup']:.2f} s",
+         f"≤ 1.2× ({o['startup'] / h['startup']:.2f}×)"),
+        ("PSS, window open, idle (whole tree)", f"{mib(h['open']):.0f} MiB", f"{mib(o['open']):.0f} MiB",
+         f"≤ 1.25× ({o['open'] / h['open']:.2f}×)"),
+        (f"PSS, window closed, after {IDLE_SECS // 60} min polling 1,000 orders", "–", f"{mib(o['closed']):.0f} MiB",
+         f"≤ 0.5× hello-world ({o['closed'] / h['open']:.2f}×)"),
+        ("headless `watch` RSS (1,000 orders, 300 cycles)", "–",
+         f"{rss[-1] / 1024:.1f} MiB (first {rss[0] / 1024:.1f})" if rss else "?", "< 30 MB, flat"),
+    ]
+    machine = f"{platform.node()}: {os.cpu_count()} cores, {platform.platform()}, Xvfb, WEBKIT_DISABLE_DMABUF_RENDERER {'set' if os.environ.get('WEBKIT_DISABLE_DMABUF_RENDERER') else 'unset'}"
+    lines = ["| measure | bare Tauri 2 hello-world | Fullscript Lab Notifier | target |", "|---|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+    lines.append("")
+    lines.append(f"Measured {time.strftime('%Y-%m-%d')} on {machine}; app alive after closing the window: {alive}; "
+                 f"its last check: {status.get('last_poll_at')}.")
+    report = "\n".join(lines)
+    print()
+    print(report)
+    out = ROOT / "target/perf-report.md"
+    out.write_text(report + "\n")
+    print(f"\n(written to {out})")
+
+
+if __name__ == "__main__":
+    main()
