@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
 orders=${ORDERS:-10000}
 cycles=${CYCLES:-1000}
-cargo build --release -p fullscript-notifier --features custom-protocol --quiet
+cargo build --release -p fullscript-notifier -p fsn-cli --features fullscript-notifier/custom-protocol --quiet
 bin=$PWD/target/release/fullscript-notifier
 work=$(mktemp -d)
 port=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')

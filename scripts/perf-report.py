@@ -45,14 +45,15 @@ def free_port():
 
 def build():
     print("building release binaries (app and hello-world)…", flush=True)
-    sh("cargo", "build", "--release", "-p", "fullscript-notifier", "--features", "custom-protocol", quiet=False)
+    sh("cargo", "build", "--release", "-p", "fullscript-notifier", "-p", "fsn-cli", "--features",
+       "fullscript-notifier/custom-protocol", quiet=False)
     sh("cargo", "build", "--release", "--features", "custom-protocol", cwd=ROOT / "benches/hello-world", quiet=False)
     app = ROOT / "target/release/fullscript-notifier"
     hello = ROOT / "benches/hello-world/target/release/hello-world"
     deb = None
     if shutil.which("cargo-tauri"):
         try:
-            sh("cargo", "tauri", "build", "--bundles", "deb", "--", "--quiet", cwd=ROOT / "src-tauri")
+            sh(str(ROOT / "scripts/bundle.sh"))
             debs = sorted((ROOT / "target/release/bundle/deb").glob("*.deb"))
             deb = debs[-1] if debs else None
         except subprocess.CalledProcessError as e:

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
 echo "==> building (the first build takes a few minutes)"
-cargo build --release -p fullscript-notifier --features custom-protocol
+cargo build --release -p fullscript-notifier -p fsn-cli --features fullscript-notifier/custom-protocol
 bin=target/release/fullscript-notifier
 
 configured=$("$bin" status --json 2>/dev/null | grep -c '"configured": true' || true)

@@ -59,7 +59,9 @@ else
   echo "setup: tauri-driver already installed"
 fi
 
-if [ "$want_bundle" -eq 1 ]; then
+# tauri-cli builds the .deb (the test suite installs one); --bundle is kept
+# for scripts that only bundle.
+if [ "$want_bundle" -eq 1 ] || [ "${FSN_SETUP_NO_TAURI_CLI:-0}" != 1 ]; then
   if ! cargo tauri --version >/dev/null 2>&1; then
     echo "setup: installing tauri-cli (bundler)"
     cargo install tauri-cli --version '^2' --locked --quiet

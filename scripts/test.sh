@@ -19,6 +19,8 @@ stage build cargo build --workspace --all-targets --locked
 stage clippy cargo clippy --workspace --all-targets --locked -- -D warnings
 # Unit and integration tests (the e2e crate's desktop scenarios run below).
 stage unit-and-integration cargo test --workspace --locked --exclude fsn-e2e
+# A debug .deb (quick), installed into a scratch root by the package test below.
+stage package scripts/bundle.sh --debug
 # The desktop scenarios print a line each; a failure prints the app's log and
 # the notification daemon's history. Screenshots land in tests/artifacts/.
 e2e() {

@@ -8,22 +8,6 @@ use std::time::Duration;
 
 use fsn_core::Paths;
 
-/// A config file for the custom environment pointing at a simulator.
-pub fn custom_config_toml(base: &str, client_id: &str, redirect_uri: &str) -> String {
-    format!(
-        r#"environment = "custom"
-api_base = "{base}/api"
-authorize_url = "{base}/api/oauth/authorize"
-token_url = "{base}/api/oauth/token"
-revoke_url = "{base}/api/oauth/revoke"
-results_url = "{base}/labs/orders/{{id}}"
-labs_url = "{base}/labs"
-client_id = "{client_id}"
-redirect_uri = "{redirect_uri}"
-"#
-    )
-}
-
 pub fn run(paths: Paths, step_secs: f64) -> ExitCode {
     if !(step_secs.is_finite() && step_secs > 0.0) {
         eprintln!("error: --step-secs must be a positive number");
@@ -50,7 +34,7 @@ pub fn run(paths: Paths, step_secs: f64) -> ExitCode {
                 return ExitCode::from(1);
             }
         };
-    let mut toml = custom_config_toml(
+    let mut toml = fsn_cli::custom_config_toml(
         &sim.base_url(),
         &sim_config.client_id,
         &sim_config.redirect_uri,
@@ -85,6 +69,7 @@ pub fn run(paths: Paths, step_secs: f64) -> ExitCode {
 pub fn auto_approve_browser(url: &url::Url) {
     let url = url.clone();
     tauri::async_runtime::spawn(async move {
+        fsn_core::http::install_crypto_provider();
         let http = match reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::limited(5))
             .build()

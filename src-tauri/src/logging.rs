@@ -9,14 +9,6 @@ fn filter(default: &str) -> EnvFilter {
     EnvFilter::try_from_env("FSN_LOG").unwrap_or_else(|_| EnvFilter::new(default))
 }
 
-/// Headless commands: warnings and errors on stderr (their output is their own).
-pub fn init_cli() {
-    let _ = tracing_subscriber::registry()
-        .with(fmt::layer().with_writer(std::io::stderr).with_target(false))
-        .with(filter("warn"))
-        .try_init();
-}
-
 /// The window app: stderr and a daily log file in the data directory (7 kept).
 pub fn init_gui(log_dir: &Path) -> Option<tracing_appender::non_blocking::WorkerGuard> {
     let _ = std::fs::create_dir_all(log_dir);

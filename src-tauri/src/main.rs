@@ -5,5 +5,5 @@
 )]
 
 fn main() -> std::process::ExitCode {
-    fullscript_notifier::cli::main()
+    fullscript_notifier::main()
 }

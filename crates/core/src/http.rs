@@ -12,11 +12,17 @@ pub fn user_agent() -> String {
 
 /// The one HTTP client: per-request timeout, rustls, no cookies.
 pub fn client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
+    install_crypto_provider();
     reqwest::Client::builder()
         .user_agent(user_agent())
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(10)))
         .build()
+}
+
+/// rustls' `ring` provider for the whole process (once; later calls are no-ops).
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// The human part of an error body, whatever its shape: `{"error": "text"}`,

@@ -32,12 +32,15 @@ pub trait Notifier: Send + Sync {
 
 pub type ClickHandler = Arc<dyn Fn(&Notification) + Send + Sync>;
 
-/// Desktop identity: `desktop_entry` matches the installed `.desktop` file
-/// so the desktop shows the app's name and icon, not "tauri".
+/// Desktop identity, so the desktop shows the app's name and icon, not
+/// "tauri": `desktop_entry` is the installed `.desktop` file's name (the Tauri
+/// bundler names it after the product), `app_id` the bundle identifier
+/// (Windows' AppUserModelID).
 pub struct DesktopNotifier {
     pub app_name: String,
     pub icon: String,
     pub desktop_entry: String,
+    pub app_id: String,
     on_click: ClickHandler,
     waiting: Arc<AtomicUsize>,
 }
@@ -51,7 +54,8 @@ impl DesktopNotifier {
         DesktopNotifier {
             app_name: APP_NAME.to_string(),
             icon: "fullscript-notifier".to_string(),
-            desktop_entry: "fullscript-notifier".to_string(),
+            desktop_entry: APP_NAME.to_string(),
+            app_id: "com.fullscriptlabnotifier.desktop".to_string(),
             on_click,
             waiting: Arc::new(AtomicUsize::new(0)),
         }
@@ -82,7 +86,7 @@ impl DesktopNotifier {
         }
         #[cfg(target_os = "windows")]
         {
-            native.app_id(&self.desktop_entry);
+            native.app_id(&self.app_id);
             if n.sound {
                 native.sound_name("Default");
             }

@@ -70,6 +70,7 @@ token_storage = "file"
 }
 
 pub fn http() -> reqwest::Client {
+    fsn_core::http::install_crypto_provider();
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()

@@ -1,6 +1,10 @@
 //! The command line: `fullscript-notifier [login|logout|status|watch|simulate|demo]`.
-//! With no subcommand the window app starts. Headless subcommands never touch
-//! GTK, so they work without a display.
+//!
+//! This crate has no GUI dependency. The desktop binary parses the same
+//! [`Cli`] and runs the window app itself; for headless subcommands it execs
+//! `fullscript-notifier-headless` (this crate's binary) when that is installed
+//! beside it, so a long-running `watch` does not carry GTK and WebKit, and
+//! otherwise calls [`run_headless`] in-process.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -107,52 +111,66 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// One clear line on stderr, exit 1.
-fn fail(e: impl std::fmt::Display) -> ExitCode {
+pub fn fail(e: impl std::fmt::Display) -> ExitCode {
     eprintln!("error: {e}");
     ExitCode::from(1)
 }
 
-pub fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let paths = match Paths::resolve(cli.config.clone(), cli.data_dir.clone()) {
+impl Cli {
+    /// Commands that need a display (the window app and the demo).
+    pub fn is_headless(&self) -> bool {
+        !matches!(self.command, None | Some(Command::Demo { .. }))
+    }
+
+    pub fn paths(&self) -> Result<Paths, fsn_core::config::ConfigError> {
+        Paths::resolve(self.config.clone(), self.data_dir.clone())
+    }
+}
+
+/// Warnings and errors on stderr (each command's output is its own).
+pub fn init_logging() {
+    use tracing_subscriber::{fmt, layer::SubscriberExt, util::SubscriberInitExt, EnvFilter};
+    let filter = EnvFilter::try_from_env("FSN_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    let _ = tracing_subscriber::registry()
+        .with(fmt::layer().with_writer(std::io::stderr).with_target(false))
+        .with(filter)
+        .try_init();
+}
+
+/// Run a headless subcommand (login, logout, status, watch, simulate).
+pub fn run_headless(cli: Cli) -> ExitCode {
+    init_logging();
+    let paths = match cli.paths() {
         Ok(p) => p,
         Err(e) => return fail(e),
     };
-    match cli.command {
-        None => crate::gui::run(
-            paths,
-            crate::gui::Options {
-                minimized: cli.minimized,
-                demo: None,
-            },
-        ),
-        Some(Command::Demo { step_secs }) => crate::demo::run(paths, step_secs),
-        Some(Command::Simulate(args)) => {
-            crate::logging::init_cli();
-            simulate(args)
-        }
-        Some(cmd) => {
-            crate::logging::init_cli();
-            let app = match App::open(paths) {
-                Ok(a) => a,
-                Err(e) => return fail(e),
-            };
-            let rt = runtime();
-            rt.block_on(async move {
-                match cmd {
-                    Command::Login => login(&app).await,
-                    Command::Logout => logout(&app).await,
-                    Command::Status { json } => status(&app, json).await,
-                    Command::Watch {
-                        once: _,
-                        cycles: Some(n),
-                    } => watch_cycles(&app, n).await,
-                    Command::Watch { once, cycles: None } => watch(&app, once).await,
-                    _ => unreachable!("handled above"),
-                }
-            })
-        }
+    let Some(cmd) = cli.command else {
+        return fail("the window app needs the desktop build: run `fullscript-notifier`");
+    };
+    if let Command::Simulate(args) = cmd {
+        return simulate(args);
     }
+    if let Command::Demo { .. } = cmd {
+        return fail("the demo needs the desktop build: run `fullscript-notifier demo`");
+    }
+    let app = match App::open(paths) {
+        Ok(a) => a,
+        Err(e) => return fail(e),
+    };
+    let rt = runtime();
+    rt.block_on(async move {
+        match cmd {
+            Command::Login => login(&app).await,
+            Command::Logout => logout(&app).await,
+            Command::Status { json } => status(&app, json).await,
+            Command::Watch {
+                once: _,
+                cycles: Some(n),
+            } => watch_cycles(&app, n).await,
+            Command::Watch { once, cycles: None } => watch(&app, once).await,
+            Command::Simulate(_) | Command::Demo { .. } => unreachable!("handled above"),
+        }
+    })
 }
 
 async fn login(app: &App) -> ExitCode {
@@ -564,10 +582,26 @@ fn simulate(a: SimulateArgs) -> ExitCode {
         println!("Config for the app (environment = \"custom\"):");
         println!(
             "{}",
-            crate::demo::custom_config_toml(&base, &config.client_id, &config.redirect_uri)
+            custom_config_toml(&base, &config.client_id, &config.redirect_uri)
         );
         shutdown_signal().await;
         sim.shutdown().await;
         ExitCode::SUCCESS
     })
+}
+
+/// A config file for the custom environment pointing at a simulator.
+pub fn custom_config_toml(base: &str, client_id: &str, redirect_uri: &str) -> String {
+    format!(
+        r#"environment = "custom"
+api_base = "{base}/api"
+authorize_url = "{base}/api/oauth/authorize"
+token_url = "{base}/api/oauth/token"
+revoke_url = "{base}/api/oauth/revoke"
+results_url = "{base}/labs/orders/{{id}}"
+labs_url = "{base}/labs"
+client_id = "{client_id}"
+redirect_uri = "{redirect_uri}"
+"#
+    )
 }
