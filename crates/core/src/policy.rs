@@ -23,6 +23,8 @@ pub enum NotificationKind {
     Summary { order_ids: Vec<String> },
     /// Fullscript ended the session.
     SignInAgain,
+    /// Something about the app itself (e.g. "still running in the tray").
+    Info,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

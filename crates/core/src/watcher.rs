@@ -784,5 +784,6 @@ fn kind_label(n: &Notification) -> &'static str {
         policy::NotificationKind::Result { .. } => "result",
         policy::NotificationKind::Summary { .. } => "summary",
         policy::NotificationKind::SignInAgain => "sign_in_again",
+        policy::NotificationKind::Info => "info",
     }
 }

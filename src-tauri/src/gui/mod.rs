@@ -156,7 +156,7 @@ fn tell_once_still_running<R: Runtime>(app: &AppHandle<R>) {
     }
     let _ = core.store.meta_set("told_still_running", "1");
     let note = Notification {
-        kind: NotificationKind::SignInAgain,
+        kind: NotificationKind::Info,
         title: "Fullscript Lab Notifier is still running".into(),
         body: "It keeps watching for lab results. Open it again from the tray or your app menu."
             .into(),
@@ -202,7 +202,7 @@ pub fn on_notification_click<R: Runtime>(app: &AppHandle<R>, n: &Notification) {
             show_main_window(app);
             let _ = app.emit(events::SHOW_NEW, ());
         }
-        NotificationKind::SignInAgain => show_main_window(app),
+        NotificationKind::SignInAgain | NotificationKind::Info => show_main_window(app),
     }
     let _ = app.emit(events::ORDERS, ());
     push_state(app);
