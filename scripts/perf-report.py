@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """Performance report: Fullscript Lab Notifier against a bare Tauri 2 app.
 
 Builds both release binaries in one run, then prints (and writes to
@@ -112,12 +112,25 @@ class Display:
     def __init__(self):
         r, w = os.pipe()
         self.xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(w), "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
-                                     pass_fds=(w,), stderr=subprocess.DEVNULL)
+                                     pass_fds=(w,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         os.close(w)
-        self.name = ":" + os.read(r, 16).decode().strip()
+        num = b""
+        while not num.endswith(b"\n"):
+            chunk = os.read(r, 16)
+            if not chunk:
+                break
+            num += chunk
         os.close(r)
-        from Xlib import display  # python3-xlib
-        self.dpy = display.Display(self.name)
+        self.name = ":" + num.decode().strip()
+        from Xlib import display, error  # python3-xlib
+        for _ in range(50):
+            try:
+                self.dpy = display.Display(self.name)
+                break
+            except error.DisplayConnectionError:
+                time.sleep(0.1)
+        else:
+            raise RuntimeError(f"cannot connect to Xvfb on {self.name}")
 
     def find(self, title):
         def walk(w):
@@ -223,27 +236,34 @@ poll_interval_secs = 15
         sh(str(app), "login", env=env)
 
         results = {}
-        for name, cmd, title in [("hello-world", [str(hello)], "Hello"),
-                                 ("Lab Notifier", [str(app)], "Fullscript Lab Notifier")]:
+        # The app turns WebKit's DMA-BUF renderer off for itself (src-tauri/src/memory.rs);
+        # the hello-world is measured as shipped and with that same setting.
+        same = dict(env, WEBKIT_DISABLE_DMABUF_RENDERER="1")
+        for name, cmd, title, run_env in [("hello-world", [str(hello)], "Hello", env),
+                                          ("hello-world same", [str(hello)], "Hello", same),
+                                          ("Lab Notifier", [str(app)], "Fullscript Lab Notifier", env)]:
             times = []
             for _ in range(RUNS):
-                p, t, _w = start(cmd, env, disp, title)
+                p, t, _w = start(cmd, run_env, disp, title)
                 times.append(t)
                 kill_tree(p.pid)
                 p.wait()
                 time.sleep(0.5)
-            p, _t, w = start(cmd, env, disp, title)
+            p, _t, w = start(cmd, run_env, disp, title)
             time.sleep(10)
             results[name] = {"startup": statistics.median(times), "open": pss_kib(p.pid), "proc": p, "win": w}
             print(f"{name}: start-up {results[name]['startup']:.2f} s, PSS open {results[name]['open'] / 1024:.0f} MiB", flush=True)
-            if name == "hello-world":
+            if name != "Lab Notifier":
                 kill_tree(p.pid)
                 p.wait()
 
         ours = results["Lab Notifier"]
         disp.close(ours["win"])
-        print(f"window closed; polling the simulator for {IDLE_SECS} s…", flush=True)
-        time.sleep(IDLE_SECS)
+        time.sleep(15)
+        ours["closed_soon"] = pss_kib(ours["proc"].pid)
+        print(f"window closed ({ours['closed_soon'] / 1024:.0f} MiB after 15 s); polling the simulator for {IDLE_SECS} s…",
+              flush=True)
+        time.sleep(max(0, IDLE_SECS - 15))
         ours["closed"] = pss_kib(ours["proc"].pid)
         alive = ours["proc"].poll() is None
         kill_tree(ours["proc"].pid)
@@ -257,25 +277,30 @@ poll_interval_secs = 15
         bus.kill()
         disp.stop()
 
-    h, o = results["hello-world"], results["Lab Notifier"]
+    h, hs, o = results["hello-world"], results["hello-world same"], results["Lab Notifier"]
     mib = lambda k: k / 1024
     size = lambda p: p.stat().st_size / 1e6
+    ratio = lambda ours, theirs: f"{ours / theirs:.2f}×"
     rows = [
-        ("release binary (stripped)", f"{size(hello):.1f} MB", f"{size(app):.1f} MB", "< 15 MB"),
-        (".deb bundle", "–", f"{size(deb):.1f} MB" if deb else "not built", "–"),
-        ("AppImage", "–", "not buildable here (the bundler downloads linuxdeploy from GitHub)", "–"),
-        ("start-up to first paint (median of %d)" % RUNS, f"{h['startup']:.2f} s", f"{o['startup']:.2f} s",
-         f"≤ 1.2× ({o['startup'] / h['startup']:.2f}×)"),
-        ("PSS, window open, idle (whole tree)", f"{mib(h['open']):.0f} MiB", f"{mib(o['open']):.0f} MiB",
-         f"≤ 1.25× ({o['open'] / h['open']:.2f}×)"),
-        (f"PSS, window closed, after {IDLE_SECS // 60} min polling 1,000 orders", "–", f"{mib(o['closed']):.0f} MiB",
-         f"≤ 0.5× hello-world ({o['closed'] / h['open']:.2f}×)"),
-        ("headless `watch` RSS (1,000 orders, 300 cycles)", "–",
+        ("release binary (stripped)", f"{size(hello):.1f} MB", "–", f"{size(app):.1f} MB", "< 15 MB"),
+        (".deb bundle", "–", "–", f"{size(deb):.1f} MB" if deb else "not built", "–"),
+        ("AppImage", "–", "–", "not buildable here (the bundler downloads linuxdeploy from GitHub)", "–"),
+        ("start-up to first paint (median of %d)" % RUNS, f"{h['startup']:.2f} s", f"{hs['startup']:.2f} s",
+         f"{o['startup']:.2f} s ({ratio(o['startup'], h['startup'])} / {ratio(o['startup'], hs['startup'])})", "≤ 1.2×"),
+        ("PSS, window open, idle, 1,000 orders listed (whole tree)", f"{mib(h['open']):.0f} MiB", f"{mib(hs['open']):.0f} MiB",
+         f"{mib(o['open']):.0f} MiB ({ratio(o['open'], h['open'])} / {ratio(o['open'], hs['open'])})", "≤ 1.25×"),
+        ("PSS, window closed, 15 s later", "–", "–",
+         f"{mib(o['closed_soon']):.0f} MiB ({ratio(o['closed_soon'], h['open'])} / {ratio(o['closed_soon'], hs['open'])})",
+         "≤ 0.5×"),
+        (f"PSS, window closed, after {IDLE_SECS // 60} min polling 1,000 orders", "–", "–",
+         f"{mib(o['closed']):.0f} MiB ({ratio(o['closed'], h['open'])} / {ratio(o['closed'], hs['open'])})", "≤ 0.5×"),
+        ("headless `watch` RSS (1,000 orders, 300 cycles)", "–", "–",
          f"{rss[-1] / 1024:.1f} MiB (first {rss[0] / 1024:.1f})" if rss else "?", "< 30 MB, flat"),
     ]
-    machine = f"{platform.node()}: {os.cpu_count()} cores, {platform.platform()}, Xvfb, WEBKIT_DISABLE_DMABUF_RENDERER {'set' if os.environ.get('WEBKIT_DISABLE_DMABUF_RENDERER') else 'unset'}"
-    lines = ["| measure | bare Tauri 2 hello-world | Fullscript Lab Notifier | target |", "|---|---|---|---|"]
-    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+    machine = f"{platform.node()}: {os.cpu_count()} cores, {platform.platform()}, Xvfb (software GL)"
+    lines = ["| measure | bare Tauri 2 hello-world | hello-world, DMA-BUF renderer off like the app | Fullscript Lab Notifier (ratio to each) | target |",
+             "|---|---|---|---|---|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
     lines.append("")
     lines.append(f"Measured {time.strftime('%Y-%m-%d')} on {machine}; app alive after closing the window: {alive}; "
                  f"its last check: {status.get('last_poll_at')}.")

@@ -4,6 +4,7 @@
 pub mod demo;
 pub mod gui;
 pub mod logging;
+pub mod memory;
 
 use std::process::ExitCode;
 
@@ -39,6 +40,8 @@ pub fn main() -> ExitCode {
         Ok(p) => p,
         Err(e) => return fail(e),
     };
+    // Still single-threaded: the environment may be set.
+    memory::prefer_light_webkit_renderer();
     match cli.command {
         Some(Command::Demo { step_secs }) => demo::run(paths, step_secs),
         _ => gui::run(

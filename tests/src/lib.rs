@@ -422,13 +422,9 @@ redirect_uri = "{redirect_uri}"
             .status();
     }
 
-    /// A picture of the window titled `title` (falls back to the whole screen).
-    pub fn screenshot_window(&self, title: &str, path: &Path) {
-        if let Some(parent) = path.parent() {
-            let _ = std::fs::create_dir_all(parent);
-        }
-        let id = self
-            .command("xdotool")
+    /// The X11 id of the mapped window titled `title`, if there is one.
+    pub fn window_id(&self, title: &str) -> Option<String> {
+        self.command("xdotool")
             .args(["search", "--onlyvisible", "--name", title])
             .stdout(Stdio::piped())
             .output()
@@ -438,8 +434,57 @@ redirect_uri = "{redirect_uri}"
                     .lines()
                     .last()
                     .map(str::to_string)
-            });
-        match id {
+            })
+    }
+
+    /// What a window manager's close button does: send the window
+    /// `WM_DELETE_WINDOW` (the app decides what closing means).
+    pub fn close_window(&self, window_id: &str) {
+        let script = "import sys\n\
+from Xlib import X, display, protocol\n\
+d = display.Display()\n\
+w = d.create_resource_object('window', int(sys.argv[1]))\n\
+ev = protocol.event.ClientMessage(window=w, client_type=d.intern_atom('WM_PROTOCOLS'),\n\
+    data=(32, [d.intern_atom('WM_DELETE_WINDOW'), X.CurrentTime, 0, 0, 0]))\n\
+w.send_event(ev)\n\
+d.flush()\n";
+        let ok = self
+            .command("/usr/bin/python3")
+            .args(["-c", script, window_id])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(
+            ok,
+            "could not send WM_DELETE_WINDOW (python3-xlib installed?)"
+        );
+    }
+
+    /// How many distinct colours the window shows: 1 or 2 for a blank
+    /// surface, many once the page has painted.
+    pub fn window_colours(&self, window_id: &str) -> usize {
+        let png = self.home().join("window-colours.png");
+        let _ = self
+            .command("import")
+            .args(["-window", window_id])
+            .arg(&png)
+            .status();
+        self.command("identify")
+            .args(["-format", "%k"])
+            .arg(&png)
+            .stdout(Stdio::piped())
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// A picture of the window titled `title` (falls back to the whole screen).
+    pub fn screenshot_window(&self, title: &str, path: &Path) {
+        if let Some(parent) = path.parent() {
+            let _ = std::fs::create_dir_all(parent);
+        }
+        match self.window_id(title) {
             Some(id) => {
                 let _ = self
                     .command("import")

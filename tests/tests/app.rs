@@ -440,3 +440,120 @@ async fn killed_before_the_next_check_then_restarted_alerts_exactly_once() {
     d.kill(pid);
     eprintln!("scenario: SIGKILL then restart alerts exactly once ... ok");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn closing_the_window_keeps_watching_and_starting_again_brings_it_back() {
+    const TITLE: &str = "Fullscript Lab Notifier";
+    let mut d = Desktop::start(Options {
+        display: true,
+        keyring: false,
+    });
+    let (sim, redirect) = simulator(SimConfig::default()).await;
+    d.write_config(
+        &sim,
+        &redirect,
+        "client_id = \"fsn-demo-client\"\nclient_secret = \"fsn-demo-secret\"\ntoken_storage = \"file\"\npoll_interval_secs = 15",
+    );
+    assert_eq!(d.run_app(&["login"]).0, 0);
+    let order = sim
+        .control()
+        .add_patient_order("Tomás", "Alvarez", "processing");
+    let pid = d.spawn("app", d.app());
+    let window = wait_for("the window", TIMEOUT, || d.window_id(TITLE));
+    until!(
+        "the first check",
+        d.status_json()["last_poll_at"].is_string()
+    );
+
+    // ---- closing the window: told once that the app keeps running, which it does
+    d.close_window(&window);
+    let n = d.wait_for_notifications(1, TIMEOUT);
+    assert_eq!(n[0].summary, "Fullscript Lab Notifier is still running");
+    wait_for("the window to go", TIMEOUT, || {
+        d.window_id(TITLE).is_none().then_some(())
+    });
+    assert!(d.is_running(pid), "closing the window does not quit");
+    d.close_all_notifications();
+
+    // ---- still watching with the window gone (and its memory released)
+    sim.control().set_state(&order.id, "results_ready").unwrap();
+    let n = d.wait_for_notifications(2, Duration::from_secs(90));
+    assert_eq!(n[1].summary, "Lab results ready");
+    eprintln!("scenario: the window closed, the app keeps watching ... ok");
+
+    // ---- a click on it opens the results and brings the window back, painted
+    d.click_newest_notification();
+    let url = format!("{}/labs/orders/{}", sim.base_url(), order.id);
+    until!("the results opened", d.opened_urls().contains(&url));
+    let window = wait_for("the window back", TIMEOUT, || d.window_id(TITLE));
+    wait_for("the page painted", TIMEOUT, || {
+        (d.window_colours(&window) > 16).then_some(())
+    });
+    eprintln!("scenario: a click with the window closed brings it back ... ok");
+
+    // ---- closed again (not told twice); starting the app again brings it back
+    d.close_window(&window);
+    wait_for("the window to go again", TIMEOUT, || {
+        d.window_id(TITLE).is_none().then_some(())
+    });
+    let mut again = d.app().spawn().expect("start the app again");
+    let status = wait_for("the second start to hand over and exit", TIMEOUT, || {
+        again.try_wait().ok().flatten()
+    });
+    assert!(status.success(), "the second start exits cleanly");
+    let window = wait_for("the window again", TIMEOUT, || d.window_id(TITLE));
+    wait_for("the page painted again", TIMEOUT, || {
+        (d.window_colours(&window) > 16).then_some(())
+    });
+    assert!(d.is_running(pid), "the same app instance shows the window");
+    assert_eq!(
+        d.notifications().len(),
+        2,
+        "the still-running notice is shown once"
+    );
+    d.kill(pid);
+    eprintln!("scenario: starting again brings the window back ... ok");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_long_history_shows_recent_orders_first_and_the_rest_on_request() {
+    let mut d = Desktop::start(Options {
+        display: true,
+        keyring: false,
+    });
+    let (sim, redirect) = simulator(SimConfig::default()).await;
+    d.write_config(
+        &sim,
+        &redirect,
+        "client_id = \"fsn-demo-client\"\nclient_secret = \"fsn-demo-secret\"\ntoken_storage = \"file\"\npoll_interval_secs = 3600",
+    );
+    sim.control().add_bulk_orders(149, "processing");
+    let newest = sim
+        .control()
+        .add_patient_order("Ines", "Okafor", "processing");
+    assert_eq!(d.run_app(&["login"]).0, 0);
+    let driver = launch(&mut d, &[]).await;
+    let rows = "section[data-group=\"in_progress\"] li";
+    let count = |driver: WebDriver| async move {
+        driver
+            .find_all(By::Css(rows))
+            .await
+            .map(|v| v.len())
+            .unwrap_or(0)
+    };
+    until!("the first 100 rows", count(driver.clone()).await == 100);
+    assert!(
+        visible(&driver, &row(&newest.id)).await,
+        "the most recent order is among them"
+    );
+    assert_eq!(
+        text(&driver, "section[data-group=\"in_progress\"] h2").await,
+        "IN PROGRESS (150)"
+    );
+    assert_eq!(text(&driver, ".show-more").await, "Show 50 more");
+    click(&driver, ".show-more").await;
+    until!("all 150 rows", count(driver.clone()).await == 150);
+    assert!(!visible(&driver, ".show-more").await);
+    eprintln!("scenario: a long history draws 100 rows, the rest on request ... ok");
+    driver.quit().await.unwrap();
+}

@@ -1,5 +1,5 @@
 // The status list: grouped by what needs attention, filtered and searched
-// on the page (the list is small: one clinic's orders).
+// on the page (one clinic's orders: small enough to hold, not always to draw).
 import { ago } from "./time.js";
 
 const GROUPS = [
@@ -60,7 +60,13 @@ function row(order, highlighted, onOpen) {
   return li;
 }
 
-export function render(container, orders, { filter, query, highlighted, onOpen, signedIn }) {
+// A group shows its most recent rows first and the rest on request: a clinic's
+// history can hold thousands of orders, and every row costs the page memory.
+const ROWS_PER_GROUP = 100;
+const expanded = new Set();
+
+export function render(container, orders, opts) {
+  const { filter, query, highlighted, onOpen, signedIn } = opts;
   container.replaceChildren();
   container.setAttribute("aria-busy", "false");
   const shown = orders.filter((o) => matches(o, filter, query));
@@ -84,8 +90,23 @@ export function render(container, orders, { filter, query, highlighted, onOpen, 
     const h = document.createElement("h2");
     h.textContent = `${title} (${items.length})`;
     const ul = document.createElement("ul");
-    for (const o of items) ul.append(row(o, highlighted, onOpen));
+    const all = expanded.has(key) || items.findIndex((o) => o.id === highlighted) >= ROWS_PER_GROUP;
+    const visible = all ? items : items.slice(0, ROWS_PER_GROUP);
+    for (const o of visible) ul.append(row(o, highlighted, onOpen));
     section.append(h, ul);
+    if (visible.length < items.length) {
+      const more = document.createElement("button");
+      more.type = "button";
+      more.className = "show-more";
+      more.textContent = `Show ${items.length - visible.length} more`;
+      more.addEventListener("click", () => {
+        expanded.add(key);
+        render(container, orders, opts);
+        const next = container.querySelector(`section[data-group="${key}"] li:nth-child(${visible.length + 1}) button`);
+        if (next) next.focus();
+      });
+      section.append(more);
+    }
     container.append(section);
   }
 }

@@ -97,6 +97,7 @@ function renderSignIn(s) {
 
 function applySnapshot(s) {
   view.snapshot = s;
+  $("loading").hidden = true;
   const signedIn = s.signed_in;
   $("topbar").hidden = !signedIn;
   $("main").hidden = !signedIn;

@@ -325,20 +325,25 @@ async fn status(app: &App, json: bool) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-async fn watch(app: &App, once: bool) -> ExitCode {
-    let _lock = match app.lock_watcher() {
-        Ok(l) => l,
-        Err(e) => return fail(e),
-    };
-    let session = match app.session() {
-        Ok(s) => s,
-        Err(e) => return fail(e),
-    };
+/// What every watching command needs first: this data directory's watcher
+/// lock (held while the answer lives) and a signed-in session.
+async fn watching_session(
+    app: &App,
+) -> Result<(std::fs::File, Arc<fsn_core::session::Session>), ExitCode> {
+    let lock = app.lock_watcher().map_err(fail)?;
+    let session = app.session().map_err(fail)?;
     match session.load().await {
-        Ok(true) => {}
-        Ok(false) => return fail("not signed in: run `fullscript-notifier login` first"),
-        Err(e) => return fail(e),
+        Ok(true) => Ok((lock, session)),
+        Ok(false) => Err(fail("not signed in: run `fullscript-notifier login` first")),
+        Err(e) => Err(fail(e)),
     }
+}
+
+async fn watch(app: &App, once: bool) -> ExitCode {
+    let (_lock, session) = match watching_session(app).await {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
     let guard = UrlGuard::new(&app.config);
     let store = app.store.clone();
     let notifier = Arc::new(DesktopNotifier::new(Arc::new(move |n| {
@@ -429,17 +434,10 @@ fn rss_kib() -> Option<u64> {
 
 /// `watch --cycles N`: the benchmark drives the cycles; the interval is not waited for.
 async fn watch_cycles(app: &App, n: u32) -> ExitCode {
-    let _lock = match app.lock_watcher() {
-        Ok(l) => l,
-        Err(e) => return fail(e),
-    };
-    let session = match app.session() {
+    let (_lock, session) = match watching_session(app).await {
         Ok(s) => s,
-        Err(e) => return fail(e),
+        Err(code) => return code,
     };
-    if !matches!(session.load().await, Ok(true)) {
-        return fail("not signed in: run `fullscript-notifier login` first");
-    }
     let notifier = Arc::new(fsn_core::notifier::RecordingNotifier::default());
     let mut watcher = match app.watcher(session, notifier.clone()) {
         Ok(w) => w,

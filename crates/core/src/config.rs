@@ -326,7 +326,8 @@ fn env_string(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
-fn is_loopback_host(url: &Url) -> bool {
+/// 127.0.0.0/8, ::1 or `localhost`: the only hosts plain http is allowed on.
+pub fn is_loopback_host(url: &Url) -> bool {
     match url.host() {
         Some(url::Host::Domain(d)) => d == "localhost",
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),

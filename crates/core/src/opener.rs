@@ -4,7 +4,7 @@
 
 use url::Url;
 
-use crate::config::{Config, Environment};
+use crate::config::{is_loopback_host as is_loopback, Config, Environment};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
@@ -21,15 +21,6 @@ pub struct UrlGuard {
     allow_loopback_http: bool,
 }
 
-fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Domain(d)) => d == "localhost",
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    }
-}
-
 impl UrlGuard {
     pub fn new(config: &Config) -> UrlGuard {
         UrlGuard {
@@ -38,30 +29,28 @@ impl UrlGuard {
         }
     }
 
-    pub fn check(&self, url: &Url) -> Result<(), OpenError> {
+    /// Is this an acceptable link (no logging)?
+    pub fn allows(&self, url: &Url) -> bool {
         let scheme_ok = match url.scheme() {
             "https" => true,
             "http" => self.allow_loopback_http && is_loopback(url),
             _ => false,
         };
-        if scheme_ok && self.origins.contains(&url.origin()) && url.username().is_empty() {
-            Ok(())
-        } else {
-            let host = url.host_str().unwrap_or("(no host)").to_string();
-            tracing::warn!(
-                scheme = url.scheme(),
-                host,
-                "refused to open a link outside the configured Fullscript hosts"
-            );
-            Err(OpenError::NotAllowed(host))
-        }
+        scheme_ok && self.origins.contains(&url.origin()) && url.username().is_empty()
     }
 
-    /// Is this an acceptable link (no logging)?
-    pub fn allows(&self, url: &Url) -> bool {
-        let scheme_ok = url.scheme() == "https"
-            || (url.scheme() == "http" && self.allow_loopback_http && is_loopback(url));
-        scheme_ok && self.origins.contains(&url.origin()) && url.username().is_empty()
+    /// `allows`, logging a refusal by host only (never the full URL).
+    pub fn check(&self, url: &Url) -> Result<(), OpenError> {
+        if self.allows(url) {
+            return Ok(());
+        }
+        let host = url.host_str().unwrap_or("(no host)").to_string();
+        tracing::warn!(
+            scheme = url.scheme(),
+            host,
+            "refused to open a link outside the configured Fullscript hosts"
+        );
+        Err(OpenError::NotAllowed(host))
     }
 
     /// Check, then open in the default browser (on Linux `$BROWSER` is honoured).

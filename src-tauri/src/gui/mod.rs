@@ -108,8 +108,19 @@ pub fn run(paths: Paths, options: Options) -> ExitCode {
 }
 
 /// Show the window, creating it if it was closed (the webview is freed
-/// while hidden to keep the background footprint small).
+/// while hidden to keep the background footprint small). Safe from any
+/// thread: the work always runs on the main thread, because window calls made
+/// from elsewhere block on it, and the window-state plugin holds its lock
+/// across them while the main thread wants the same lock for the resize they
+/// cause (a second start or a notification click froze the app that way).
 pub fn show_main_window<R: Runtime>(app: &AppHandle<R>) {
+    let handle = app.clone();
+    if let Err(e) = app.run_on_main_thread(move || show_main_window_now(&handle)) {
+        tracing::error!(error = %e, "could not open the window");
+    }
+}
+
+fn show_main_window_now<R: Runtime>(app: &AppHandle<R>) {
     if let Some(w) = app.get_webview_window(MAIN_WINDOW) {
         let _ = w.unminimize();
         let _ = w.show();
@@ -127,12 +138,20 @@ pub fn show_main_window<R: Runtime>(app: &AppHandle<R>) {
             let _ = w.restore_state(StateFlags::SIZE | StateFlags::POSITION);
             let _ = w.set_focus();
             let app = app.clone();
-            w.on_window_event(move |event| {
-                if let tauri::WindowEvent::CloseRequested { .. } = event {
+            w.on_window_event(move |event| match event {
+                tauri::WindowEvent::CloseRequested { .. } => {
                     use tauri_plugin_window_state::AppHandleExt;
                     let _ = app.save_window_state(StateFlags::SIZE | StateFlags::POSITION);
                     tell_once_still_running(&app);
                 }
+                tauri::WindowEvent::Destroyed => {
+                    // Once WebKit's web process has gone, shrink what is left.
+                    std::thread::spawn(|| {
+                        std::thread::sleep(std::time::Duration::from_secs(3));
+                        crate::memory::release_window_memory();
+                    });
+                }
+                _ => {}
             });
         }
         Err(e) => tracing::error!(error = %e, "could not open the window"),
