@@ -527,10 +527,7 @@ async fn a_long_history_shows_recent_orders_first_and_the_rest_on_request() {
         &redirect,
         "client_id = \"fsn-demo-client\"\nclient_secret = \"fsn-demo-secret\"\ntoken_storage = \"file\"\npoll_interval_secs = 3600",
     );
-    sim.control().add_bulk_orders(149, "processing");
-    let newest = sim
-        .control()
-        .add_patient_order("Ines", "Okafor", "processing");
+    sim.control().add_bulk_orders(150, "processing");
     assert_eq!(d.run_app(&["login"]).0, 0);
     let driver = launch(&mut d, &[]).await;
     let rows = "section[data-group=\"in_progress\"] li";
@@ -542,9 +539,19 @@ async fn a_long_history_shows_recent_orders_first_and_the_rest_on_request() {
             .unwrap_or(0)
     };
     until!("the first 100 rows", count(driver.clone()).await == 100);
+    let changed: Vec<String> = driver
+        .execute(
+            "return [...document.querySelectorAll('section[data-group=\"in_progress\"] .when')].map(e => e.dataset.changedAt)",
+            vec![],
+        )
+        .await
+        .unwrap()
+        .convert()
+        .unwrap();
+    assert_eq!(changed.len(), 100);
     assert!(
-        visible(&driver, &row(&newest.id)).await,
-        "the most recent order is among them"
+        changed.windows(2).all(|w| w[0] >= w[1]),
+        "most recent first: {changed:?}"
     );
     assert_eq!(
         text(&driver, "section[data-group=\"in_progress\"] h2").await,

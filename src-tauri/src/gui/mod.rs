@@ -70,10 +70,11 @@ pub fn run(paths: Paths, options: Options) -> ExitCode {
         .manage(state)
         .setup(move |app| {
             let handle = app.handle().clone();
-            tray::create(&handle)?;
             if !minimized {
+                // The window before the tray: it is what the user waits for.
                 show_main_window(&handle);
             }
+            tray::create(&handle)?;
             tauri::async_runtime::spawn(async move {
                 start(&handle).await;
                 // The demo signs itself in through the real OAuth flow.
