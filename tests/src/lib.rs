@@ -586,6 +586,20 @@ pub async fn simulator(mut config: SimConfig) -> (Simulator, String) {
     (Simulator::start(config).await.expect("simulator"), redirect)
 }
 
+/// The simulator's demo client, with tokens in a private file (no keyring).
+pub const DEMO_CLIENT: &str = "client_id = \"fsn-demo-client\"\nclient_secret = \"fsn-demo-secret\"\ntoken_storage = \"file\"";
+
+/// A desktop, a simulator, and the app already signed in to it with the demo
+/// client through `login` (`extra` is appended to the configuration).
+pub async fn signed_in(opts: Options, extra: &str) -> (Desktop, Simulator) {
+    let d = Desktop::start(opts);
+    let (sim, redirect) = simulator(SimConfig::default()).await;
+    d.write_config(&sim, &redirect, &format!("{DEMO_CLIENT}\n{extra}"));
+    let (code, _, err) = d.run_app(&["login"]);
+    assert_eq!(code, 0, "login: {err}");
+    (d, sim)
+}
+
 fn unquote(line: &str) -> Option<String> {
     let l = line.trim();
     let rest = l.strip_prefix("string \"")?;

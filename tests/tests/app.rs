@@ -345,18 +345,15 @@ async fn a_practitioners_day() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn faults_show_in_the_header_and_nothing_is_lost() {
-    let mut d = Desktop::start(Options {
-        display: true,
-        keyring: false,
-    });
-    let (sim, redirect) = simulator(SimConfig::default()).await;
+    let (mut d, sim) = signed_in(
+        Options {
+            display: true,
+            keyring: false,
+        },
+        "",
+    )
+    .await;
     let ctl = sim.control().clone();
-    d.write_config(
-        &sim,
-        &redirect,
-        "client_id = \"fsn-demo-client\"\nclient_secret = \"fsn-demo-secret\"\ntoken_storage = \"file\"",
-    );
-    assert_eq!(d.run_app(&["login"]).0, 0);
     let order = ctl.add_patient_order("Sofia", "Alvarez", "processing");
     let driver = launch(&mut d, &[]).await;
     until!("the list", visible(&driver, &row(&order.id)).await);
@@ -409,17 +406,14 @@ async fn faults_show_in_the_header_and_nothing_is_lost() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn killed_before_the_next_check_then_restarted_alerts_exactly_once() {
-    let mut d = Desktop::start(Options {
-        display: true,
-        keyring: false,
-    });
-    let (sim, redirect) = simulator(SimConfig::default()).await;
-    d.write_config(
-        &sim,
-        &redirect,
-        "client_id = \"fsn-demo-client\"\nclient_secret = \"fsn-demo-secret\"\ntoken_storage = \"file\"\npoll_interval_secs = 3600",
-    );
-    assert_eq!(d.run_app(&["login"]).0, 0);
+    let (mut d, sim) = signed_in(
+        Options {
+            display: true,
+            keyring: false,
+        },
+        "poll_interval_secs = 3600",
+    )
+    .await;
     let order = sim
         .control()
         .add_patient_order("Amara", "Nwosu", "processing");
@@ -444,17 +438,14 @@ async fn killed_before_the_next_check_then_restarted_alerts_exactly_once() {
 #[tokio::test(flavor = "multi_thread")]
 async fn closing_the_window_keeps_watching_and_starting_again_brings_it_back() {
     const TITLE: &str = "Fullscript Lab Notifier";
-    let mut d = Desktop::start(Options {
-        display: true,
-        keyring: false,
-    });
-    let (sim, redirect) = simulator(SimConfig::default()).await;
-    d.write_config(
-        &sim,
-        &redirect,
-        "client_id = \"fsn-demo-client\"\nclient_secret = \"fsn-demo-secret\"\ntoken_storage = \"file\"\npoll_interval_secs = 15",
-    );
-    assert_eq!(d.run_app(&["login"]).0, 0);
+    let (mut d, sim) = signed_in(
+        Options {
+            display: true,
+            keyring: false,
+        },
+        "poll_interval_secs = 15",
+    )
+    .await;
     let order = sim
         .control()
         .add_patient_order("Tomás", "Alvarez", "processing");
@@ -517,18 +508,15 @@ async fn closing_the_window_keeps_watching_and_starting_again_brings_it_back() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_long_history_shows_recent_orders_first_and_the_rest_on_request() {
-    let mut d = Desktop::start(Options {
-        display: true,
-        keyring: false,
-    });
-    let (sim, redirect) = simulator(SimConfig::default()).await;
-    d.write_config(
-        &sim,
-        &redirect,
-        "client_id = \"fsn-demo-client\"\nclient_secret = \"fsn-demo-secret\"\ntoken_storage = \"file\"\npoll_interval_secs = 3600",
-    );
+    let (mut d, sim) = signed_in(
+        Options {
+            display: true,
+            keyring: false,
+        },
+        "poll_interval_secs = 3600",
+    )
+    .await;
     sim.control().add_bulk_orders(150, "processing");
-    assert_eq!(d.run_app(&["login"]).0, 0);
     let driver = launch(&mut d, &[]).await;
     let rows = "section[data-group=\"in_progress\"] li";
     let count = |driver: WebDriver| async move {

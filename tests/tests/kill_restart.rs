@@ -7,17 +7,14 @@ use fsn_e2e::*;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn killed_between_commit_and_delivery_then_delivered_exactly_once() {
-    let mut d = Desktop::start(Options {
-        display: true,
-        keyring: false,
-    });
-    let (sim, redirect) = simulator(SimConfig::default()).await;
-    d.write_config(
-        &sim,
-        &redirect,
-        "client_id = \"fsn-demo-client\"\nclient_secret = \"fsn-demo-secret\"\ntoken_storage = \"file\"",
-    );
-    assert_eq!(d.run_app(&["login"]).0, 0);
+    let (mut d, sim) = signed_in(
+        Options {
+            display: true,
+            keyring: false,
+        },
+        "",
+    )
+    .await;
     let order = sim
         .control()
         .add_patient_order("Hannah", "Okafor", "processing");

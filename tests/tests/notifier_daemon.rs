@@ -12,11 +12,7 @@ async fn watch_notifies_on_the_daemon_and_a_click_opens_the_results() {
         keyring: false,
     });
     let (sim, redirect) = simulator(SimConfig::default()).await;
-    d.write_config(
-        &sim,
-        &redirect,
-        "client_id = \"fsn-demo-client\"\nclient_secret = \"fsn-demo-secret\"\ntoken_storage = \"file\"",
-    );
+    d.write_config(&sim, &redirect, DEMO_CLIENT);
     let (code, out, err) = d.run_app(&["login"]);
     assert_eq!(code, 0, "login: {err}");
     assert!(
@@ -70,17 +66,14 @@ async fn watch_notifies_on_the_daemon_and_a_click_opens_the_results() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn patient_names_appear_only_when_enabled() {
-    let d = Desktop::start(Options {
-        display: true,
-        keyring: false,
-    });
-    let (sim, redirect) = simulator(SimConfig::default()).await;
-    d.write_config(
-        &sim,
-        &redirect,
-        "client_id = \"fsn-demo-client\"\nclient_secret = \"fsn-demo-secret\"\ntoken_storage = \"file\"\nshow_patient_names = true",
-    );
-    assert_eq!(d.run_app(&["login"]).0, 0);
+    let (d, sim) = signed_in(
+        Options {
+            display: true,
+            keyring: false,
+        },
+        "show_patient_names = true",
+    )
+    .await;
     let order = sim
         .control()
         .add_patient_order("Grace", "Hopper", "processing");
@@ -104,17 +97,14 @@ async fn patient_names_appear_only_when_enabled() {
 #[tokio::test(flavor = "multi_thread")]
 async fn no_notification_service_is_reported_and_the_alert_waits() {
     // A bus with no notification daemon (and no display to activate one on).
-    let d = Desktop::start(Options {
-        display: false,
-        keyring: false,
-    });
-    let (sim, redirect) = simulator(SimConfig::default()).await;
-    d.write_config(
-        &sim,
-        &redirect,
-        "client_id = \"fsn-demo-client\"\nclient_secret = \"fsn-demo-secret\"\ntoken_storage = \"file\"",
-    );
-    assert_eq!(d.run_app(&["login"]).0, 0);
+    let (d, sim) = signed_in(
+        Options {
+            display: false,
+            keyring: false,
+        },
+        "",
+    )
+    .await;
     let order = sim
         .control()
         .add_patient_order("Liam", "Chen", "processing");
