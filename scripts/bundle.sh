@@ -1,26 +1,33 @@
 #!/usr/bin/env bash
-# Build the installable bundles with the Tauri bundler.
+# Build the installable bundles: cargo builds the binaries, the Tauri CLI's
+# `bundle` packages them (so a bundle never compiles anything twice).
 #   scripts/bundle.sh              release .deb (target/release/bundle/deb/)
 #   scripts/bundle.sh --appimage   also the AppImage (the bundler downloads
 #                                  linuxdeploy from GitHub: needs that access)
-#   scripts/bundle.sh --debug      a debug .deb, quick (what the tests install)
-# macOS .dmg and Windows .msi are configured in src-tauri/tauri.conf.json and
-# build with `cargo tauri build` on those systems.
+#   scripts/bundle.sh --debug      a debug .deb from the debug build the tests
+#                                  use (what the package test installs)
+# macOS .dmg and Windows installers are configured in src-tauri/tauri.conf.json;
+# the Windows NSIS installer is built here by scripts/windows.sh.
+#
+# To ship a package with the clinic's Fullscript registration built in (one
+# button at sign-in, nothing to type), set FSN_BUILD_CLIENT_ID and
+# FSN_BUILD_ENVIRONMENT (us-production, ca-production, ...) for this script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-profile=release; flag=--release; tauri_flag=; bundles=deb
+profile=release; flag=--release; tauri_flag=; bundles=deb; features=--features=fullscript-notifier/custom-protocol
 for a in "$@"; do
   case "$a" in
-    --debug) profile=debug; flag=; tauri_flag=--debug ;;
+    --debug) profile=debug; flag=; tauri_flag=--debug; features= ;;
     --appimage) bundles=deb,appimage ;;
     *) echo "bundle: unknown argument $a" >&2; exit 2 ;;
   esac
 done
-scripts/setup.sh --bundle
+scripts/setup.sh
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
+# shellcheck disable=SC2086
+cargo build $flag -p fullscript-notifier -p fsn-cli $features --locked
 # The headless build goes into the package beside the app (see tauri.conf.json).
-cargo build $flag -p fsn-cli --locked
 mkdir -p target/bundle-extra
 cp "target/$profile/fullscript-notifier-headless" target/bundle-extra/
-(cd src-tauri && cargo tauri build $tauri_flag --bundles "$bundles" --ci)
+(cd src-tauri && ../scripts/tauri bundle $tauri_flag --bundles "$bundles" --ci)
 ls -l "target/$profile/bundle/"*/* 2>/dev/null || true

@@ -2,14 +2,24 @@
 # Idempotent machine setup for building and testing Fullscript Lab Notifier on
 # Debian/Ubuntu. Installs only what is missing, so a second run takes seconds.
 #
-#   scripts/setup.sh            build + test prerequisites
-#   scripts/setup.sh --bundle   also tauri-cli (for .deb / AppImage bundles)
+#   scripts/setup.sh            build + test prerequisites, the Tauri CLI (bundler)
+#   scripts/setup.sh --windows  also the Windows cross toolchain (MinGW-w64, Wine, the Rust target)
+#   scripts/setup.sh --macos    also the macOS type-check toolchain (Rust targets, Zig from PyPI)
+#
+# The Tauri CLI is the official prebuilt one from the npm registry, pinned to
+# the version of the `tauri` crate in Cargo.lock and installed into
+# `.tools/` (git-ignored); `scripts/tauri` runs it. Compiling it with
+# `cargo install tauri-cli` took about 13 minutes on two cores.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
-want_bundle=0
+want_windows=0
+want_macos=0
 for arg in "$@"; do
   case "$arg" in
-    --bundle) want_bundle=1 ;;
+    --windows) want_windows=1 ;;
+    --macos) want_macos=1 ;;
+    --bundle) ;; # kept for older scripts: the bundler is always installed now
     *) echo "setup: unknown argument $arg" >&2; exit 2 ;;
   esac
 done
@@ -19,7 +29,7 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 # Tauri 2 build prerequisites, then what the test suite's desktop session needs
 # (virtual X server, D-Bus session, notification daemons, Secret Service,
-# WebDriver for WebKitGTK).
+# WebDriver for WebKitGTK), then Node for the Tauri CLI.
 packages=(
   libwebkit2gtk-4.1-dev build-essential curl wget file libxdo-dev libssl-dev
   libayatana-appindicator3-dev librsvg2-dev pkg-config
@@ -27,6 +37,10 @@ packages=(
   webkit2gtk-driver fonts-dejavu-core
   python3-dbusmock python3-xlib gnome-keyring libsecret-tools jq procps curl
 )
+command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
+if [ "$want_windows" -eq 1 ]; then
+  packages+=(gcc-mingw-w64-x86-64 g++-mingw-w64-x86-64 wine64 nsis zip)
+fi
 
 missing=()
 for p in "${packages[@]}"; do
@@ -59,14 +73,39 @@ else
   echo "setup: tauri-driver already installed"
 fi
 
-# tauri-cli builds the .deb (the test suite installs one); --bundle is kept
-# for scripts that only bundle.
-if [ "$want_bundle" -eq 1 ] || [ "${FSN_SETUP_NO_TAURI_CLI:-0}" != 1 ]; then
-  if ! cargo tauri --version >/dev/null 2>&1; then
-    echo "setup: installing tauri-cli (bundler)"
-    cargo install tauri-cli --version '^2' --locked --quiet
-  else
-    echo "setup: tauri-cli already installed"
+# The Tauri CLI (bundler): the npm package of the same version as the crate.
+tauri_version=$(awk '/^name = "tauri"$/ {getline; gsub(/[^0-9.]/, "", $0); print; exit}' Cargo.lock)
+if [ -z "$tauri_version" ]; then
+  echo "setup: cannot read the tauri version from Cargo.lock" >&2
+  exit 1
+fi
+have=$(scripts/tauri --version 2>/dev/null | awk '{print $2}' || true)
+if [ "$have" != "$tauri_version" ]; then
+  echo "setup: installing the Tauri CLI $tauri_version from the npm registry"
+  mkdir -p .tools
+  (cd .tools && npm install --silent --no-audit --no-fund --no-save \
+    "@tauri-apps/cli@$tauri_version" >/dev/null)
+  scripts/tauri --version >/dev/null
+else
+  echo "setup: Tauri CLI $tauri_version already installed"
+fi
+
+if [ "$want_windows" -eq 1 ]; then
+  if ! rustup target list --installed | grep -qx x86_64-pc-windows-gnu; then
+    echo "setup: adding the Rust target x86_64-pc-windows-gnu"
+    rustup target add x86_64-pc-windows-gnu >/dev/null
+  fi
+fi
+if [ "$want_macos" -eq 1 ]; then
+  for t in aarch64-apple-darwin x86_64-apple-darwin; do
+    if ! rustup target list --installed | grep -qx "$t"; then
+      echo "setup: adding the Rust target $t"
+      rustup target add "$t" >/dev/null
+    fi
+  done
+  if ! python3 -c 'import ziglang' >/dev/null 2>&1; then
+    echo "setup: installing Zig (C compiler with macOS headers) from PyPI"
+    python3 -m pip install --quiet --disable-pip-version-check ziglang
   fi
 fi
 echo "setup: done"

@@ -59,7 +59,10 @@ pub fn run(paths: Paths, step_secs: f64) -> ExitCode {
         },
         crate::gui::Options {
             minimized: false,
-            demo: Some(sim),
+            demo: Some(crate::gui::Demo {
+                simulator: sim,
+                browser: std::sync::Arc::new(auto_approve_browser),
+            }),
         },
     )
 }

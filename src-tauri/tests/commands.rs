@@ -1,11 +1,14 @@
 //! The window app's command layer on Tauri's mock runtime, against the
 //! simulator: sign-in, list, open and mark seen, check now, settings, sign-out.
-//! One scenario per process: it points D-Bus and `$BROWSER` at test doubles.
+//! One scenario per process: it points D-Bus at nothing; the controller's
+//! shell and opener are recording doubles.
 
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use fullscript_notifier::gui::{self, commands, AppState};
+use fsn_core::opener::{RecordingOpener, UrlGuard};
+use fullscript_notifier::gui::{commands, Controller, Shell, Update};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use tauri::test::{
@@ -53,45 +56,49 @@ fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
 
 fn write_config(path: &Path, base: &str, redirect: &str) {
     // No client id yet: the sign-in screen provides it.
-    std::fs::write(
-        path,
-        format!(
-            r#"# written by the test
-environment = "custom"
-api_base = "{base}/api"
-authorize_url = "{base}/api/oauth/authorize"
-token_url = "{base}/api/oauth/token"
-revoke_url = "{base}/api/oauth/revoke"
-results_url = "{base}/labs/orders/{{id}}"
-redirect_uri = "{redirect}"
-token_storage = "file"
-"#
-        ),
-    )
-    .unwrap();
+    let text = fsn_simulator::fixture::app_config(base, redirect, "token_storage = \"file\"");
+    std::fs::write(path, format!("# written by the test\n{text}")).unwrap();
+}
+
+/// Records what the controller asks of the desktop.
+#[derive(Default)]
+struct RecordingShell {
+    windows_shown: Mutex<usize>,
+    updates: Mutex<Vec<String>>,
+    autostart: Mutex<bool>,
+}
+
+impl Shell for RecordingShell {
+    fn show_window(&self) {
+        *self.windows_shown.lock().unwrap() += 1;
+    }
+    fn push(&self, update: Update) {
+        let name = match update {
+            Update::State(_) => "state".to_string(),
+            Update::Orders => "orders".to_string(),
+            Update::Highlight(id) => format!("highlight:{id}"),
+            Update::ShowNew => "show-new".to_string(),
+            Update::SignIn { ok, .. } => format!("sign-in:{ok}"),
+        };
+        self.updates.lock().unwrap().push(name);
+    }
+    fn launch_at_login(&self) -> Option<bool> {
+        Some(*self.autostart.lock().unwrap())
+    }
+    fn set_launch_at_login(&self, on: bool) -> Result<(), String> {
+        *self.autostart.lock().unwrap() = on;
+        Ok(())
+    }
 }
 
 #[test]
 fn sign_in_list_open_mark_seen_check_now_settings_and_sign_out() {
     let dir = tempfile::tempdir().unwrap();
-    // No notification daemon and no real browser for this process.
+    // No notification daemon for this process.
     std::env::set_var(
         "DBUS_SESSION_BUS_ADDRESS",
         "unix:path=/nonexistent/fsn-test",
     );
-    let opened = dir.path().join("opened.txt");
-    let browser = dir.path().join("browser.sh");
-    std::fs::write(
-        &browser,
-        format!("#!/bin/sh\necho \"$1\" >> {}\n", opened.display()),
-    )
-    .unwrap();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&browser, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    std::env::set_var("BROWSER", &browser);
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -116,14 +123,25 @@ fn sign_in_list_open_mark_seen_check_now_settings_and_sign_out() {
         config_file: config_file.clone(),
         data_dir: dir.path().join("data"),
     };
+    let shell = Arc::new(RecordingShell::default());
+    let config = fsn_core::Config::load(&config_file).unwrap();
+    let opener = RecordingOpener::new(UrlGuard::new(&config));
+    let controller = Controller::new(
+        paths,
+        false,
+        shell.clone(),
+        // The "browser" follows the simulator's approval redirect.
+        Some(Arc::new(fullscript_notifier::demo::auto_approve_browser)),
+        Some(Arc::new(opener.clone())),
+    );
     let app = commands::register(mock_builder())
-        .manage(AppState::new(paths, false))
+        .manage(controller.clone())
         .build(mock_context(noop_assets()))
         .unwrap();
     let w = tauri::WebviewWindowBuilder::new(&app, "main", Default::default())
         .build()
         .unwrap();
-    tauri::async_runtime::block_on(gui::start(app.handle()));
+    tauri::async_runtime::block_on(controller.start());
 
     // First run: nothing configured.
     let snap: Value = invoke(&w, "snapshot", json!({})).unwrap();
@@ -137,10 +155,7 @@ fn sign_in_list_open_mark_seen_check_now_settings_and_sign_out() {
     .unwrap_err();
     assert!(err.contains("client id"), "{err}");
 
-    // Sign in: the "browser" follows the simulator's approval redirect.
-    *app.state::<AppState>().browser.lock().unwrap() = Some(std::sync::Arc::new(
-        fullscript_notifier::demo::auto_approve_browser,
-    ));
+    // Sign in.
     let started: Value = invoke(
         &w,
         "sign_in",
@@ -153,13 +168,15 @@ fn sign_in_list_open_mark_seen_check_now_settings_and_sign_out() {
         .contains("/api/oauth/authorize"));
     wait_until("signed in and watching", || {
         let s: Value = invoke(&w, "snapshot", json!({})).unwrap();
-        s["signed_in"] == true && s["watching"] == true && s["status"]["last_poll_at"].is_string()
+        s["signed_in"] == true && s["watching"] == true && s["last_poll_at"].is_string()
     });
     let snap: Value = invoke(&w, "snapshot", json!({})).unwrap();
-    assert_eq!(
-        snap["account"]["clinic"]["name"],
-        "Maple Grove Integrative Health"
-    );
+    assert_eq!(snap["clinic"]["name"], "Maple Grove Integrative Health");
+    assert!(shell
+        .updates
+        .lock()
+        .unwrap()
+        .contains(&"sign-in:true".to_string()));
     assert_eq!(snap["token_storage"], "file");
     let config_text = std::fs::read_to_string(&config_file).unwrap();
     assert!(
@@ -188,14 +205,13 @@ fn sign_in_list_open_mark_seen_check_now_settings_and_sign_out() {
     let snap: Value = invoke(&w, "snapshot", json!({})).unwrap();
     assert_eq!(snap["unseen"], 1);
     // No daemon here: the alert waits, and the status says why.
-    assert_eq!(snap["status"]["notifications_available"], false);
+    assert_eq!(snap["notifications_available"], false);
 
     // Opening results opens the results page and marks the row seen.
     let url: String = invoke(&w, "open_results", json!({"orderId": ready.id})).unwrap();
     assert_eq!(url, format!("{}/labs/orders/{}", sim.base_url(), ready.id));
-    wait_until("the browser stub", || {
-        std::fs::read_to_string(&opened).is_ok_and(|t| t.contains(&url))
-    });
+    let opened: Vec<String> = opener.taken().iter().map(|u| u.to_string()).collect();
+    assert_eq!(opened, std::slice::from_ref(&url));
     let rows: Vec<Value> = invoke(&w, "list_orders", json!({})).unwrap();
     assert_eq!(rows[0]["unseen"], false);
 
@@ -242,9 +258,27 @@ fn sign_in_list_open_mark_seen_check_now_settings_and_sign_out() {
     assert!(snap["paused_until"].is_null());
     assert!(invoke::<String>(&w, "pause_notifications", json!({"preset": "forever"})).is_err());
 
-    // Highlight hand-over (a notification click before the page loaded).
-    app.state::<AppState>()
-        .set_highlight(Some(ready.id.clone()));
+    // A click on a result's notification: marked seen, its results opened,
+    // the window shown on that order (and the order handed to a page that
+    // loads later).
+    let note = fsn_core::policy::Notification {
+        kind: fsn_core::policy::NotificationKind::Result {
+            order_id: ready.id.clone(),
+        },
+        title: "Lab results amended".into(),
+        body: String::new(),
+        url: Some(url.parse().unwrap()),
+        alert_ids: Vec::new(),
+        sound: false,
+    };
+    controller.on_notification_click(&note);
+    assert_eq!(opener.taken().len(), 1);
+    assert_eq!(*shell.windows_shown.lock().unwrap(), 1);
+    assert!(shell
+        .updates
+        .lock()
+        .unwrap()
+        .contains(&format!("highlight:{}", ready.id)));
     assert_eq!(
         invoke::<Option<String>>(&w, "take_highlight", json!({})).unwrap(),
         Some(ready.id.clone())
@@ -263,5 +297,6 @@ fn sign_in_list_open_mark_seen_check_now_settings_and_sign_out() {
     assert_eq!(snap["signed_in"], false);
     assert_eq!(snap["watching"], false);
     assert!(invoke::<()>(&w, "check_now", json!({})).is_err());
+    let _ = app.state::<Arc<Controller>>();
     drop(sim);
 }

@@ -349,19 +349,7 @@ impl Desktop {
 
     /// Write the app's config for a simulator (custom environment).
     pub fn write_config(&self, sim: &Simulator, redirect_uri: &str, extra: &str) {
-        let base = sim.base_url();
-        let text = format!(
-            r#"environment = "custom"
-api_base = "{base}/api"
-authorize_url = "{base}/api/oauth/authorize"
-token_url = "{base}/api/oauth/token"
-revoke_url = "{base}/api/oauth/revoke"
-results_url = "{base}/labs/orders/{{id}}"
-labs_url = "{base}/labs"
-redirect_uri = "{redirect_uri}"
-{extra}
-"#
-        );
+        let text = fsn_simulator::fixture::app_config(&sim.base_url(), redirect_uri, extra);
         std::fs::write(self.home().join("config.toml"), text).unwrap();
     }
 
@@ -570,31 +558,26 @@ impl Drop for Desktop {
     }
 }
 
-/// A free loopback port.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use fsn_simulator::fixture::free_port;
 
 /// A simulator whose registered redirect URI is on a free port.
-pub async fn simulator(mut config: SimConfig) -> (Simulator, String) {
-    let redirect = format!("http://127.0.0.1:{}/callback", free_port());
-    config.redirect_uri = redirect.clone();
-    (Simulator::start(config).await.expect("simulator"), redirect)
+pub async fn simulator(config: SimConfig) -> (Simulator, String) {
+    fsn_simulator::fixture::start_with_free_redirect(config)
+        .await
+        .expect("simulator")
 }
 
 /// The simulator's demo client, with tokens in a private file (no keyring).
-pub const DEMO_CLIENT: &str = "client_id = \"fsn-demo-client\"\nclient_secret = \"fsn-demo-secret\"\ntoken_storage = \"file\"";
+pub fn demo_client() -> String {
+    fsn_simulator::fixture::demo_credentials()
+}
 
 /// A desktop, a simulator, and the app already signed in to it with the demo
 /// client through `login` (`extra` is appended to the configuration).
 pub async fn signed_in(opts: Options, extra: &str) -> (Desktop, Simulator) {
     let d = Desktop::start(opts);
     let (sim, redirect) = simulator(SimConfig::default()).await;
-    d.write_config(&sim, &redirect, &format!("{DEMO_CLIENT}\n{extra}"));
+    d.write_config(&sim, &redirect, &format!("{}\n{extra}", demo_client()));
     let (code, _, err) = d.run_app(&["login"]);
     assert_eq!(code, 0, "login: {err}");
     (d, sim)

@@ -364,17 +364,20 @@ async fn faults_show_in_the_header_and_nothing_is_lost() {
     let before = d.notifications().len();
     ctl.set_state(&order.id, "results_ready").unwrap();
 
+    // On the order list: a failing events feed alone does not fail a check
+    // (the list is read instead), so these target what every check needs.
     let fault = |kind: fsn_simulator::FaultKind| fsn_simulator::FaultSpec {
         kind,
         count: Some(1),
         for_secs: None,
-        path_prefix: None,
+        path_prefix: Some("/api/clinic/labs/orders".into()),
     };
     for (kind, shown) in [
         (fsn_simulator::FaultKind::Status { status: 500 }, "retrying"),
         (
             fsn_simulator::FaultKind::RateLimited {
                 retry_after_secs: Some(2),
+                retry_after_raw: None,
             },
             "rate_limited",
         ),
@@ -386,6 +389,8 @@ async fn faults_show_in_the_header_and_nothing_is_lost() {
             format!("the header to show {shown}"),
             attr(&driver, "#conn-badge", "data-state").await == shown
         );
+        // A person asking again does not wait out the (at least 30 s) pause.
+        check_now(&driver).await;
         until!(
             "recovery",
             attr(&driver, "#conn-badge", "data-state").await == "ok"

@@ -12,7 +12,7 @@ async fn watch_notifies_on_the_daemon_and_a_click_opens_the_results() {
         keyring: false,
     });
     let (sim, redirect) = simulator(SimConfig::default()).await;
-    d.write_config(&sim, &redirect, DEMO_CLIENT);
+    d.write_config(&sim, &redirect, &demo_client());
     let (code, out, err) = d.run_app(&["login"]);
     assert_eq!(code, 0, "login: {err}");
     assert!(

@@ -22,7 +22,11 @@ const CONNECTION = {
   offline: "Offline",
   rate_limited: "Rate limited",
   signed_out: "Signed out",
+  needs_configuration: "Needs setup",
+  restarting: "Restarting",
 };
+
+const plural = (n, one, many) => (n === 1 ? one : many.replace("N", String(n)));
 
 function banner(text, kind = "") {
   const div = document.createElement("div");
@@ -34,34 +38,51 @@ function banner(text, kind = "") {
 function renderBanners(s) {
   const list = [];
   if (s.error) list.push(banner(s.error, "bad"));
-  if (!s.signed_in && s.signed_out_reason && s.signed_out_reason !== "signed out") {
+  if (!s.signed_in && s.signed_out_cause && s.signed_out_cause.kind === "ended") {
     list.push(banner(`You were signed out: ${s.signed_out_reason}`, "bad"));
+  }
+  if (s.needs_configuration) {
+    list.push(banner(`Fullscript refused this app's registration; your sign-in is kept. ${s.needs_configuration}`, "bad"));
   }
   if (s.signed_in && s.token_storage_fallback) {
     list.push(
       banner(
-        "No system keychain is available: your Fullscript sign-in is kept in a file only your user can read." +
+        "Your Fullscript sign-in is kept in a file only your user can read (the system keychain could not keep it)." +
           (s.token_storage_note ? ` (${s.token_storage_note})` : ""),
         "warn",
       ),
     );
   }
   if (s.paused_until) list.push(banner(`Notifications are paused until ${clock(s.paused_until)}.`, "warn"));
-  if (s.signed_in && s.status.notifications_available === false) {
+  if (s.signed_in && s.notifications_available === false) {
     list.push(banner("No notification service answered; new results are listed here and notified when it is back.", "warn"));
   }
-  if (s.signed_in && s.status.events_available === false) {
+  if (s.signed_in && s.events_feed === "refused") {
     list.push(banner("Fullscript refused the lab events feed; every check reads all orders (slower).", "warn"));
+  } else if (s.signed_in && s.events_feed === "unavailable") {
+    list.push(banner("Fullscript's lab events feed did not answer at the last check; all orders were read instead.", "warn"));
   }
+  if (s.signed_in && s.skipped_records > 0) {
+    const n = Object.keys(s.unreadable_orders || {}).length || s.skipped_records;
+    list.push(banner(plural(n, "1 order could not be read; it is kept as it was.", "N orders could not be read; they are kept as they were."), "warn"));
+  }
+  if (s.local_history_rebuilt) {
+    list.push(
+      banner(
+        "The local history was damaged and has been rebuilt. Results that arrived meanwhile are listed as new, not announced one by one.",
+        "warn",
+      ),
+    );
+  }
+  if (s.connection === "restarting" && s.last_error) list.push(banner(s.last_error, "warn"));
   if (s.demo) list.push(banner("Demo: invented patients and results from the built-in simulator."));
   $("banners").replaceChildren(...list);
 }
 
 function renderHeader(s) {
-  const st = s.status;
-  const account = s.account;
-  $("clinic-name").textContent = account ? account.clinic.name : "Fullscript";
-  const owner = account && account.resource_owner;
+  const st = s;
+  $("clinic-name").textContent = s.clinic ? s.clinic.name : "Fullscript";
+  const owner = s.resource_owner;
   $("practitioner").textContent = owner ? `Signed in as ${owner.type} ${owner.id.slice(0, 8)}` : "";
   const badge = $("conn-badge");
   badge.dataset.state = st.connection;

@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use fsn_core::notifier::DesktopNotifier;
-use fsn_core::opener::UrlGuard;
+use fsn_core::opener::{BrowserOpener, Opener, UrlGuard};
+use fsn_core::session::{AuthState, SignedOutCause};
 use fsn_core::watcher::WatchEvent;
 use fsn_core::{App, Paths, StatusReport};
 
@@ -64,6 +65,11 @@ pub enum Command {
         /// Run this many cycles back to back (no waiting), report memory and requests, exit (benchmarks)
         #[arg(long, value_name = "N", conflicts_with = "once")]
         cycles: Option<u32>,
+        /// Also print test names with each alert (never patient names unless
+        /// `show_patient_names` is on). By default only order ids and states
+        /// are printed: under a service manager stdout goes to the system journal.
+        #[arg(long)]
+        verbose: bool,
     },
     /// Run the built-in Fullscript API simulator
     Simulate(SimulateArgs),
@@ -102,12 +108,11 @@ pub struct SimulateArgs {
     pub step_secs: f64,
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .expect("the async runtime starts")
 }
 
 /// One clear line on stderr, exit 1.
@@ -153,22 +158,31 @@ pub fn run_headless(cli: Cli) -> ExitCode {
     if let Command::Demo { .. } = cmd {
         return fail("the demo needs the desktop build: run `fullscript-notifier demo`");
     }
+    fsn_core::supervise::install_panic_hook();
     let app = match App::open(paths) {
-        Ok(a) => a,
+        Ok(a) => Arc::new(a),
         Err(e) => return fail(e),
     };
-    let rt = runtime();
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => return fail(format!("cannot start the async runtime: {e}")),
+    };
     rt.block_on(async move {
         match cmd {
             Command::Login => login(&app).await,
             Command::Logout => logout(&app).await,
             Command::Status { json } => status(&app, json).await,
             Command::Watch {
-                once: _,
-                cycles: Some(n),
+                cycles: Some(n), ..
             } => watch_cycles(&app, n).await,
-            Command::Watch { once, cycles: None } => watch(&app, once).await,
-            Command::Simulate(_) | Command::Demo { .. } => unreachable!("handled above"),
+            Command::Watch {
+                once,
+                cycles: None,
+                verbose,
+            } => watch(&app, once, verbose).await,
+            Command::Simulate(_) | Command::Demo { .. } => {
+                fail("this command is handled before the app opens")
+            }
         }
     })
 }
@@ -178,11 +192,11 @@ async fn login(app: &App) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
-    let guard = UrlGuard::new(&app.config);
+    let opener = BrowserOpener::new(UrlGuard::new(&app.config));
     let result = app
         .login(&session, |url| {
             eprintln!("Opening your browser to sign in to Fullscript. If it does not open, visit:\n  {url}");
-            if let Err(e) = guard.open(url) {
+            if let Err(e) = opener.open(url) {
                 eprintln!("({e})");
             }
         })
@@ -200,10 +214,12 @@ async fn login(app: &App) -> ExitCode {
                 app.config.environment,
                 match session.storage().kind() {
                     fsn_core::secret_store::StorageKind::Keychain => "system keychain",
-                    fsn_core::secret_store::StorageKind::File =>
-                        "private token file (no keychain available)",
+                    fsn_core::secret_store::StorageKind::File => "private token file",
                 }
             );
+            if let Some(note) = session.storage().note() {
+                println!("Note: {note}");
+            }
             ExitCode::SUCCESS
         }
         Err(e) => fail(e),
@@ -282,8 +298,48 @@ fn print_status(s: &StatusReport) {
     if let Some(since) = &s.retrying_since {
         println!("Retrying since: {since}");
     }
-    if s.events_available == Some(false) {
-        println!("Events feed:    refused by Fullscript; every check reads all orders");
+    match s.events_feed {
+        fsn_core::status::EventsFeed::Refused => {
+            println!("Events feed:    refused by Fullscript; every check reads all orders")
+        }
+        fsn_core::status::EventsFeed::Unavailable => println!(
+            "Events feed:    unavailable at the last check ({}); the order list was read instead",
+            s.events_feed_error.as_deref().unwrap_or("no detail")
+        ),
+        _ => {}
+    }
+    if s.skipped_records > 0 {
+        println!(
+            "Unreadable:     {} record(s) from Fullscript could not be read (kept as they were){}",
+            s.skipped_records,
+            if s.unreadable_orders.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; orders: {}",
+                    s.unreadable_orders
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }
+        );
+    }
+    if s.watcher_restarts > 0 {
+        println!(
+            "Restarts:       the watcher stopped unexpectedly {} time(s) and was restarted",
+            s.watcher_restarts
+        );
+    }
+    if let Some(r) = &s.local_history_rebuilt {
+        println!(
+            "Local history:  rebuilt {} (the damaged database is kept as {}); results found meanwhile are listed as unseen",
+            r.at, r.kept_as
+        );
+    }
+    if let Some(reason) = &s.needs_configuration {
+        println!("Needs setup:    {reason}");
     }
     let orders: Vec<String> = s
         .orders_by_state
@@ -339,40 +395,31 @@ async fn watching_session(
     }
 }
 
-async fn watch(app: &App, once: bool) -> ExitCode {
+async fn watch(app: &Arc<App>, once: bool, verbose: bool) -> ExitCode {
     let (_lock, session) = match watching_session(app).await {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let guard = UrlGuard::new(&app.config);
-    let store = app.store.clone();
+    let click_app = app.clone();
+    let opener = Arc::new(BrowserOpener::new(UrlGuard::new(&app.config)));
     let notifier = Arc::new(DesktopNotifier::new(Arc::new(move |n| {
         // A click: the practitioner is looking at these results now.
-        let _ = store.mark_alerts_seen(&n.alert_ids, chrono::Utc::now());
-        if let fsn_core::policy::NotificationKind::Result { order_id } = &n.kind {
-            let _ = store.mark_order_seen(order_id, chrono::Utc::now());
-        }
-        match &n.url {
-            Some(url) => match guard.open(url) {
-                Ok(()) => println!("opened results ({})", url.host_str().unwrap_or("")),
-                Err(e) => eprintln!("{e}"),
-            },
-            None => println!("notification clicked"),
-        }
+        click_app.on_click(n, &*opener);
+        println!("notification clicked ({})", n.kind.label());
     })));
-    let mut watcher = match app.watcher(session.clone(), notifier.clone()) {
-        Ok(w) => w,
-        Err(e) => return fail(e),
-    };
-    let handle = watcher.handle();
+    let handle = app.watcher_handle();
     let mut events = handle.subscribe();
     let printer = tokio::spawn(async move {
         while let Ok(ev) = events.recv().await {
-            print_event(&ev);
+            print_event(&ev, verbose);
         }
     });
 
     if once {
+        let mut watcher = match app.watcher_on(session.clone(), notifier.clone(), handle) {
+            Ok(w) => w,
+            Err(e) => return fail(e),
+        };
         let (result, _) = watcher.cycle().await;
         // Let the printer drain.
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -391,7 +438,14 @@ async fn watch(app: &App, once: bool) -> ExitCode {
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut auth = session.subscribe();
-    let run = tokio::spawn(watcher.run(stop_rx));
+    let make_app = app.clone();
+    let make_session = session.clone();
+    let make_notifier: Arc<dyn fsn_core::notifier::Notifier> = notifier.clone();
+    let mut run = tokio::spawn(fsn_core::supervise::supervise(
+        move |h| make_app.watcher_on(make_session.clone(), make_notifier.clone(), h),
+        handle.clone(),
+        stop_rx,
+    ));
     spawn_check_now_on_sigusr1(handle.clone());
     println!(
         "watching lab orders (Ctrl-C to stop; `kill -USR1 {}` checks now)",
@@ -399,26 +453,36 @@ async fn watch(app: &App, once: bool) -> ExitCode {
     );
     let code = tokio::select! {
         _ = shutdown_signal() => ExitCode::SUCCESS,
-        _ = async {
-            while auth.changed().await.is_ok() {
-                if let fsn_core::session::AuthState::SignedOut { .. } = *auth.borrow() {
-                    break;
+        ended = &mut run => {
+            // The supervisor only returns on its own when it gave up.
+            let why = match ended {
+                Ok(Err(e)) => e.to_string(),
+                Ok(Ok(())) => "the watcher stopped".to_string(),
+                Err(e) => format!("the watcher's supervisor failed: {e}"),
+            };
+            printer.abort();
+            return fail(why);
+        }
+        cause = async {
+            loop {
+                if let AuthState::SignedOut { cause: Some(SignedOutCause::Ended { reason }) } = &*auth.borrow_and_update() {
+                    return reason.clone();
+                }
+                if auth.changed().await.is_err() {
+                    std::future::pending::<()>().await;
                 }
             }
         } => {
-            let reason = match &*auth.borrow() {
-                fsn_core::session::AuthState::SignedOut { reason } => reason.clone().unwrap_or_default(),
-                _ => String::new(),
-            };
             let note = fsn_core::policy::sign_in_again(app.config.sound);
             let n = notifier.clone();
             let _ = tokio::task::spawn_blocking(move || fsn_core::notifier::Notifier::show(&*n, &note)).await;
-            eprintln!("error: signed out: {reason}; run `fullscript-notifier login`");
+            eprintln!("error: signed out: {cause}; run `fullscript-notifier login`");
             ExitCode::from(1)
         }
     };
+    // A graceful stop: a delivery in progress finishes first.
     let _ = stop_tx.send(true);
-    let _ = tokio::time::timeout(Duration::from_secs(5), run).await;
+    let _ = tokio::time::timeout(Duration::from_secs(30), run).await;
     printer.abort();
     code
 }
@@ -433,7 +497,7 @@ fn rss_kib() -> Option<u64> {
 }
 
 /// `watch --cycles N`: the benchmark drives the cycles; the interval is not waited for.
-async fn watch_cycles(app: &App, n: u32) -> ExitCode {
+async fn watch_cycles(app: &Arc<App>, n: u32) -> ExitCode {
     let (_lock, session) = match watching_session(app).await {
         Ok(s) => s,
         Err(code) => return code,
@@ -471,7 +535,11 @@ async fn watch_cycles(app: &App, n: u32) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn print_event(ev: &WatchEvent) {
+/// One line per check and per alert. Alerts print their order id and
+/// state, never what the test or patient is (stdout may go to a system
+/// journal outside the private data directory); `--verbose` adds the
+/// notification's text, which names a patient only when `show_patient_names` is on.
+fn print_event(ev: &WatchEvent, verbose: bool) {
     let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ");
     match ev {
         WatchEvent::Cycle {
@@ -495,7 +563,20 @@ fn print_event(ev: &WatchEvent) {
         },
         WatchEvent::Delivered(notes) => {
             for n in notes {
-                println!("{now} alert: {} — {}", n.title, n.body);
+                let what = match &n.kind {
+                    fsn_core::policy::NotificationKind::Result { order_id } => {
+                        format!("order {order_id}")
+                    }
+                    fsn_core::policy::NotificationKind::Summary { order_ids } => {
+                        format!("{} orders", order_ids.len())
+                    }
+                    _ => String::new(),
+                };
+                if verbose {
+                    println!("{now} alert: {} ({what}) — {}", n.title, n.body);
+                } else {
+                    println!("{now} alert: {} ({what})", n.title);
+                }
             }
         }
         WatchEvent::Status(_) | WatchEvent::OrdersChanged => {}
@@ -562,7 +643,10 @@ fn simulate(a: SimulateArgs) -> ExitCode {
         demo_step: Duration::from_secs_f64(a.step_secs),
         ..Default::default()
     };
-    let rt = runtime();
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => return fail(format!("cannot start the async runtime: {e}")),
+    };
     rt.block_on(async move {
         let sim = match fsn_simulator::Simulator::start(config.clone()).await {
             Ok(s) => s,
@@ -590,16 +674,5 @@ fn simulate(a: SimulateArgs) -> ExitCode {
 
 /// A config file for the custom environment pointing at a simulator.
 pub fn custom_config_toml(base: &str, client_id: &str, redirect_uri: &str) -> String {
-    format!(
-        r#"environment = "custom"
-api_base = "{base}/api"
-authorize_url = "{base}/api/oauth/authorize"
-token_url = "{base}/api/oauth/token"
-revoke_url = "{base}/api/oauth/revoke"
-results_url = "{base}/labs/orders/{{id}}"
-labs_url = "{base}/labs"
-client_id = "{client_id}"
-redirect_uri = "{redirect_uri}"
-"#
-    )
+    fsn_simulator::fixture::app_config(base, redirect_uri, &format!("client_id = \"{client_id}\""))
 }

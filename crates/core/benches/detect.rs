@@ -5,10 +5,9 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use fsn_core::config::NotifyStates;
-use fsn_core::detect::{detect, AlertRules};
+use fsn_core::detect::{detect, AlertRules, Baseline, Tracked};
 use fsn_core::lab::{LabOrder, LabState, ResultsSummary};
 use fsn_core::secret::PatientName;
-use fsn_core::store::Tracked;
 
 fn orders(n: usize) -> Vec<LabOrder> {
     (0..n)
@@ -47,7 +46,7 @@ fn main() {
     println!("change detection (median of 21 runs, this machine):");
     for (n, target) in [(10_000usize, 5.0f64), (100_000, 60.0)] {
         let fetched = orders(n);
-        let baseline = detect(&HashMap::new(), &fetched, &none, true, &rules);
+        let baseline = detect(&HashMap::new(), &fetched, &none, Baseline::Silent, &rules);
         let tracked: HashMap<String, Tracked> = baseline
             .upserts
             .iter()
@@ -57,7 +56,7 @@ fn main() {
         let idle: Vec<f64> = (0..21)
             .map(|_| {
                 let t = Instant::now();
-                let d = detect(&tracked, &fetched, &none, false, &rules);
+                let d = detect(&tracked, &fetched, &none, Baseline::Off, &rules);
                 assert!(d.upserts.is_empty());
                 t.elapsed().as_secs_f64() * 1000.0
             })
@@ -71,7 +70,7 @@ fn main() {
         let busy: Vec<f64> = (0..21)
             .map(|_| {
                 let t = Instant::now();
-                let d = detect(&tracked, &moved, &none, false, &rules);
+                let d = detect(&tracked, &moved, &none, Baseline::Off, &rules);
                 assert_eq!(d.alerts.len(), n / 100);
                 t.elapsed().as_secs_f64() * 1000.0
             })

@@ -9,9 +9,10 @@ use serde_json::Value;
 use url::Url;
 
 use crate::backoff::RequestBudget;
+use crate::clock::Clock;
 use crate::http;
 use crate::lab::{self, BadRecord, LabEvent, LabOrder, PageMeta};
-use crate::oauth::AuthError;
+use crate::oauth::{AuthError, ResourceOwner};
 use crate::session::Session;
 
 pub const PAGE_SIZE: u32 = 100;
@@ -47,6 +48,8 @@ pub enum ApiError {
     },
     #[error("{0}")]
     BadRecord(BadRecord),
+    #[error("Fullscript refused a just-renewed sign-in; trying again at the next check")]
+    RefusedAfterRefresh,
     #[error("sign-in: {0}")]
     Auth(AuthError),
 }
@@ -67,6 +70,15 @@ impl From<AuthError> for ApiError {
 }
 
 impl ApiError {
+    /// Fullscript ended the session, or refused the app's registration:
+    /// nothing to retry until someone acts.
+    pub fn needs_user(&self) -> bool {
+        matches!(
+            self,
+            ApiError::SignedOut(_) | ApiError::Auth(AuthError::NeedsConfiguration(_))
+        )
+    }
+
     /// A transport-level failure (not an answer from Fullscript).
     pub fn is_connectivity(&self) -> bool {
         matches!(
@@ -80,6 +92,13 @@ impl ApiError {
 pub struct Clinic {
     pub id: String,
     pub name: String,
+}
+
+/// Who is signed in, to which clinic (kept in the database, shown everywhere).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct Account {
+    pub clinic: Clinic,
+    pub resource_owner: Option<ResourceOwner>,
 }
 
 /// One page of lab orders; a bad record is reported, the rest kept.
@@ -101,6 +120,18 @@ pub struct FullscriptClient {
     api_base: Url,
     session: Arc<Session>,
     budget: Arc<RequestBudget>,
+    clock: Clock,
+    /// Fullscript's clock minus ours, from the latest `Date` header.
+    server_offset: std::sync::Mutex<Option<chrono::Duration>>,
+}
+
+/// Which optional parameters the events query carries: they are guesses
+/// from the docs (`created_at`, `sort_by`, `order_by`), so a feed that
+/// refuses them is asked again without them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventsQuery {
+    Full,
+    Minimal,
 }
 
 impl FullscriptClient {
@@ -115,6 +146,39 @@ impl FullscriptClient {
             api_base,
             session,
             budget,
+            clock: Clock::system(),
+            server_offset: std::sync::Mutex::new(None),
+        }
+    }
+
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Fullscript's "now": this computer's clock corrected by the offset
+    /// seen in the latest response's `Date` header (so a computer clock a
+    /// year off does not move cursors or prune events).
+    pub fn server_now(&self) -> chrono::DateTime<Utc> {
+        let local = self.clock.now();
+        let offset = *self.server_offset.lock().unwrap_or_else(|p| p.into_inner());
+        offset
+            .and_then(|o| local.checked_add_signed(o))
+            .unwrap_or(local)
+    }
+
+    /// Has a response told us Fullscript's time yet?
+    pub fn knows_server_time(&self) -> bool {
+        self.server_offset
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+    }
+
+    fn note_server_time(&self, headers: &reqwest::header::HeaderMap) {
+        if let Some(date) = http::server_date(headers) {
+            let offset = date.signed_duration_since(self.clock.now());
+            *self.server_offset.lock().unwrap_or_else(|p| p.into_inner()) = Some(offset);
         }
     }
 
@@ -155,7 +219,8 @@ impl FullscriptClient {
             })
     }
 
-    /// GET a JSON body: 401 → refresh once and retry; a second 401 ends the session.
+    /// GET a JSON body: 401 → refresh once and retry; a 401 to the renewed
+    /// token is reported (twice in a row ends the session).
     pub async fn get_json(&self, path: &str, query: &[(&str, String)]) -> Result<Value, ApiError> {
         let mut url = self.url(path)?;
         if !query.is_empty() {
@@ -171,13 +236,18 @@ impl FullscriptClient {
             let fresh = self.session.refresh_after_unauthorized(&token).await?;
             resp = self.send(&url, &fresh).await?;
             if resp.status() == reqwest::StatusCode::UNAUTHORIZED {
-                let reason = "Fullscript refused the renewed sign-in; sign in again";
-                self.session.invalidate(reason).await;
-                return Err(ApiError::SignedOut(reason.into()));
+                return Err(if self.session.refused_after_refresh().await {
+                    ApiError::SignedOut(
+                        "Fullscript refused the renewed sign-in twice; sign in again".into(),
+                    )
+                } else {
+                    ApiError::RefusedAfterRefresh
+                });
             }
         }
         let status = resp.status().as_u16();
         let request_id = http::request_id(resp.headers());
+        self.note_server_time(resp.headers());
         if status == 429 {
             let retry_after = http::retry_after(resp.headers(), Utc::now());
             return Err(ApiError::RateLimited {
@@ -189,19 +259,21 @@ impl FullscriptClient {
             return Err(ApiError::Server { status, request_id });
         }
         if !(200..300).contains(&status) {
-            let body = resp.bytes().await.unwrap_or_default();
+            let body = http::read_capped(resp).await.unwrap_or_default();
             return Err(ApiError::Refused {
                 status,
                 message: http::error_message(&body),
                 request_id,
             });
         }
-        let bytes = resp.bytes().await.map_err(|e| {
-            if e.is_timeout() {
-                ApiError::Timeout(http::describe_transport(&e))
-            } else {
-                ApiError::Network(http::describe_transport(&e))
-            }
+        self.session.accepted();
+        let bytes = http::read_capped(resp).await.map_err(|e| match e {
+            http::BodyError::TooLarge => ApiError::Malformed {
+                what: format!("{path}: {e}"),
+                request_id: request_id.clone(),
+            },
+            http::BodyError::Transport(text, true) => ApiError::Timeout(text),
+            http::BodyError::Transport(text, false) => ApiError::Network(text),
         })?;
         serde_json::from_slice(&bytes).map_err(|e| ApiError::Malformed {
             what: format!("{path}: {e}"),
@@ -228,8 +300,9 @@ impl FullscriptClient {
         let name = c
             .get("name")
             .and_then(Value::as_str)
-            .unwrap_or("Your clinic")
-            .to_string();
+            .map(lab::display_text)
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "Your clinic".to_string());
         Ok(Clinic { id, name })
     }
 
@@ -272,21 +345,28 @@ impl FullscriptClient {
     }
 
     /// Events created on or after `from_day` (the filter works on whole days,
-    /// so the caller de-duplicates by event id), oldest first.
-    pub async fn events_page(&self, from_day: NaiveDate, page: u32) -> Result<EventPage, ApiError> {
+    /// so the caller de-duplicates by event id), oldest first. With
+    /// [`EventsQuery::Minimal`] only the page is asked for: every event of
+    /// the last 30 days, in whatever order.
+    pub async fn events_page(
+        &self,
+        from_day: NaiveDate,
+        page: u32,
+        query: EventsQuery,
+    ) -> Result<EventPage, ApiError> {
         let after = from_day.pred_opt().unwrap_or(from_day);
-        let body = self
-            .get_json(
-                "/events/lab_orders",
-                &[
-                    ("created_at", format!(">{}", after.format("%Y-%m-%d"))),
-                    ("sort_by", "created_at".into()),
-                    ("order_by", "ASC".into()),
-                    ("page[number]", page.to_string()),
-                    ("page[size]", PAGE_SIZE.to_string()),
-                ],
-            )
-            .await?;
+        let mut params = vec![
+            ("page[number]", page.to_string()),
+            ("page[size]", PAGE_SIZE.to_string()),
+        ];
+        if query == EventsQuery::Full {
+            params.extend([
+                ("created_at", format!(">{}", after.format("%Y-%m-%d"))),
+                ("sort_by", "created_at".into()),
+                ("order_by", "ASC".into()),
+            ]);
+        }
+        let body = self.get_json("/events/lab_orders", &params).await?;
         let items =
             lab::list_items(&body, &lab::EVENT_LIST_ROOTS).ok_or_else(|| ApiError::Malformed {
                 what: "event list without a list of events".into(),

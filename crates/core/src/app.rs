@@ -1,24 +1,31 @@
-//! The app's services wired together from the configuration: store, secret
-//! store, session, API client, watcher. The CLI and the window app both start
-//! here and stay thin.
+//! The app's services wired together from the configuration (store, secret
+//! store, session, API client, watcher), and every product decision the
+//! command line and the window share: what `status` says, what a click on a
+//! notification does, what "open results" opens, what pausing means. The
+//! CLI and the window call these and stay thin; neither touches the store's
+//! keys or the session's internals.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use url::Url;
 
-use crate::api::{ApiError, Clinic, FullscriptClient};
+use crate::api::{Account, ApiError, Clinic, FullscriptClient};
 use crate::backoff::RequestBudget;
+use crate::clock::Clock;
 use crate::config::{Config, ConfigError, Paths};
 use crate::notifier::Notifier;
 use crate::oauth::{AuthError, OAuthClient, ResourceOwner};
+use crate::opener::{OpenError, Opener, UrlGuard};
+use crate::policy::{Notification, NotificationKind};
 use crate::secret::Secret;
-use crate::secret_store::{self, SecretStore, StorageKind};
-use crate::session::{Session, SignOutReport};
-use crate::store::{ts, Store, StoreError};
-use crate::watcher::{WatchStatus, Watcher};
+use crate::secret_store::{self, SecretStore, SecretStoreError};
+use crate::session::{AuthState, Session, SignOutReport, SignedOutCause};
+use crate::status::{Connection, EventsFeed};
+use crate::store::{ts, Rebuilt, Store, StoreError};
+use crate::watcher::{Watcher, WatcherHandle};
 
 pub const CLIENT_SECRET_KEY: &str = "client_secret";
 
@@ -37,24 +44,21 @@ pub enum AppError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("secret store: {0}")]
-    Secrets(#[from] secret_store::StoreError),
     #[error("{0}")]
+    Secrets(#[from] SecretStoreError),
+    #[error("{0}")]
+    Open(#[from] OpenError),
+    #[error("cannot set up HTTPS: {0}")]
     Http(String),
     #[error(
         "another copy of Fullscript Lab Notifier is already watching this data directory ({0})"
     )]
     AlreadyWatching(PathBuf),
+    #[error("no results page is configured for this order")]
+    NoResultsLink,
 }
 
-/// Who is signed in, to which clinic (kept in the database, shown everywhere).
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
-pub struct Account {
-    pub clinic: Clinic,
-    pub resource_owner: Option<ResourceOwner>,
-}
-
-/// `fullscript-notifier status --json`
+/// `fullscript-notifier status --json`, and what the window shows in its header.
 #[derive(Debug, Clone, Serialize)]
 pub struct StatusReport {
     pub signed_in: bool,
@@ -64,15 +68,34 @@ pub struct StatusReport {
     pub resource_owner: Option<ResourceOwner>,
     pub token_storage: &'static str,
     pub token_storage_note: Option<String>,
+    /// No keychain could keep the secrets, so the private file is in use.
+    pub token_storage_fallback: bool,
     pub access_token_expires_at: Option<String>,
     pub signed_out_reason: Option<String>,
-    pub connection: crate::watcher::Connection,
+    pub signed_out_cause: Option<SignedOutCause>,
+    /// Fullscript refused the app's registration; the sign-in is kept.
+    pub needs_configuration: Option<String>,
+    pub connection: Connection,
     pub last_poll_at: Option<String>,
     pub next_poll_at: Option<String>,
     pub last_error: Option<String>,
     pub retrying_since: Option<String>,
     pub events_available: Option<bool>,
+    /// `available`, `unavailable` (this check: the order list was read
+    /// instead), `refused` (every check reads the order list) or `unknown`.
+    pub events_feed: EventsFeed,
+    pub events_feed_error: Option<String>,
     pub notifications_available: bool,
+    pub notifications_error: Option<String>,
+    /// Records Fullscript sent that could not be read (kept, counted, shown).
+    pub skipped_records: usize,
+    /// The orders among them (id → what was wrong).
+    pub unreadable_orders: std::collections::BTreeMap<String, String>,
+    /// Times the watcher stopped unexpectedly and was restarted.
+    pub watcher_restarts: u32,
+    /// The local database was damaged and rebuilt (results found meanwhile
+    /// are listed as unseen, not announced one by one).
+    pub local_history_rebuilt: Option<Rebuilt>,
     pub orders_by_state: std::collections::BTreeMap<String, usize>,
     pub alerts_pending: usize,
     pub unseen: usize,
@@ -81,12 +104,28 @@ pub struct StatusReport {
     pub data_dir: String,
 }
 
+/// What a click on a notification asks of the window, after the core has
+/// done its part (marked the results seen, opened them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClickOutcome {
+    /// Show the window on this order.
+    ShowOrder(String),
+    /// Show the window on the new, unseen results.
+    ShowNewResults,
+    /// Show the window (sign-in, app notices).
+    ShowWindow,
+}
+
 pub struct App {
     pub paths: Paths,
     pub config: Config,
     pub store: Arc<Store>,
     pub secrets: Arc<dyn SecretStore>,
+    /// API calls (same-origin redirects only).
     pub http: reqwest::Client,
+    /// Token, refresh and revoke calls (never a redirect).
+    pub oauth_http: reqwest::Client,
+    pub clock: Clock,
 }
 
 impl App {
@@ -109,10 +148,9 @@ impl App {
             &paths.data_dir,
             &Self::namespace(&config),
         ));
-        if secrets.kind() == StorageKind::File {
-            tracing::info!(note = ?secrets.note(), "tokens are stored in a private file in the data directory");
-        }
-        let http = crate::http::client(config.request_timeout)
+        let http = crate::http::api_client(config.request_timeout)
+            .map_err(|e| AppError::Http(e.to_string()))?;
+        let oauth_http = crate::http::oauth_client(config.request_timeout)
             .map_err(|e| AppError::Http(e.to_string()))?;
         Ok(App {
             paths,
@@ -120,6 +158,8 @@ impl App {
             store,
             secrets,
             http,
+            oauth_http,
+            clock: Clock::system(),
         })
     }
 
@@ -164,7 +204,7 @@ impl App {
         })?;
         let e = &self.config.endpoints;
         let oauth = OAuthClient::new(
-            self.http.clone(),
+            self.oauth_http.clone(),
             e.authorize_url.clone(),
             e.token_url.clone(),
             e.revoke_url.clone(),
@@ -174,23 +214,26 @@ impl App {
         );
         let store = self.store.clone();
         let session =
-            Session::new(oauth, self.secrets.clone()).on_signed_out(Box::new(move |reason| {
-                let _ = store.meta_set("signed_out_reason", reason);
+            Session::new(oauth, self.secrets.clone()).on_signed_out(Box::new(move |cause| {
+                let _ = store.set_signed_out_reason(Some(cause));
             }));
         Ok(Arc::new(session))
     }
 
     pub fn api(&self, session: Arc<Session>) -> Arc<FullscriptClient> {
-        Arc::new(FullscriptClient::new(
-            self.http.clone(),
-            self.config.endpoints.api_base.clone(),
-            session,
-            Arc::new(RequestBudget::new(self.config.request_budget_per_5min)),
-        ))
+        Arc::new(
+            FullscriptClient::new(
+                self.http.clone(),
+                self.config.endpoints.api_base.clone(),
+                session,
+                Arc::new(RequestBudget::new(self.config.request_budget_per_5min)),
+            )
+            .with_clock(self.clock.clone()),
+        )
     }
 
     pub fn account(&self) -> Option<Account> {
-        self.store.meta_json::<Account>("account").ok().flatten()
+        self.store.account().ok().flatten()
     }
 
     /// Sign in through the browser: `open` receives the authorize URL (to
@@ -222,7 +265,7 @@ impl App {
         let mut probe = self.config.endpoints.token_url.clone();
         probe.set_path("/");
         probe.set_query(None);
-        match self.http.get(probe).send().await {
+        match self.oauth_http.get(probe).send().await {
             Ok(_) => Ok(()),
             Err(e) => Err(AuthError::Unreachable(crate::http::describe_transport(&e)).into()),
         }
@@ -241,43 +284,138 @@ impl App {
                 self.store.reset_tracking()?;
             }
         }
-        self.store.meta_set_json("account", account)?;
-        self.store.meta_delete("signed_out_reason")?;
+        self.store.set_account(account)?;
+        self.store.set_signed_out_reason(None)?;
         Ok(())
     }
 
     pub async fn logout(&self, session: &Session) -> SignOutReport {
         let report = session.sign_out().await;
-        let _ = self.store.meta_set("signed_out_reason", "signed out");
+        let _ = self
+            .store
+            .set_signed_out_reason(Some(&SignedOutCause::User));
         report
     }
 
-    /// Everything `status` shows; works without network access.
-    pub async fn status(&self, session: Option<&Session>) -> StatusReport {
-        let (signed_in, expires_at, owner_live) = match session {
-            Some(s) => {
-                let loaded = s.is_signed_in().await || matches!(s.load().await, Ok(true));
-                (loaded, s.expires_at().await, s.resource_owner().await)
+    // ------------------------------------------------------------ the list
+
+    /// A click on one of our notifications: the practitioner is looking at
+    /// these results now. Marks them seen, opens a result's link (never a
+    /// summary's: the window shows those), and says what the window should show.
+    pub fn on_click(&self, n: &Notification, opener: &dyn Opener) -> ClickOutcome {
+        let now = Utc::now();
+        if let Err(e) = self.store.mark_alerts_seen(&n.alert_ids, now) {
+            tracing::warn!(error = %e, "could not mark the results seen");
+        }
+        match &n.kind {
+            NotificationKind::Result { order_id } => {
+                if let Err(e) = self.store.mark_order_seen(order_id, now) {
+                    tracing::warn!(error = %e, "could not mark the results seen");
+                }
+                if let Some(url) = &n.url {
+                    if let Err(e) = opener.open(url) {
+                        tracing::warn!(error = %e, "could not open results");
+                    }
+                }
+                ClickOutcome::ShowOrder(order_id.clone())
             }
-            None => (false, None, None),
+            NotificationKind::Summary { .. } => ClickOutcome::ShowNewResults,
+            NotificationKind::SignInAgain | NotificationKind::Info => ClickOutcome::ShowWindow,
+        }
+    }
+
+    /// The link "open results" opens for an order: its newest result
+    /// document when that is on an allowed host, else its results page.
+    pub fn results_link(&self, order_id: &str) -> Result<Url, AppError> {
+        let document = self.store.order_document_url(order_id)?;
+        crate::policy::results_link(
+            &UrlGuard::new(&self.config),
+            &self.config.endpoints,
+            order_id,
+            document.as_deref(),
+        )
+        .ok_or(AppError::NoResultsLink)
+    }
+
+    /// Open an order's results and mark them seen; answers the URL opened.
+    pub fn open_results(&self, order_id: &str, opener: &dyn Opener) -> Result<Url, AppError> {
+        let url = self.results_link(order_id)?;
+        self.store.mark_order_seen(order_id, Utc::now())?;
+        opener.open(&url)?;
+        Ok(url)
+    }
+
+    pub fn mark_seen(&self, order_id: &str) -> Result<usize, AppError> {
+        Ok(self.store.mark_order_seen(order_id, Utc::now())?)
+    }
+
+    pub fn mark_all_seen(&self) -> Result<usize, AppError> {
+        Ok(self.store.mark_all_seen(Utc::now())?)
+    }
+
+    // ------------------------------------------------------------ pause
+
+    /// Pause notifications until `until` (alerts are still recorded);
+    /// `watcher` (when running) takes it at once.
+    pub fn pause_until(
+        &self,
+        until: DateTime<Utc>,
+        watcher: Option<&WatcherHandle>,
+    ) -> Result<(), AppError> {
+        self.store.set_paused_until(Some(until))?;
+        if let Some(w) = watcher {
+            w.update_settings(|s| s.paused_until = Some(until));
+        }
+        Ok(())
+    }
+
+    pub fn resume(&self, watcher: Option<&WatcherHandle>) -> Result<(), AppError> {
+        self.store.set_paused_until(None)?;
+        if let Some(w) = watcher {
+            w.update_settings(|s| s.paused_until = None);
+        }
+        Ok(())
+    }
+
+    /// When notifications resume, if they are paused now.
+    pub fn paused_until(&self) -> Option<DateTime<Utc>> {
+        self.store
+            .paused_until()
+            .ok()
+            .flatten()
+            .filter(|t| *t > Utc::now())
+    }
+
+    // ------------------------------------------------------------ status
+
+    /// Everything `status` and the window's header show; works without
+    /// network access and answers at once (it never waits on a refresh).
+    pub async fn status(&self, session: Option<&Session>) -> StatusReport {
+        let (signed_in, expires_at, owner_live, auth) = match session {
+            Some(s) => {
+                let loaded = s.is_signed_in() || matches!(s.load().await, Ok(true));
+                (loaded, s.expires_at(), s.resource_owner(), Some(s.state()))
+            }
+            None => (false, None, None, None),
         };
         let account = self.account();
-        let watch = self
-            .store
-            .meta_json::<WatchStatus>("watch_status")
-            .ok()
-            .flatten()
-            .unwrap_or_default();
+        let watch = self.store.watch_status().ok().flatten().unwrap_or_default();
+        let needs_configuration = match auth {
+            Some(AuthState::NeedsConfiguration { reason }) => Some(reason),
+            _ => None,
+        };
         let mut connection = watch.connection;
-        if !signed_in {
-            connection = crate::watcher::Connection::SignedOut;
+        if needs_configuration.is_some() {
+            connection = Connection::NeedsConfiguration;
+        } else if !signed_in {
+            connection = Connection::SignedOut;
         }
-        let paused_until = self
-            .store
-            .meta_get("paused_until")
-            .ok()
-            .flatten()
-            .filter(|p| p.as_str() > ts(Utc::now()).as_str());
+        let cause = if signed_in {
+            None
+        } else {
+            self.store.signed_out_reason().ok().flatten()
+        };
+        let unreadable = self.store.unreadable_orders().unwrap_or_default();
         StatusReport {
             signed_in,
             configured: self.is_configured(),
@@ -286,27 +424,43 @@ impl App {
             resource_owner: owner_live.or_else(|| account.and_then(|a| a.resource_owner)),
             token_storage: self.secrets.kind().as_str(),
             token_storage_note: self.secrets.note(),
+            token_storage_fallback: self.secrets.is_fallback(),
             access_token_expires_at: expires_at.map(ts),
-            signed_out_reason: if signed_in {
-                None
-            } else {
-                self.store.meta_get("signed_out_reason").ok().flatten()
-            },
+            signed_out_reason: cause.as_ref().map(SignedOutCause::describe),
+            signed_out_cause: cause,
+            needs_configuration,
             connection,
             last_poll_at: watch.last_poll_at,
             next_poll_at: watch.next_poll_at,
             last_error: watch.last_error,
             retrying_since: watch.retrying_since,
             events_available: watch.events_available,
+            events_feed: watch.events_feed,
+            events_feed_error: watch.events_feed_error,
             notifications_available: watch.notifications_available,
+            notifications_error: watch.notifications_error,
+            skipped_records: watch.skipped_records.max(unreadable.len()),
+            unreadable_orders: unreadable,
+            watcher_restarts: watch.restarts,
+            local_history_rebuilt: self.store.rebuilt().ok().flatten(),
             orders_by_state: self.store.counts_by_state().unwrap_or_default(),
             alerts_pending: self.store.pending_count().unwrap_or(0),
             unseen: self.store.unseen_count().unwrap_or(0),
-            paused_until,
+            paused_until: self.paused_until().map(ts),
             config_file: self.paths.config_file.display().to_string(),
             data_dir: self.paths.data_dir.display().to_string(),
         }
     }
+
+    /// The "still running in the tray" notice, the first time only.
+    pub fn first_close_notice(&self) -> Option<Notification> {
+        match self.store.first_time_still_running() {
+            Ok(true) => Some(crate::policy::still_running()),
+            _ => None,
+        }
+    }
+
+    // ------------------------------------------------------------ watching
 
     /// Only one watcher per data directory: two would poll twice and could
     /// notify twice. The lock is held for as long as the file stays open.
@@ -338,6 +492,32 @@ impl App {
             self.store.clone(),
             notifier,
             &self.config,
-        )?)
+        )?
+        .with_clock(self.clock.clone()))
+    }
+
+    /// A watcher on an existing handle (what the supervisor restarts).
+    pub fn watcher_on(
+        &self,
+        session: Arc<Session>,
+        notifier: Arc<dyn Notifier>,
+        handle: WatcherHandle,
+    ) -> Result<Watcher, AppError> {
+        Ok(Watcher::with_handle(
+            self.api(session),
+            self.store.clone(),
+            notifier,
+            &self.config,
+            handle,
+        )?
+        .with_clock(self.clock.clone()))
+    }
+
+    /// A handle for a new watcher with this configuration's settings and the
+    /// stored pause.
+    pub fn watcher_handle(&self) -> WatcherHandle {
+        let mut settings = crate::watcher::WatchSettings::from_config(&self.config);
+        settings.paused_until = self.store.paused_until().ok().flatten();
+        WatcherHandle::new(self.store.clone(), settings)
     }
 }

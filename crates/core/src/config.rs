@@ -186,6 +186,8 @@ pub struct Config {
     pub login_timeout: Duration,
     /// Unknown keys found in the file (reported, not fatal: a newer version may have written them).
     pub unknown_keys: Vec<String>,
+    /// The file itself holds `client_secret` (so it must stay private).
+    pub client_secret_in_file: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -299,21 +301,8 @@ impl Paths {
 
     /// Create the data directory readable only by the user (0700).
     pub fn ensure_data_dir(&self) -> std::io::Result<()> {
-        std::fs::create_dir_all(&self.data_dir)?;
-        restrict_dir(&self.data_dir)
+        crate::files::ensure_private_dir(&self.data_dir)
     }
-}
-
-#[cfg(unix)]
-fn restrict_dir(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-}
-
-#[cfg(not(unix))]
-fn restrict_dir(_dir: &Path) -> std::io::Result<()> {
-    // Per-user profile directories are already private on Windows and macOS.
-    Ok(())
 }
 
 fn env_path(name: &str) -> Option<PathBuf> {
@@ -581,6 +570,10 @@ impl Config {
 
         let client_id =
             env_string("FSN_CLIENT_ID").or(file.client_id.filter(|s| !s.trim().is_empty()));
+        let client_secret_in_file = file
+            .client_secret
+            .as_ref()
+            .is_some_and(|s| !s.trim().is_empty());
         let client_secret = env_string("FSN_CLIENT_SECRET")
             .or(file.client_secret.filter(|s| !s.trim().is_empty()))
             .map(Secret::new);
@@ -603,6 +596,7 @@ impl Config {
             token_storage,
             login_timeout: Duration::from_secs(login_timeout as u64),
             unknown_keys,
+            client_secret_in_file,
         })
     }
 
@@ -685,25 +679,27 @@ pub fn write_settings(path: &Path, update: &SettingsUpdate) -> Result<Config, Co
     }
     let new_text = doc.to_string();
     // Validate before touching the file.
-    Config::parse(path, &new_text)?;
-    write_atomically(path, new_text.as_bytes())
+    let parsed = Config::parse(path, &new_text)?;
+    write_config_file(path, new_text.as_bytes(), parsed.client_secret_in_file)
         .map_err(|e| err("(file)", format!("cannot write the file: {e}")))?;
     Config::load(path)
 }
 
-/// Write via a temporary file and rename, so a crash never leaves half a file.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Write the config file atomically. Its directory is private (0700); the
+/// file keeps its mode, and is 0600 whenever it holds a client secret (a new
+/// file is 0600 too: it may be given one later).
+fn write_config_file(path: &Path, bytes: &[u8], holds_secret: bool) -> std::io::Result<()> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)?;
+        if !parent.exists() {
+            crate::files::ensure_private_dir(parent)?;
+        }
     }
-    let tmp = path.with_extension("tmp");
-    {
-        use std::io::Write;
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)
+    let mode = match crate::files::mode_of(path) {
+        Some(m) if !holds_secret => m,
+        Some(m) => m & 0o700,
+        None => 0o600,
+    };
+    crate::files::write_atomic(path, bytes, mode)
 }
 
 #[cfg(test)]

@@ -10,14 +10,107 @@ pub fn user_agent() -> String {
     format!("fullscript-lab-notifier/{}", env!("CARGO_PKG_VERSION"))
 }
 
-/// The one HTTP client: per-request timeout, rustls, no cookies.
-pub fn client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
+/// Responses larger than this are refused (a lab-order page is kilobytes).
+pub const MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
+
+fn builder(timeout: Duration) -> reqwest::ClientBuilder {
     install_crypto_provider();
     reqwest::Client::builder()
         .user_agent(user_agent())
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(10)))
+}
+
+/// The API client: per-request timeout, rustls, no cookies; redirects are
+/// followed only within the origin they started from (at most 5), so a
+/// bearer token never travels to another host.
+pub fn api_client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
+    builder(timeout)
+        .redirect(reqwest::redirect::Policy::custom(|attempt| {
+            let same_origin = attempt
+                .previous()
+                .first()
+                .is_some_and(|first| first.origin() == attempt.url().origin());
+            if attempt.previous().len() > 5 {
+                attempt.error("too many redirects")
+            } else if same_origin {
+                attempt.follow()
+            } else {
+                attempt.stop()
+            }
+        }))
         .build()
+}
+
+/// The OAuth client (token, refresh, revoke): never follows a redirect. A
+/// 307/308 would re-send the body (client secret, refresh token, code) to
+/// wherever it points; a redirect is reported as an error instead.
+pub fn oauth_client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
+    builder(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+}
+
+/// A redirect target for messages: scheme, host and path, never the query
+/// (which may carry a code or a token).
+pub fn describe_location(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(u) => {
+            format!(
+                "{}://{}{}",
+                u.scheme(),
+                u.host_str().unwrap_or(""),
+                u.port().map(|p| format!(":{p}")).unwrap_or_default()
+            ) + u.path()
+        }
+        Err(_) => raw
+            .split(['?', '#'])
+            .next()
+            .unwrap_or_default()
+            .chars()
+            .take(200)
+            .collect(),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error("the response is larger than {} MB; refused", MAX_RESPONSE_BYTES / (1024 * 1024))]
+    TooLarge,
+    #[error("{0}")]
+    Transport(String, bool),
+}
+
+/// Read a body up to `MAX_RESPONSE_BYTES` (checked against `Content-Length`
+/// first, then while streaming).
+pub async fn read_capped(mut resp: reqwest::Response) -> Result<Vec<u8>, BodyError> {
+    if resp
+        .content_length()
+        .is_some_and(|n| n > MAX_RESPONSE_BYTES as u64)
+    {
+        return Err(BodyError::TooLarge);
+    }
+    let mut body = Vec::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len().saturating_add(chunk.len()) > MAX_RESPONSE_BYTES {
+                    return Err(BodyError::TooLarge);
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(body),
+            Err(e) => return Err(BodyError::Transport(describe_transport(&e), e.is_timeout())),
+        }
+    }
+}
+
+/// The server's clock, from its `Date` header.
+pub fn server_date(headers: &reqwest::header::HeaderMap) -> Option<DateTime<Utc>> {
+    let raw = headers.get(reqwest::header::DATE)?.to_str().ok()?;
+    DateTime::parse_from_rfc2822(raw.trim())
+        .ok()
+        .map(|d| d.with_timezone(&Utc))
 }
 
 /// rustls' `ring` provider for the whole process (once; later calls are no-ops).
@@ -84,23 +177,36 @@ pub fn oauth_error_code(body: &[u8]) -> Option<String> {
     v.get("error").and_then(Value::as_str).map(str::to_string)
 }
 
-/// `Retry-After` as seconds or an HTTP date.
+/// `Retry-After` as seconds or an HTTP date, whatever number it holds: a
+/// date in the past is zero, an absurd number is capped at a day (the
+/// watcher clamps further), nothing here can overflow.
 pub fn retry_after(headers: &reqwest::header::HeaderMap, now: DateTime<Utc>) -> Option<Duration> {
+    const CAP: Duration = Duration::from_secs(24 * 3600);
     let raw = headers
         .get(reqwest::header::RETRY_AFTER)?
         .to_str()
         .ok()?
         .trim();
     if let Ok(secs) = raw.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
+        return Some(Duration::from_secs(secs).min(CAP));
     }
     if let Ok(secs) = raw.parse::<f64>() {
-        if secs.is_finite() && secs >= 0.0 {
-            return Some(Duration::from_secs_f64(secs));
+        if secs.is_nan() {
+            return None;
         }
+        return Some(
+            Duration::try_from_secs_f64(secs.max(0.0))
+                .unwrap_or(CAP)
+                .min(CAP),
+        );
     }
     let when = DateTime::parse_from_rfc2822(raw).ok()?.with_timezone(&Utc);
-    Some((when - now).to_std().unwrap_or(Duration::ZERO))
+    Some(
+        when.signed_duration_since(now)
+            .to_std()
+            .unwrap_or(Duration::ZERO)
+            .min(CAP),
+    )
 }
 
 /// Fullscript's request id, for logs and support.
@@ -176,5 +282,21 @@ mod tests {
         assert_eq!(retry_after(&h, now), Some(Duration::from_secs(30)));
         h.insert("retry-after", "soon".parse().unwrap());
         assert_eq!(retry_after(&h, now), None);
+        // Numbers from a server having a bad day: never a panic, never forever.
+        for (raw, want) in [
+            ("1e20", Some(Duration::from_secs(86400))),
+            ("18446744073709551616", Some(Duration::from_secs(86400))),
+            ("-5", Some(Duration::ZERO)),
+            ("inf", Some(Duration::from_secs(86400))),
+            ("0", Some(Duration::ZERO)),
+            ("Wed, 01 Jan 2020 00:00:00 GMT", Some(Duration::ZERO)),
+            (
+                "Fri, 01 Jan 9999 00:00:00 GMT",
+                Some(Duration::from_secs(86400)),
+            ),
+        ] {
+            h.insert("retry-after", raw.parse().unwrap());
+            assert_eq!(retry_after(&h, now), want, "{raw}");
+        }
     }
 }

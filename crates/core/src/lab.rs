@@ -10,10 +10,12 @@
 //! display name, order/test names, state, timestamps and a fingerprint of the
 //! results (never the results themselves).
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::secret::PatientName;
+use crate::timestamp;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum LabState {
@@ -121,13 +123,13 @@ impl<'de> Deserialize<'de> for LabState {
 /// What the results of an order look like, without keeping them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResultsSummary {
-    /// Stable hash of the canonical JSON of `results[]`: changes when a result is added or amended.
+    /// Stable hash of what identifies the results (see [`summarise_results`]):
+    /// changes when a result is added or amended, and only then.
     pub fingerprint: String,
     pub count: usize,
     /// The most recent result document link, if the API gives one.
     pub document_url: Option<String>,
 }
-
 /// One lab order, reduced to what the app keeps.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LabOrder {
@@ -141,6 +143,7 @@ pub struct LabOrder {
     /// `None` when the response carried no results field at all (a list item
     /// may omit it): the stored fingerprint is then kept, not reset.
     pub results: Option<ResultsSummary>,
+    /// Canonical (see [`timestamp::canonical`]), whatever format Fullscript sent.
     pub updated_at: Option<String>,
 }
 
@@ -149,13 +152,45 @@ pub struct LabOrder {
 pub struct BadRecord {
     /// The order id when one could be read (safe to log: an opaque UUID).
     pub id: String,
+    /// False when the record had no usable id (`id` is then a placeholder).
+    pub id_known: bool,
     pub problem: String,
 }
 
+/// Display strings (names of patients, orders, tests, labs) are capped, so a
+/// hostile or broken answer cannot fill the database, the window or a
+/// notification.
+pub const MAX_DISPLAY_CHARS: usize = 200;
+
+/// A non-empty string field, trimmed.
 fn str_field<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
     v.get(key)
         .and_then(Value::as_str)
         .map(str::trim)
+        .filter(|s| !s.is_empty())
+}
+
+/// A string meant for display: control characters and runs of white space
+/// become one space, at most
+/// [`MAX_DISPLAY_CHARS`] characters.
+pub fn display_text(raw: &str) -> String {
+    let spaced: String = raw
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let clean = spaced.split_whitespace().collect::<Vec<_>>().join(" ");
+    if clean.chars().count() <= MAX_DISPLAY_CHARS {
+        clean.to_string()
+    } else {
+        let mut cut: String = clean.chars().take(MAX_DISPLAY_CHARS - 1).collect();
+        cut.push('…');
+        cut
+    }
+}
+
+fn display_field(v: &Value, key: &str) -> Option<String> {
+    str_field(v, key)
+        .map(display_text)
         .filter(|s| !s.is_empty())
 }
 
@@ -173,7 +208,7 @@ fn join_name(first: Option<&str>, last: Option<&str>) -> Option<String> {
         .flatten()
         .collect::<Vec<_>>()
         .join(" ");
-    (!name.trim().is_empty()).then_some(name)
+    (!name.trim().is_empty()).then(|| display_text(&name))
 }
 
 /// Stable 64-bit hash, hex. xxh3 is specified and stable across versions and
@@ -184,16 +219,85 @@ pub fn fingerprint_bytes(bytes: &[u8]) -> String {
 
 const DOCUMENT_KEYS: [&str; 5] = ["pdf_url", "document_url", "file_url", "report_url", "url"];
 
-fn summarise_results(results: &[Value]) -> ResultsSummary {
-    // serde_json's map is ordered by key, so this serialisation is canonical.
-    let canonical = serde_json::to_vec(results).unwrap_or_default();
-    let mut latest: Option<(&str, String)> = None;
+/// A link without its query and fragment: what stays the same when a
+/// pre-signed link is signed anew on every response.
+pub fn link_identity(link: &str) -> String {
+    match url::Url::parse(link) {
+        Ok(mut u) => {
+            u.set_query(None);
+            u.set_fragment(None);
+            u.to_string()
+        }
+        Err(_) => link
+            .split(['?', '#'])
+            .next()
+            .unwrap_or_default()
+            .to_string(),
+    }
+}
+
+fn flag(v: Option<&Value>) -> bool {
+    match v {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::Number(n)) => n.as_f64().is_some_and(|x| x != 0.0),
+        Some(Value::String(s)) => {
+            matches!(s.trim().to_ascii_lowercase().as_str(), "true" | "1" | "yes")
+        }
+        _ => false,
+    }
+}
+
+/// What identifies one result: its id (or name), whether it is amended, its
+/// own timestamps (canonical, so ISO and epoch agree) and its document link
+/// without the query string. Nothing else: a field that differs between the
+/// list and the detail response, or a link signed anew, must not look like
+/// an amendment.
+fn result_identity(r: &Value) -> String {
+    if !r.is_object() {
+        // A bare id or name.
+        return match r {
+            Value::String(s) => s.trim().to_string(),
+            other => other.to_string(),
+        };
+    }
+    let id = id_of(r)
+        .or_else(|| str_field(r, "name").map(str::to_string))
+        .unwrap_or_default();
+    // Whole seconds: one response may send epoch seconds where another
+    // sends ISO-8601 with milliseconds, for the same instant.
+    let stamp = |k: &str| {
+        r.get(k)
+            .and_then(timestamp::parse)
+            .map(|t| t.timestamp().to_string())
+            .unwrap_or_default()
+    };
+    let link = DOCUMENT_KEYS
+        .iter()
+        .find_map(|k| str_field(r, k))
+        .map(link_identity)
+        .unwrap_or_default();
+    format!(
+        "{id}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{link}",
+        flag(r.get("amended")),
+        stamp("created_at"),
+        stamp("updated_at"),
+    )
+}
+
+/// Summarise `results[]`: the fingerprint covers only what identifies the
+/// results (order-insensitive), the link is the newest document's.
+pub fn summarise_results(results: &[Value]) -> ResultsSummary {
+    let mut identities: Vec<String> = results.iter().map(result_identity).collect();
+    identities.sort_unstable();
+    let canonical = format!("{}\n{}", identities.len(), identities.join("\n"));
+    let mut latest: Option<(Option<chrono::DateTime<chrono::Utc>>, String)> = None;
     for r in results {
         let link = DOCUMENT_KEYS.iter().find_map(|k| str_field(r, k));
         if let Some(link) = link {
-            let stamp = str_field(r, "updated_at")
-                .or_else(|| str_field(r, "created_at"))
-                .unwrap_or("");
+            let stamp = r
+                .get("updated_at")
+                .and_then(timestamp::parse)
+                .or_else(|| r.get("created_at").and_then(timestamp::parse));
             // Later in the list wins ties: lists are usually oldest first.
             if latest.as_ref().is_none_or(|(s, _)| stamp >= *s) {
                 latest = Some((stamp, link.to_string()));
@@ -201,21 +305,26 @@ fn summarise_results(results: &[Value]) -> ResultsSummary {
         }
     }
     ResultsSummary {
-        fingerprint: fingerprint_bytes(&canonical),
+        fingerprint: fingerprint_bytes(canonical.as_bytes()),
         count: results.len(),
         document_url: latest.map(|(_, l)| l),
     }
 }
+
+/// More test names than this are not kept (the list shows a handful).
+const MAX_TESTS: usize = 50;
 
 impl LabOrder {
     /// Parse one lab order object (already unwrapped from any root key).
     pub fn from_json(v: &Value) -> Result<LabOrder, BadRecord> {
         let id = id_of(v).ok_or_else(|| BadRecord {
             id: "(no id)".into(),
+            id_known: false,
             problem: "missing id".into(),
         })?;
         let bad = |problem: &str| BadRecord {
             id: id.clone(),
+            id_known: true,
             problem: problem.to_string(),
         };
         if !v.is_object() {
@@ -236,12 +345,8 @@ impl LabOrder {
                 patient
                     .and_then(|p| join_name(str_field(p, "first_name"), str_field(p, "last_name")))
             })
-            .or_else(|| str_field(v, "patient_name").map(str::to_string))
-            .or_else(|| {
-                patient
-                    .and_then(|p| str_field(p, "name"))
-                    .map(str::to_string)
-            })
+            .or_else(|| display_field(v, "patient_name"))
+            .or_else(|| patient.and_then(|p| display_field(p, "name")))
             .map(PatientName::new);
 
         let tests: Vec<String> = match v.get("tests").or_else(|| v.get("lab_tests")) {
@@ -249,11 +354,11 @@ impl LabOrder {
             Some(Value::Array(items)) => items
                 .iter()
                 .filter_map(|t| {
-                    str_field(t, "name")
-                        .or_else(|| str_field(t, "test_name"))
-                        .or_else(|| t.as_str())
-                        .map(str::to_string)
+                    display_field(t, "name")
+                        .or_else(|| display_field(t, "test_name"))
+                        .or_else(|| t.as_str().map(display_text).filter(|s| !s.is_empty()))
                 })
+                .take(MAX_TESTS)
                 .collect(),
             Some(_) => return Err(bad("tests is not a list")),
         };
@@ -264,15 +369,14 @@ impl LabOrder {
             Some(_) => return Err(bad("results is not a list")),
         };
         let lab_name = match v.get("lab_company") {
-            Some(Value::String(s)) => Some(s.trim().to_string()).filter(|s| !s.is_empty()),
-            Some(obj @ Value::Object(_)) => str_field(obj, "name").map(str::to_string),
+            Some(Value::String(s)) => Some(display_text(s)).filter(|s| !s.is_empty()),
+            Some(obj @ Value::Object(_)) => display_field(obj, "name"),
             _ => None,
         }
-        .or_else(|| str_field(v, "lab_company_name").map(str::to_string));
-        let title = str_field(v, "name")
-            .or_else(|| str_field(v, "lab_name"))
-            .map(str::to_string)
-            .or_else(|| (!tests.is_empty()).then(|| tests.join(", ")));
+        .or_else(|| display_field(v, "lab_company_name"));
+        let title = display_field(v, "name")
+            .or_else(|| display_field(v, "lab_name"))
+            .or_else(|| (!tests.is_empty()).then(|| display_text(&tests.join(", "))));
 
         Ok(LabOrder {
             id,
@@ -282,17 +386,28 @@ impl LabOrder {
             lab_name,
             test_names: tests,
             results,
-            updated_at: str_field(v, "updated_at").map(str::to_string),
+            updated_at: v.get("updated_at").and_then(timestamp::parse_canonical),
         })
     }
 
     /// The text that names this order in lists and notifications (no patient data).
     pub fn display_title(&self) -> String {
-        self.title
-            .clone()
-            .or_else(|| self.lab_name.clone())
-            .unwrap_or_else(|| "Lab order".to_string())
+        display_title(
+            self.title.as_deref(),
+            &self.test_names,
+            self.lab_name.as_deref(),
+        )
     }
+}
+
+/// The one way an order is named in the list and in notifications: its
+/// name, else its tests, else its lab, else "Lab order". Never the patient.
+pub fn display_title(title: Option<&str>, test_names: &[String], lab_name: Option<&str>) -> String {
+    title
+        .map(str::to_string)
+        .or_else(|| (!test_names.is_empty()).then(|| display_text(&test_names.join(", "))))
+        .or_else(|| lab_name.map(str::to_string))
+        .unwrap_or_else(|| "Lab order".to_string())
 }
 
 /// Unwrap a detail response: `{"lab_order": {…}}`, `{"order": {…}}`, `{"data": {…}}` or the bare object.
@@ -329,8 +444,8 @@ pub fn page_meta(body: &Value) -> PageMeta {
     let meta = body.get("meta");
     let num = |k: &str| -> Option<u32> {
         meta.and_then(|m| m.get(k)).and_then(|v| match v {
-            Value::Number(n) => n.as_u64().map(|n| n as u32),
-            Value::String(s) => s.parse().ok(),
+            Value::Number(n) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
+            Value::String(s) => s.trim().parse().ok(),
             _ => None,
         })
     };
@@ -344,16 +459,16 @@ pub fn page_meta(body: &Value) -> PageMeta {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LabEvent {
     pub id: String,
-    pub created_at: String,
+    /// `None` when missing or unreadable: the event is still processed (its
+    /// id de-duplicates it); it only cannot move the cursor.
+    pub created_at: Option<DateTime<Utc>>,
     pub order_id: String,
 }
 
 impl LabEvent {
     pub fn from_json(v: &Value) -> Result<LabEvent, String> {
         let id = id_of(v).ok_or("event without id")?;
-        let created_at = str_field(v, "created_at")
-            .ok_or_else(|| format!("event {id} without created_at"))?
-            .to_string();
+        let created_at = v.get("created_at").and_then(timestamp::parse);
         let data = v.get("data");
         let order_id = data
             .and_then(|d| d.get("lab_order"))
@@ -497,5 +612,99 @@ mod tests {
         assert_eq!(page_meta(&json!({"lab_orders": []})).next_page, None);
         assert_eq!(unwrap_order(&json!({"lab_order": {"id": "x"}}))["id"], "x");
         assert_eq!(unwrap_order(&json!({"id": "y"}))["id"], "y");
+    }
+
+    #[test]
+    fn list_and_detail_shapes_of_the_same_order_fingerprint_the_same() {
+        // The list: epoch seconds, a freshly signed link, extra fields.
+        let list = json!({"id": "o", "state": "results_amended", "results": [
+            {"id": "r1", "amended": false, "created_at": 1_795_774_530, "updated_at": 1_795_774_530,
+             "pdf_url": "https://files.example/r1.pdf?X-Amz-Signature=aaa&X-Amz-Expires=300"},
+            {"id": "r2", "amended": true, "created_at": 1_795_778_130,
+             "pdf_url": "https://files.example/r2.pdf?X-Amz-Signature=bbb", "summary": "list only"}
+        ]});
+        // The detail: ISO strings, another signature, another order, more fields.
+        let detail = json!({"lab_order": {"id": "o", "state": "results_amended", "results": [
+            {"id": "r2", "amended": "true", "created_at": "2026-11-27T11:15:30.250Z",
+             "pdf_url": "https://files.example/r2.pdf?X-Amz-Signature=ccc", "name": "Report",
+             "interpretation": {"text": "detail only"}},
+            {"id": "r1", "amended": false, "created_at": "2026-11-27T10:15:30Z",
+             "updated_at": "2026-11-27T10:15:30.000Z",
+             "pdf_url": "https://files.example/r1.pdf?X-Amz-Signature=ddd&X-Amz-Expires=300"}
+        ]}});
+        let a = LabOrder::from_json(&list).unwrap().results.unwrap();
+        let b = LabOrder::from_json(unwrap_order(&detail))
+            .unwrap()
+            .results
+            .unwrap();
+        assert_eq!(a.fingerprint, b.fingerprint);
+        assert_eq!(a.count, 2);
+        // The newest document is chosen, with its (current) signature kept for opening.
+        assert_eq!(
+            a.document_url.as_deref(),
+            Some("https://files.example/r2.pdf?X-Amz-Signature=bbb")
+        );
+
+        // What does identify a result still changes it.
+        let mut amended_again = list.clone();
+        amended_again["results"][0]["amended"] = json!(true);
+        let c = LabOrder::from_json(&amended_again)
+            .unwrap()
+            .results
+            .unwrap();
+        assert_ne!(a.fingerprint, c.fingerprint);
+        let mut new_result = list.clone();
+        new_result["results"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"id": "r3"}));
+        let d = LabOrder::from_json(&new_result).unwrap().results.unwrap();
+        assert_ne!(a.fingerprint, d.fingerprint);
+        let mut moved = list;
+        moved["results"][1]["pdf_url"] = json!("https://files.example/r2-corrected.pdf?sig=1");
+        let e = LabOrder::from_json(&moved).unwrap().results.unwrap();
+        assert_ne!(a.fingerprint, e.fingerprint);
+    }
+
+    #[test]
+    fn timestamps_in_any_format_never_make_a_record_unreadable() {
+        for stamp in [
+            json!(1_795_774_530),
+            json!("1795774530000"),
+            json!("2026-11-27T10:15:30+00:00"),
+            json!("next tuesday"),
+            json!(null),
+            json!({"weird": true}),
+        ] {
+            let o = LabOrder::from_json(&json!({
+                "id": "o", "state": "results_ready", "updated_at": stamp, "created_at": stamp,
+                "results": [{"id": "r", "created_at": stamp}]
+            }))
+            .unwrap();
+            assert_eq!(o.state, LabState::ResultsReady, "{stamp}");
+            let e =
+                LabEvent::from_json(&json!({"id": "e", "created_at": stamp, "lab_order_id": "o"}))
+                    .unwrap();
+            assert_eq!(e.order_id, "o");
+        }
+        let o = LabOrder::from_json(
+            &json!({"id": "o", "state": "processing", "updated_at": 1_795_774_530}),
+        )
+        .unwrap();
+        assert_eq!(o.updated_at.as_deref(), Some("2026-11-27T10:15:30.000Z"));
+    }
+
+    #[test]
+    fn display_strings_are_capped_and_stripped_of_control_characters() {
+        let long = "A".repeat(5000);
+        let o = LabOrder::from_json(&json!({
+            "id": "o", "state": "processing", "name": long, "first_name": "Ada\u{7}\n",
+            "last_name": "L", "tests": [{"name": "x".repeat(300)}]
+        }))
+        .unwrap();
+        assert_eq!(o.title.as_ref().unwrap().chars().count(), MAX_DISPLAY_CHARS);
+        assert!(o.title.unwrap().ends_with('…'));
+        assert_eq!(o.test_names[0].chars().count(), MAX_DISPLAY_CHARS);
+        assert_eq!(o.patient_name.unwrap().expose(), "Ada L");
     }
 }

@@ -6,8 +6,10 @@
 pub mod api;
 pub mod app;
 pub mod backoff;
+pub mod clock;
 pub mod config;
 pub mod detect;
+pub mod files;
 pub mod http;
 pub mod lab;
 pub mod notifier;
@@ -17,8 +19,12 @@ pub mod policy;
 pub mod secret;
 pub mod secret_store;
 pub mod session;
+pub mod status;
 pub mod store;
+pub mod supervise;
+pub mod timestamp;
 pub mod watcher;
 
-pub use app::{Account, App, AppError, StatusReport};
+pub use api::Account;
+pub use app::{App, AppError, StatusReport};
 pub use config::{Config, Environment, Paths};

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use axum::extract::{Query, State};
 use axum::response::{Html, IntoResponse};
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -25,6 +25,8 @@ use crate::secret::Secret;
 /// How far from our clock a server's `created_at` may be before it is
 /// distrusted (then expiry counts from when the response arrived).
 const MAX_CLOCK_SKEW: chrono::Duration = chrono::Duration::minutes(10);
+/// A token lifetime longer than this is read as this (Fullscript documents 2 hours).
+const MAX_TOKEN_LIFETIME_SECS: f64 = 365.0 * 24.0 * 3600.0;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResourceOwner {
@@ -93,43 +95,47 @@ pub enum AuthError {
     },
     #[error("unexpected answer from Fullscript: {0}")]
     Malformed(String),
-    #[error("cannot save the sign-in: {0}")]
-    Storage(String),
+    #[error("cannot keep the sign-in: {0}")]
+    Secrets(#[from] crate::secret_store::SecretStoreError),
     #[error("signed out: {0}")]
     SignedOut(String),
+    #[error("needs configuration: {0}")]
+    NeedsConfiguration(String),
+    #[error("renewing the sign-in failed ({last_error}); next try in {}s", .retry_in.as_secs())]
+    RefreshBackoff {
+        retry_in: Duration,
+        last_error: String,
+    },
+    #[error("Fullscript's {what} endpoint redirected to {location}; sign-in calls never follow redirects (check the configured URLs)")]
+    Redirected {
+        what: &'static str,
+        status: u16,
+        location: String,
+    },
 }
 
 impl AuthError {
-    /// Worth retrying later without asking the user to sign in again.
+    /// Worth retrying later without asking the user to sign in again: all
+    /// but a definite "no" (`invalid_grant`, `invalid_client`, a denial) and
+    /// a configuration the user must fix.
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
+        match self {
             AuthError::Unreachable(_)
-                | AuthError::Server { .. }
-                | AuthError::Storage(_)
-                | AuthError::Malformed(_)
-        )
+            | AuthError::Server { .. }
+            | AuthError::Secrets(_)
+            | AuthError::Malformed(_)
+            | AuthError::RefreshBackoff { .. } => true,
+            AuthError::Rejected { code, .. } => {
+                code != "invalid_grant" && !self.is_client_rejected()
+            }
+            _ => false,
+        }
     }
-}
 
-fn parse_time(v: &Value) -> Option<DateTime<Utc>> {
-    match v {
-        Value::String(s) => DateTime::parse_from_rfc3339(s.trim())
-            .map(|d| d.with_timezone(&Utc))
-            .ok()
-            .or_else(|| s.trim().parse::<f64>().ok().and_then(epoch)),
-        Value::Number(n) => n.as_f64().and_then(epoch),
-        _ => None,
+    /// Fullscript refused the app's own registration (client id or secret).
+    pub fn is_client_rejected(&self) -> bool {
+        matches!(self, AuthError::Rejected { code, .. } if code == "invalid_client" || code == "unauthorized_client")
     }
-}
-
-fn epoch(x: f64) -> Option<DateTime<Utc>> {
-    if !x.is_finite() || x < 0.0 {
-        return None;
-    }
-    // Milliseconds if it is implausibly large for seconds.
-    let secs = if x > 1e12 { x / 1000.0 } else { x };
-    Utc.timestamp_opt(secs as i64, 0).single()
 }
 
 /// Read a token response: wrapped in `oauth` (documented) or a standard
@@ -151,8 +157,10 @@ pub fn parse_token_response(body: &Value, now: DateTime<Utc>) -> Result<TokenSet
         Some(Value::String(s)) => s.trim().parse::<f64>().ok(),
         _ => None,
     }
-    .filter(|x| x.is_finite() && *x >= 0.0);
-    let created_at = root.get("created_at").and_then(parse_time);
+    .filter(|x| x.is_finite() && *x >= 0.0)
+    // Nothing lives longer than a year; an absurd lifetime must not overflow the clock.
+    .map(|x| x.min(MAX_TOKEN_LIFETIME_SECS));
+    let created_at = root.get("created_at").and_then(crate::timestamp::parse);
     let start = match created_at {
         Some(c) if (c - now).abs() <= MAX_CLOCK_SKEW => c,
         Some(_) => {
@@ -163,8 +171,10 @@ pub fn parse_token_response(body: &Value, now: DateTime<Utc>) -> Result<TokenSet
         }
         None => now,
     };
-    let expires_at =
-        expires_in.map(|s| start + chrono::Duration::milliseconds((s * 1000.0) as i64));
+    let expires_at = expires_in.and_then(|s| {
+        chrono::Duration::try_milliseconds((s * 1000.0) as i64)
+            .and_then(|d| start.checked_add_signed(d))
+    });
     let resource_owner = root.get("resource_owner").and_then(|o| {
         let id = match o.get("id")? {
             Value::String(s) => s.clone(),
@@ -385,7 +395,7 @@ impl PendingLogin {
 async fn token_call_error(what: &'static str, resp: reqwest::Response) -> AuthError {
     let status = resp.status().as_u16();
     let request_id = http::request_id(resp.headers());
-    let body = resp.bytes().await.unwrap_or_default();
+    let body = http::read_capped(resp).await.unwrap_or_default();
     if status >= 500 {
         return AuthError::Server { status, request_id };
     }
@@ -476,17 +486,34 @@ impl OAuthClient {
             .send()
             .await
             .map_err(|e| AuthError::Unreachable(http::describe_transport(&e)))?;
-        if resp.status().is_success() {
+        let status = resp.status();
+        if status.is_success() {
             Ok(resp)
+        } else if status.is_redirection() {
+            // The client never follows redirects (see `http::oauth_client`):
+            // following one would re-send the secret to wherever it points.
+            let location = resp
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .map(http::describe_location)
+                .unwrap_or_else(|| "(no location)".into());
+            Err(AuthError::Redirected {
+                what,
+                status: status.as_u16(),
+                location,
+            })
         } else {
             Err(token_call_error(what, resp).await)
         }
     }
 
     async fn read_tokens(resp: reqwest::Response) -> Result<TokenSet, AuthError> {
-        let body: Value = resp.json().await.map_err(|e| {
-            AuthError::Malformed(format!("token response: {}", http::describe_transport(&e)))
-        })?;
+        let bytes = http::read_capped(resp)
+            .await
+            .map_err(|e| AuthError::Malformed(format!("token response: {e}")))?;
+        let body: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| AuthError::Malformed(format!("token response: {e}")))?;
         parse_token_response(&body, Utc::now())
     }
 

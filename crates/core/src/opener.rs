@@ -52,11 +52,79 @@ impl UrlGuard {
         );
         Err(OpenError::NotAllowed(host))
     }
+}
 
-    /// Check, then open in the default browser (on Linux `$BROWSER` is honoured).
-    pub fn open(&self, url: &Url) -> Result<(), OpenError> {
-        self.check(url)?;
+/// Opening a URL for the practitioner: the system browser in the app,
+/// a recording in tests.
+pub trait Opener: Send + Sync {
+    fn open(&self, url: &Url) -> Result<(), OpenError>;
+}
+
+/// The system's default browser, after the guard's check. `$BROWSER` is
+/// honoured on every platform (a program given the URL as its argument), so
+/// tests and unusual setups can capture or redirect what is opened.
+pub struct BrowserOpener {
+    guard: UrlGuard,
+}
+
+impl BrowserOpener {
+    pub fn new(guard: UrlGuard) -> BrowserOpener {
+        BrowserOpener { guard }
+    }
+}
+
+impl Opener for BrowserOpener {
+    fn open(&self, url: &Url) -> Result<(), OpenError> {
+        self.guard.check(url)?;
+        if let Some(browser) = std::env::var_os("BROWSER").filter(|b| !b.is_empty()) {
+            #[cfg(not(target_os = "linux"))]
+            {
+                return std::process::Command::new(&browser)
+                    .arg(url.as_str())
+                    .status()
+                    .map_err(|e| OpenError::Browser(e.to_string()))
+                    .and_then(|s| {
+                        s.success()
+                            .then_some(())
+                            .ok_or_else(|| OpenError::Browser(format!("$BROWSER exited with {s}")))
+                    });
+            }
+            // On Linux the webbrowser crate already honours $BROWSER (with its `%s` forms).
+            #[cfg(target_os = "linux")]
+            let _ = browser;
+        }
         webbrowser::open(url.as_str()).map_err(|e| OpenError::Browser(e.to_string()))
+    }
+}
+
+/// Records what would have been opened (after the guard's check).
+#[derive(Clone)]
+pub struct RecordingOpener {
+    guard: UrlGuard,
+    pub opened: std::sync::Arc<std::sync::Mutex<Vec<Url>>>,
+}
+
+impl RecordingOpener {
+    pub fn new(guard: UrlGuard) -> RecordingOpener {
+        RecordingOpener {
+            guard,
+            opened: Default::default(),
+        }
+    }
+
+    pub fn taken(&self) -> Vec<Url> {
+        std::mem::take(&mut *self.opened.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+impl Opener for RecordingOpener {
+    fn open(&self, url: &Url) -> Result<(), OpenError> {
+        self.guard.check(url)?;
+        self.opened
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(url.clone());
+        Ok(())
     }
 }
 

@@ -27,6 +27,18 @@ pub enum NotificationKind {
     Info,
 }
 
+impl NotificationKind {
+    /// For logs (never the text, which may name a test).
+    pub fn label(&self) -> &'static str {
+        match self {
+            NotificationKind::Result { .. } => "result",
+            NotificationKind::Summary { .. } => "summary",
+            NotificationKind::SignInAgain => "sign_in_again",
+            NotificationKind::Info => "info",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Notification {
     pub kind: NotificationKind,
@@ -78,11 +90,7 @@ pub fn results_link(
 }
 
 fn body_for(a: &PendingAlert, show_names: bool) -> String {
-    let what = a
-        .title
-        .clone()
-        .or_else(|| (!a.test_names.is_empty()).then(|| a.test_names.join(", ")))
-        .unwrap_or_else(|| "Lab order".into());
+    let what = crate::lab::display_title(a.title.as_deref(), &a.test_names, None);
     let what = match &a.lab_name {
         Some(lab) if !what.contains(lab.as_str()) => format!("{what} · {lab}"),
         _ => what,
@@ -150,6 +158,19 @@ pub fn sign_in_again(sound: bool) -> Notification {
         url: None,
         alert_ids: Vec::new(),
         sound,
+    }
+}
+
+/// The first time the window is closed: the app keeps watching.
+pub fn still_running() -> Notification {
+    Notification {
+        kind: NotificationKind::Info,
+        title: "Fullscript Lab Notifier is still running".into(),
+        body: "It keeps watching for lab results. Open it again from the tray or your app menu."
+            .into(),
+        url: None,
+        alert_ids: Vec::new(),
+        sound: false,
     }
 }
 

@@ -1,21 +1,31 @@
 //! The signed-in session: token lifecycle without the user noticing.
 //!
 //! * Refresh ahead of expiry, and once on a 401.
-//! * Single flight: the token slot's async mutex is held across the refresh
-//!   call, so concurrent callers share one refresh. Reusing a rotated refresh
-//!   token can revoke the whole grant on strict servers, so this matters.
+//! * Single flight: one refresh at a time (an async gate), so concurrent
+//!   callers share one refresh. Reusing a rotated refresh token can revoke
+//!   the whole grant on strict servers, so this matters. The tokens
+//!   themselves sit behind a plain mutex held for microseconds, so `status`
+//!   and the window answer at once even while a refresh hangs.
 //! * The new pair is written to the secret store *before* the new access
 //!   token is handed out: Fullscript keeps the old refresh token valid until
 //!   the new access token is first used, so if saving fails we keep the old
 //!   pair and nothing is lost.
-//! * A refresh rejected with `invalid_grant`/400/401 signs out, once, with a
-//!   reason; network failures are retried with backoff and never sign out.
+//! * Only a real "no" signs out: `invalid_grant` from the token endpoint, or
+//!   the API refusing a freshly refreshed token twice in a row.
+//!   `invalid_client` means the app's registration changed: the sign-in is
+//!   kept and the app says it needs configuration. Anything else (a 400
+//!   without a code, 5xx, timeouts) is retried with backoff, one attempt per
+//!   call: a failed refresh is remembered until its backoff ends instead of
+//!   being retried by every request of a cycle.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::{watch, Mutex};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{watch, Mutex as AsyncMutex};
+use tokio::time::Instant;
 
 use crate::oauth::{AuthError, OAuthClient, ResourceOwner, TokenSet};
 use crate::secret::Secret;
@@ -23,68 +33,106 @@ use crate::secret_store::SecretStore;
 
 pub const TOKENS_KEY: &str = "tokens";
 
+/// Why nobody is signed in (shown to the practitioner, kept in the database).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SignedOutCause {
+    /// The practitioner signed out.
+    User,
+    /// Fullscript ended the session (revoked, expired, refused).
+    Ended { reason: String },
+}
+
+impl SignedOutCause {
+    /// One sentence for status lines.
+    pub fn describe(&self) -> String {
+        match self {
+            SignedOutCause::User => "signed out".into(),
+            SignedOutCause::Ended { reason } => reason.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthState {
     SignedIn,
-    SignedOut { reason: Option<String> },
+    SignedOut {
+        cause: Option<SignedOutCause>,
+    },
+    /// Fullscript refused the app's registration (`invalid_client`). The
+    /// tokens are kept; fixing the client id or secret resumes watching.
+    NeedsConfiguration {
+        reason: String,
+    },
 }
 
 /// What signing out did; local deletion happens even when revocation fails.
 #[derive(Debug, Default)]
 pub struct SignOutReport {
     pub revoke_errors: Vec<String>,
+    /// Tokens that could not be revoked (to retry later), with why.
+    pub unrevoked: Vec<Secret>,
     pub local_error: Option<String>,
     pub was_signed_in: bool,
 }
 
-pub type SignedOutHook = Box<dyn Fn(&str) + Send + Sync>;
+pub type SignedOutHook = Box<dyn Fn(&SignedOutCause) + Send + Sync>;
+
+/// A refresh that failed for a reason worth retrying, remembered for its backoff.
+#[derive(Default)]
+struct RefreshGate {
+    failures: u32,
+    retry_at: Option<Instant>,
+    last_error: Option<String>,
+}
 
 pub struct Session {
     oauth: OAuthClient,
     store: Arc<dyn SecretStore>,
-    tokens: Mutex<Option<TokenSet>>,
+    tokens: std::sync::Mutex<Option<TokenSet>>,
+    gate: AsyncMutex<RefreshGate>,
     state: watch::Sender<AuthState>,
-    /// Attempts and first delay for refreshes that fail on the network.
-    retry_attempts: u32,
+    /// The API refused a just-refreshed token this many times in a row.
+    refused_after_refresh: AtomicU32,
     retry_base: Duration,
+    retry_cap: Duration,
     on_signed_out: Option<SignedOutHook>,
-}
-
-fn rejected_for_good(e: &AuthError) -> bool {
-    matches!(e, AuthError::Rejected { status, code, .. }
-        if *status == 400 || *status == 401 || code == "invalid_grant" || code == "invalid_client")
 }
 
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, AuthError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| AuthError::Storage(format!("secret store task failed: {e}")))
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        AuthError::Secrets(crate::secret_store::SecretStoreError::KeychainUnavailable(
+            format!("secret store task failed: {e}"),
+        ))
+    })
 }
 
 impl Session {
     pub fn new(oauth: OAuthClient, store: Arc<dyn SecretStore>) -> Session {
-        let (state, _) = watch::channel(AuthState::SignedOut { reason: None });
+        let (state, _) = watch::channel(AuthState::SignedOut { cause: None });
         Session {
             oauth,
             store,
-            tokens: Mutex::new(None),
+            tokens: std::sync::Mutex::new(None),
+            gate: AsyncMutex::new(RefreshGate::default()),
             state,
-            retry_attempts: 4,
-            retry_base: Duration::from_secs(2),
+            refused_after_refresh: AtomicU32::new(0),
+            retry_base: Duration::from_secs(5),
+            retry_cap: Duration::from_secs(300),
             on_signed_out: None,
         }
     }
 
     /// Faster retries for tests.
-    pub fn with_retry(mut self, attempts: u32, base: Duration) -> Session {
-        self.retry_attempts = attempts.max(1);
+    pub fn with_retry(mut self, base: Duration, cap: Duration) -> Session {
         self.retry_base = base;
+        self.retry_cap = cap.max(base);
         self
     }
 
-    /// Called (with the reason) whenever Fullscript ends the session.
+    /// Called (with the cause) whenever Fullscript ends the session.
     pub fn on_signed_out(mut self, hook: SignedOutHook) -> Session {
         self.on_signed_out = Some(hook);
         self
@@ -106,12 +154,14 @@ impl Session {
         self.state.borrow().clone()
     }
 
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<TokenSet>> {
+        self.tokens.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Read saved tokens. `Ok(false)`: nobody is signed in.
     pub async fn load(&self) -> Result<bool, AuthError> {
         let store = self.store.clone();
-        let raw = blocking(move || store.get(TOKENS_KEY))
-            .await?
-            .map_err(|e| AuthError::Storage(e.to_string()))?;
+        let raw = blocking(move || store.get(TOKENS_KEY)).await??;
         let tokens = match raw {
             None => None,
             Some(json) => match serde_json::from_str::<TokenSet>(&json) {
@@ -123,44 +173,51 @@ impl Session {
             },
         };
         let signed_in = tokens.is_some();
-        *self.tokens.lock().await = tokens;
-        self.state.send_replace(if signed_in {
-            AuthState::SignedIn
-        } else {
-            AuthState::SignedOut { reason: None }
+        *self.slot() = tokens;
+        self.state.send_if_modified(|s| {
+            let next = if signed_in {
+                AuthState::SignedIn
+            } else {
+                match s {
+                    AuthState::SignedOut { cause } => AuthState::SignedOut {
+                        cause: cause.clone(),
+                    },
+                    _ => AuthState::SignedOut { cause: None },
+                }
+            };
+            let changed = *s != next;
+            *s = next;
+            changed
         });
         Ok(signed_in)
     }
 
-    pub async fn is_signed_in(&self) -> bool {
-        self.tokens.lock().await.is_some()
+    pub fn is_signed_in(&self) -> bool {
+        self.slot().is_some()
     }
 
-    pub async fn expires_at(&self) -> Option<DateTime<Utc>> {
-        self.tokens.lock().await.as_ref().and_then(|t| t.expires_at)
+    pub fn expires_at(&self) -> Option<DateTime<Utc>> {
+        self.slot().as_ref().and_then(|t| t.expires_at)
     }
 
-    pub async fn resource_owner(&self) -> Option<ResourceOwner> {
-        self.tokens
-            .lock()
-            .await
-            .as_ref()
-            .and_then(|t| t.resource_owner.clone())
+    pub fn resource_owner(&self) -> Option<ResourceOwner> {
+        self.slot().as_ref().and_then(|t| t.resource_owner.clone())
     }
 
     async fn persist(&self, tokens: &TokenSet) -> Result<(), AuthError> {
-        let json = serde_json::to_string(tokens).map_err(|e| AuthError::Storage(e.to_string()))?;
+        let json =
+            serde_json::to_string(tokens).map_err(|e| AuthError::Malformed(e.to_string()))?;
         let store = self.store.clone();
-        blocking(move || store.set(TOKENS_KEY, &json))
-            .await?
-            .map_err(|e| AuthError::Storage(e.to_string()))
+        Ok(blocking(move || store.set(TOKENS_KEY, &json)).await??)
     }
 
     /// Keep a freshly exchanged pair (saved first, then used).
     pub async fn complete_login(&self, tokens: TokenSet) -> Result<(), AuthError> {
-        let mut slot = self.tokens.lock().await;
+        let mut gate = self.gate.lock().await;
         self.persist(&tokens).await?;
-        *slot = Some(tokens);
+        *self.slot() = Some(tokens);
+        *gate = RefreshGate::default();
+        self.refused_after_refresh.store(0, Ordering::Relaxed);
         self.state.send_replace(AuthState::SignedIn);
         tracing::info!(
             storage = self.store.kind().as_str(),
@@ -171,24 +228,33 @@ impl Session {
 
     /// A valid access token, refreshed ahead of expiry when needed.
     pub async fn access_token(&self) -> Result<Secret, AuthError> {
-        let mut slot = self.tokens.lock().await;
-        let Some(current) = slot.as_ref() else {
-            return Err(AuthError::SignedOut(self.signed_out_reason()));
-        };
         let now = Utc::now();
-        if !current.needs_refresh(now) {
-            return Ok(current.access_token.clone());
+        let (token, still_valid) = {
+            let slot = self.slot();
+            let Some(current) = slot.as_ref() else {
+                return Err(self.not_signed_in());
+            };
+            if !current.needs_refresh(now) {
+                return Ok(current.access_token.clone());
+            }
+            let still_valid = current
+                .remaining(now)
+                .is_some_and(|r| r > chrono::Duration::zero());
+            (current.access_token.clone(), still_valid)
+        };
+        let mut gate = self.gate.lock().await;
+        // Another caller may have refreshed while we waited for the gate.
+        if let Some(current) = self.slot().as_ref() {
+            if current.access_token != token && !current.needs_refresh(Utc::now()) {
+                return Ok(current.access_token.clone());
+            }
         }
-        let still_valid = current
-            .remaining(now)
-            .is_some_and(|r| r > chrono::Duration::zero());
-        let fallback = current.access_token.clone();
-        match self.refresh_locked(&mut slot).await {
-            Ok(token) => Ok(token),
+        match self.refresh_gated(&mut gate).await {
+            Ok(fresh) => Ok(fresh),
             // The old token still works for a while: use it, try again later.
             Err(e) if e.is_transient() && still_valid => {
                 tracing::warn!(error = %e, "early token refresh failed; using the current token");
-                Ok(fallback)
+                Ok(token)
             }
             Err(e) => Err(e),
         }
@@ -196,89 +262,159 @@ impl Session {
 
     /// After a 401 with `rejected`: refresh once, unless another caller already did.
     pub async fn refresh_after_unauthorized(&self, rejected: &Secret) -> Result<Secret, AuthError> {
-        let mut slot = self.tokens.lock().await;
-        match slot.as_ref() {
-            None => return Err(AuthError::SignedOut(self.signed_out_reason())),
+        let mut gate = self.gate.lock().await;
+        match self.slot().as_ref() {
+            None => return Err(self.not_signed_in()),
             Some(t) if &t.access_token != rejected => return Ok(t.access_token.clone()),
             Some(_) => {}
         }
-        self.refresh_locked(&mut slot).await
+        self.refresh_gated(&mut gate).await
     }
 
-    fn signed_out_reason(&self) -> String {
+    /// The API refused a token that was just refreshed. Twice in a row means
+    /// the grant is gone: sign out. Answers whether it did.
+    pub async fn refused_after_refresh(&self) -> bool {
+        let n = self.refused_after_refresh.fetch_add(1, Ordering::Relaxed) + 1;
+        if n < 2 {
+            tracing::warn!("Fullscript refused a just-renewed token; will try again");
+            return false;
+        }
+        let _gate = self.gate.lock().await;
+        let cause = SignedOutCause::Ended {
+            reason: "Fullscript refused the renewed sign-in twice; sign in again".into(),
+        };
+        self.end_locally(cause).await;
+        true
+    }
+
+    /// An API call with the current token succeeded.
+    pub fn accepted(&self) {
+        self.refused_after_refresh.store(0, Ordering::Relaxed);
+    }
+
+    fn not_signed_in(&self) -> AuthError {
         match &*self.state.borrow() {
-            AuthState::SignedOut { reason: Some(r) } => r.clone(),
-            _ => "not signed in".into(),
+            AuthState::SignedOut { cause: Some(c) } => AuthError::SignedOut(c.describe()),
+            AuthState::NeedsConfiguration { reason } => {
+                AuthError::NeedsConfiguration(reason.clone())
+            }
+            _ => AuthError::SignedOut("not signed in".into()),
         }
     }
 
-    async fn refresh_locked(&self, slot: &mut Option<TokenSet>) -> Result<Secret, AuthError> {
-        let Some(refresh) = slot.as_ref().and_then(|t| t.refresh_token.clone()) else {
-            let reason = "the saved sign-in cannot be renewed; sign in again".to_string();
-            self.end_locally(slot, &reason).await;
-            return Err(AuthError::SignedOut(reason));
+    /// One refresh attempt, unless a failed one is still in its backoff.
+    async fn refresh_gated(&self, gate: &mut RefreshGate) -> Result<Secret, AuthError> {
+        if let Some(at) = gate.retry_at {
+            let now = Instant::now();
+            if now < at {
+                return Err(AuthError::RefreshBackoff {
+                    retry_in: at - now,
+                    last_error: gate.last_error.clone().unwrap_or_default(),
+                });
+            }
+        }
+        let Some(refresh) = self.slot().as_ref().and_then(|t| t.refresh_token.clone()) else {
+            let cause = SignedOutCause::Ended {
+                reason: "the saved sign-in cannot be renewed; sign in again".into(),
+            };
+            let text = cause.describe();
+            self.end_locally(cause).await;
+            return Err(AuthError::SignedOut(text));
         };
-        let mut delay = self.retry_base;
-        let mut attempt = 1;
-        loop {
-            match self.oauth.refresh(&refresh).await {
-                Ok(new) => {
-                    // Saved before first use: see the module comment.
-                    self.persist(&new).await?;
-                    let access = new.access_token.clone();
-                    *slot = Some(new);
-                    tracing::info!("access token refreshed");
-                    return Ok(access);
-                }
-                Err(e) if rejected_for_good(&e) => {
-                    let reason = format!("Fullscript ended the session ({e}); sign in again");
-                    self.end_locally(slot, &reason).await;
-                    return Err(AuthError::SignedOut(reason));
-                }
-                Err(e) if attempt < self.retry_attempts => {
-                    tracing::warn!(error = %e, attempt, "token refresh failed; retrying");
-                    tokio::time::sleep(crate::backoff::jittered(delay)).await;
-                    delay = (delay * 2).min(Duration::from_secs(60));
-                    attempt += 1;
-                }
-                Err(e) => return Err(e),
+        let outcome = match self.oauth.refresh(&refresh).await {
+            // Saved before first use: see the module comment.
+            Ok(new) => match self.persist(&new).await {
+                Ok(()) => Ok(new),
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok(new) => {
+                let access = new.access_token.clone();
+                *self.slot() = Some(new);
+                *gate = RefreshGate::default();
+                self.state.send_if_modified(|s| {
+                    let was = matches!(s, AuthState::SignedIn);
+                    *s = AuthState::SignedIn;
+                    !was
+                });
+                tracing::info!("access token refreshed");
+                Ok(access)
+            }
+            Err(AuthError::Rejected { ref code, .. }) if code == "invalid_grant" => {
+                let reason = format!(
+                    "Fullscript ended the session ({}); sign in again",
+                    outcome
+                        .as_ref()
+                        .err()
+                        .map(|e| e.to_string())
+                        .unwrap_or_default()
+                );
+                self.end_locally(SignedOutCause::Ended {
+                    reason: reason.clone(),
+                })
+                .await;
+                Err(AuthError::SignedOut(reason))
+            }
+            Err(e @ AuthError::Rejected { .. }) if e.is_client_rejected() => {
+                let reason = format!(
+                    "Fullscript refused this app's registration ({e}); check the client id and secret"
+                );
+                tracing::error!(error = %e, "the app's registration was refused; the sign-in is kept");
+                self.state.send_replace(AuthState::NeedsConfiguration {
+                    reason: reason.clone(),
+                });
+                self.remember_failure(gate, &e, true);
+                Err(AuthError::NeedsConfiguration(reason))
+            }
+            Err(e) => {
+                self.remember_failure(gate, &e, false);
+                tracing::warn!(error = %e, failures = gate.failures, "token refresh failed; will retry");
+                Err(e)
             }
         }
     }
 
-    /// Forget the tokens locally (the server already refused them).
-    async fn end_locally(&self, slot: &mut Option<TokenSet>, reason: &str) {
-        *slot = None;
+    fn remember_failure(&self, gate: &mut RefreshGate, e: &AuthError, long: bool) {
+        gate.failures = gate.failures.saturating_add(1);
+        let exp = gate.failures.saturating_sub(1).min(16);
+        let delay = if long {
+            self.retry_cap
+        } else {
+            self.retry_base.saturating_mul(1 << exp).min(self.retry_cap)
+        };
+        gate.retry_at = Instant::now().checked_add(crate::backoff::jittered(delay));
+        gate.last_error = Some(e.to_string());
+    }
+
+    /// Forget the tokens locally (the server refused them for good).
+    async fn end_locally(&self, cause: SignedOutCause) {
+        *self.slot() = None;
         let store = self.store.clone();
         if let Ok(Err(e)) = blocking(move || store.delete(TOKENS_KEY)).await {
             tracing::error!(error = %e, "could not delete the refused tokens");
         }
-        tracing::warn!(reason, "signed out");
+        tracing::warn!(reason = %cause.describe(), "signed out");
         self.state.send_replace(AuthState::SignedOut {
-            reason: Some(reason.to_string()),
+            cause: Some(cause.clone()),
         });
         if let Some(hook) = &self.on_signed_out {
-            hook(reason);
-        }
-    }
-
-    /// The API refused a freshly refreshed token too: the grant is gone.
-    pub async fn invalidate(&self, reason: &str) {
-        let mut slot = self.tokens.lock().await;
-        if slot.is_some() {
-            self.end_locally(&mut slot, reason).await;
+            hook(&cause);
         }
     }
 
     /// Revoke both tokens at Fullscript, then delete them here, whatever
-    /// the revocation answered.
+    /// the revocation answered. Tokens Fullscript could not be told about
+    /// are in the report, for a later retry.
     pub async fn sign_out(&self) -> SignOutReport {
-        let mut slot = self.tokens.lock().await;
+        let _gate = self.gate.lock().await;
+        let taken = self.slot().take();
         let mut report = SignOutReport {
-            was_signed_in: slot.is_some(),
+            was_signed_in: taken.is_some(),
             ..Default::default()
         };
-        if let Some(tokens) = slot.take() {
+        if let Some(tokens) = taken {
             let mut to_revoke = Vec::new();
             if let Some(r) = &tokens.refresh_token {
                 to_revoke.push(("refresh token", r.clone()));
@@ -287,6 +423,9 @@ impl Session {
             for (what, token) in to_revoke {
                 if let Err(e) = self.oauth.revoke(&token).await {
                     report.revoke_errors.push(format!("{what}: {e}"));
+                    if e.is_transient() {
+                        report.unrevoked.push(token);
+                    }
                 }
             }
         }
@@ -297,7 +436,7 @@ impl Session {
             Err(e) => report.local_error = Some(e.to_string()),
         }
         self.state.send_replace(AuthState::SignedOut {
-            reason: Some("signed out".into()),
+            cause: Some(SignedOutCause::User),
         });
         tracing::info!(revoke_failures = report.revoke_errors.len(), "signed out");
         report

@@ -13,22 +13,34 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
+use crate::api::Account;
+use crate::detect::{display_hash, NewAlert, OrderRecord, SilentReason, Tracked};
 use crate::lab::LabState;
 use crate::secret::PatientName;
+use crate::session::SignedOutCause;
+use crate::status::WatchStatus;
+pub use crate::timestamp::canonical as ts;
 
+/// A failure of the local database (never of Fullscript or the network).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("database {path}: {context}: {source}")]
+    #[error("local database {path}: {context}: {source}")]
     Sqlite {
         path: PathBuf,
         context: &'static str,
         source: rusqlite::Error,
     },
-    #[error("database {path} was written by a newer version of the app (schema {found}, this version knows {known})")]
+    #[error("local database {path}: {context}: {source}")]
+    Io {
+        path: PathBuf,
+        context: &'static str,
+        source: std::io::Error,
+    },
+    #[error("local database {path} was written by a newer version of the app (schema {found}, this version knows {known})")]
     TooNew {
         path: PathBuf,
         found: i64,
@@ -68,95 +80,78 @@ const MIGRATIONS: &[&str] = &[
      );
      CREATE INDEX alerts_outbox ON alerts (id) WHERE delivered_at IS NULL AND silent_reason IS NULL;
      CREATE INDEX alerts_unseen ON alerts (order_id) WHERE seen_at IS NULL;",
+    // 2: orders that went missing are remembered (tombstones), unreadable
+    // orders are listed, and results fingerprints cover only what identifies
+    // a result. The old fingerprints and timestamps are forgotten: the next
+    // read learns the new ones silently (a learned value is not a change).
+    "ALTER TABLE lab_orders ADD COLUMN missing_sweeps INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE lab_orders ADD COLUMN removed_at TEXT;
+     UPDATE lab_orders SET results_fp = NULL, updated_at = NULL;
+     CREATE TABLE unreadable_orders (id TEXT PRIMARY KEY, problem TEXT NOT NULL, seen_at TEXT NOT NULL);",
 ];
 
-pub fn ts(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+/// Every key of the `meta` table, in one place; each has a typed accessor below.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Meta {
+    /// JSON [`crate::app::Account`]: who is signed in, to which clinic.
+    Account,
+    /// Why the session ended (shown until the next sign-in).
+    SignedOutReason,
+    /// RFC 3339: notifications paused until then.
+    PausedUntil,
+    /// Server time of the newest processed event.
+    EventCursor,
+    /// When the first sign-in's silent baseline completed.
+    BaselineAt,
+    /// JSON [`crate::watcher::WatchStatus`], for `status` from another process.
+    WatchStatus,
+    /// The "still running in the tray" notice was shown once.
+    ToldStillRunning,
+    /// JSON [`Rebuilt`]: the database was damaged and started afresh.
+    Rebuilt,
 }
 
-/// What the change detector needs to know about an order between cycles.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Tracked {
-    pub state: LabState,
-    pub results_fp: Option<String>,
-    pub updated_at: Option<String>,
-    pub document_url: Option<String>,
-    /// Hash of the displayed fields, so a renamed test still updates the row.
-    pub display: u64,
-}
-
-/// A row to write for an order that is new or changed.
-#[derive(Debug, Clone)]
-pub struct OrderRecord {
-    pub id: String,
-    pub patient_name: Option<PatientName>,
-    pub title: Option<String>,
-    pub lab_name: Option<String>,
-    pub test_names: Vec<String>,
-    pub state: LabState,
-    pub results_fp: Option<String>,
-    pub results_count: usize,
-    /// False when the response carried no results field: the stored count is kept.
-    pub results_known: bool,
-    pub document_url: Option<String>,
-    pub updated_at: Option<String>,
-    /// State or results changed (not just a display field).
-    pub changed: bool,
-}
-
-impl OrderRecord {
-    pub fn tracked(&self) -> Tracked {
-        Tracked {
-            state: self.state.clone(),
-            results_fp: self.results_fp.clone(),
-            updated_at: self.updated_at.clone(),
-            document_url: self.document_url.clone(),
-            display: display_hash(
-                self.patient_name.as_ref().map(|p| p.expose()),
-                self.title.as_deref(),
-                self.lab_name.as_deref(),
-                &self.test_names,
-                self.document_url.as_deref(),
-            ),
+impl Meta {
+    fn key(self) -> &'static str {
+        match self {
+            Meta::Account => "account",
+            Meta::SignedOutReason => "signed_out_reason",
+            Meta::PausedUntil => "paused_until",
+            Meta::EventCursor => "event_cursor",
+            Meta::BaselineAt => "baseline_at",
+            Meta::WatchStatus => "watch_status",
+            Meta::ToldStillRunning => "told_still_running",
+            Meta::Rebuilt => "rebuilt",
         }
     }
 }
 
-pub fn display_hash(
-    patient: Option<&str>,
-    title: Option<&str>,
-    lab: Option<&str>,
-    tests: &[String],
-    document: Option<&str>,
-) -> u64 {
-    let mut h = xxhash_rust::xxh3::Xxh3::new();
-    for part in [patient, title, lab, document] {
-        h.update(part.unwrap_or("\u{1}").as_bytes());
-        h.update(b"\0");
-    }
-    for t in tests {
-        h.update(t.as_bytes());
-        h.update(b"\x1f");
-    }
-    h.digest()
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct NewAlert {
-    pub order_id: String,
-    pub state: LabState,
-    pub fingerprint: String,
-    /// Recorded but not shown: `disabled` (state not chosen in settings) or `paused`.
-    pub silent_reason: Option<&'static str>,
+/// The local database was found damaged at start and replaced by an empty one.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct Rebuilt {
+    /// When it was rebuilt.
+    pub at: String,
+    /// The damaged file, kept beside the new one.
+    pub kept_as: String,
+    /// When the damaged file was last written: results that changed after
+    /// this are listed as unseen.
+    pub last_written: Option<String>,
 }
 
 /// Everything one poll cycle learned, written atomically.
 #[derive(Debug, Default)]
 pub struct CycleCommit {
     pub upserts: Vec<OrderRecord>,
-    /// Orders no longer listed by a complete sweep.
+    /// Tracked orders a complete sweep did not list (one more missed sweep).
+    pub missing: Vec<String>,
+    /// Orders gone from Fullscript: hidden from the list, their record kept.
     pub removals: Vec<String>,
+    /// Orders listed but unreadable (id, problem): kept as they were, listed as unreadable.
+    pub unreadable: Vec<(String, String)>,
+    /// Orders read fine again after being unreadable.
+    pub readable_again: Vec<String>,
     pub alerts: Vec<NewAlert>,
+    /// (event id, its server time) processed this cycle.
     pub seen_events: Vec<(String, String)>,
     pub cursor: Option<String>,
     pub baseline_done: bool,
@@ -201,7 +196,7 @@ pub struct AlertRecord {
     pub created_at: String,
     pub delivered_at: Option<String>,
     pub seen_at: Option<String>,
-    pub silent_reason: Option<String>,
+    pub silent_reason: Option<SilentReason>,
 }
 
 pub struct Store {
@@ -209,8 +204,69 @@ pub struct Store {
     conn: Mutex<Connection>,
 }
 
+/// A database failure that means the file itself is damaged.
+fn is_damage(e: &StoreError) -> bool {
+    match e {
+        StoreError::Sqlite { source, .. } => matches!(
+            source.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
+        ),
+        _ => false,
+    }
+}
+
 impl Store {
+    /// Open (creating, migrating) the database. A damaged file is moved aside
+    /// (kept, with a timestamp) and replaced by an empty database that
+    /// records why ([`Store::rebuilt`]); the watcher then starts from a
+    /// silent baseline. Any other failure (permissions, a newer schema) is
+    /// an error: the file might be fine and must not be moved.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        match Store::open_checked(path) {
+            Err(e) if is_damage(&e) => {
+                tracing::error!(error = %e, "the local database is damaged; keeping it aside and starting afresh");
+                let last_written = std::fs::metadata(path)
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .map(|t| ts(DateTime::<Utc>::from(t)));
+                let now = Utc::now();
+                let kept = path.with_file_name(format!(
+                    "{}.damaged-{}",
+                    path.file_name()
+                        .map(|n| n.to_string_lossy().to_string())
+                        .unwrap_or_else(|| "database".into()),
+                    now.format("%Y%m%dT%H%M%SZ")
+                ));
+                let move_aside = |from: &Path, to: &Path| -> Result<(), StoreError> {
+                    match std::fs::rename(from, to) {
+                        Ok(()) => Ok(()),
+                        Err(io) if io.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                        Err(io) => Err(StoreError::Io {
+                            path: from.to_path_buf(),
+                            context: "keep the damaged database aside",
+                            source: io,
+                        }),
+                    }
+                };
+                move_aside(path, &kept)?;
+                for suffix in ["-wal", "-shm"] {
+                    let side = PathBuf::from(format!("{}{suffix}", path.display()));
+                    let kept_side = PathBuf::from(format!("{}{suffix}", kept.display()));
+                    move_aside(&side, &kept_side)?;
+                }
+                let store = Store::open_checked(path)?;
+                store.set_rebuilt(&Rebuilt {
+                    at: ts(now),
+                    kept_as: kept.display().to_string(),
+                    last_written,
+                })?;
+                Ok(store)
+            }
+            other => other,
+        }
+    }
+
+    fn open_checked(path: &Path) -> Result<Store, StoreError> {
         let ctx = |context: &'static str| {
             let path = path.to_path_buf();
             move |source| StoreError::Sqlite {
@@ -225,7 +281,34 @@ impl Store {
             use std::os::unix::fs::PermissionsExt;
             let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
         }
-        Store::init(conn, path)
+        let store = Store::init(conn, path)?;
+        store.quick_check()?;
+        Ok(store)
+    }
+
+    /// SQLite's quick integrity check (linear in the file size; a few
+    /// milliseconds for thousands of orders).
+    fn quick_check(&self) -> Result<(), StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("PRAGMA quick_check")
+            .map_err(self.err("integrity check"))?;
+        let problems: Vec<String> = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(self.err("integrity check"))?
+            .collect::<Result<_, _>>()
+            .map_err(self.err("integrity check"))?;
+        if problems.len() == 1 && problems[0] == "ok" {
+            return Ok(());
+        }
+        Err(StoreError::Sqlite {
+            path: self.path.clone(),
+            context: "integrity check",
+            source: rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
+                Some(problems.into_iter().take(3).collect::<Vec<_>>().join("; ")),
+            ),
+        })
     }
 
     pub fn open_in_memory() -> Result<Store, StoreError> {
@@ -304,43 +387,123 @@ impl Store {
 
     // ------------------------------------------------------------------ meta
 
-    pub fn meta_get(&self, key: &str) -> Result<Option<String>, StoreError> {
+    fn meta_get(&self, key: Meta) -> Result<Option<String>, StoreError> {
         self.conn()
-            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key.key()], |r| {
+                r.get(0)
+            })
             .optional()
             .map_err(self.err("read meta"))
     }
 
-    pub fn meta_set(&self, key: &str, value: &str) -> Result<(), StoreError> {
-        self.conn()
-            .execute(
+    fn meta_put(&self, key: Meta, value: Option<&str>) -> Result<(), StoreError> {
+        let conn = self.conn();
+        match value {
+            Some(v) => conn.execute(
                 "INSERT INTO meta (key, value) VALUES (?1, ?2)
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                params![key, value],
-            )
-            .map(|_| ())
-            .map_err(self.err("write meta"))
+                params![key.key(), v],
+            ),
+            None => conn.execute("DELETE FROM meta WHERE key = ?1", [key.key()]),
+        }
+        .map(|_| ())
+        .map_err(self.err("write meta"))
     }
 
-    pub fn meta_delete(&self, key: &str) -> Result<(), StoreError> {
-        self.conn()
-            .execute("DELETE FROM meta WHERE key = ?1", [key])
-            .map(|_| ())
-            .map_err(self.err("delete meta"))
-    }
-
-    pub fn meta_json<T: serde::de::DeserializeOwned>(
+    fn meta_json<T: serde::de::DeserializeOwned>(
         &self,
-        key: &str,
+        key: Meta,
     ) -> Result<Option<T>, StoreError> {
         Ok(self
             .meta_get(key)?
             .and_then(|v| serde_json::from_str(&v).ok()))
     }
 
-    pub fn meta_set_json<T: Serialize>(&self, key: &str, value: &T) -> Result<(), StoreError> {
+    fn meta_put_json<T: Serialize>(&self, key: Meta, value: &T) -> Result<(), StoreError> {
         let text = serde_json::to_string(value).unwrap_or_else(|_| "null".into());
-        self.meta_set(key, &text)
+        self.meta_put(key, Some(&text))
+    }
+
+    fn meta_time(&self, key: Meta) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(self
+            .meta_get(key)?
+            .and_then(|s| crate::timestamp::parse_str(&s)))
+    }
+
+    pub fn account(&self) -> Result<Option<Account>, StoreError> {
+        self.meta_json(Meta::Account)
+    }
+
+    pub fn set_account(&self, account: &Account) -> Result<(), StoreError> {
+        self.meta_put_json(Meta::Account, account)
+    }
+
+    pub fn signed_out_reason(&self) -> Result<Option<SignedOutCause>, StoreError> {
+        let Some(raw) = self.meta_get(Meta::SignedOutReason)? else {
+            return Ok(None);
+        };
+        // Older versions stored a bare sentence.
+        Ok(Some(
+            serde_json::from_str(&raw).unwrap_or(SignedOutCause::Ended { reason: raw }),
+        ))
+    }
+
+    pub fn set_signed_out_reason(&self, cause: Option<&SignedOutCause>) -> Result<(), StoreError> {
+        match cause {
+            Some(c) => self.meta_put_json(Meta::SignedOutReason, c),
+            None => self.meta_put(Meta::SignedOutReason, None),
+        }
+    }
+
+    pub fn paused_until(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.meta_time(Meta::PausedUntil)
+    }
+
+    pub fn set_paused_until(&self, until: Option<DateTime<Utc>>) -> Result<(), StoreError> {
+        self.meta_put(Meta::PausedUntil, until.map(ts).as_deref())
+    }
+
+    pub fn event_cursor(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.meta_time(Meta::EventCursor)
+    }
+
+    pub fn set_event_cursor(&self, cursor: Option<DateTime<Utc>>) -> Result<(), StoreError> {
+        self.meta_put(Meta::EventCursor, cursor.map(ts).as_deref())
+    }
+
+    pub fn baseline_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.meta_time(Meta::BaselineAt)
+    }
+
+    pub fn watch_status(&self) -> Result<Option<WatchStatus>, StoreError> {
+        self.meta_json(Meta::WatchStatus)
+    }
+
+    pub fn set_watch_status(&self, status: &WatchStatus) -> Result<(), StoreError> {
+        self.meta_put_json(Meta::WatchStatus, status)
+    }
+
+    /// True the first time it is asked (then remembered).
+    pub fn first_time_still_running(&self) -> Result<bool, StoreError> {
+        if self.meta_get(Meta::ToldStillRunning)?.is_some() {
+            return Ok(false);
+        }
+        self.meta_put(Meta::ToldStillRunning, Some("1"))?;
+        Ok(true)
+    }
+
+    /// Set when the database was found damaged and rebuilt.
+    pub fn rebuilt(&self) -> Result<Option<Rebuilt>, StoreError> {
+        self.meta_json(Meta::Rebuilt)
+    }
+
+    fn set_rebuilt(&self, r: &Rebuilt) -> Result<(), StoreError> {
+        self.meta_put_json(Meta::Rebuilt, r)
+    }
+
+    /// The practitioner has read that local history was rebuilt.
+    pub fn dismiss_rebuilt(&self) -> Result<(), StoreError> {
+        self.meta_put(Meta::Rebuilt, None)
     }
 
     // ------------------------------------------------------------------ tracking
@@ -349,7 +512,8 @@ impl Store {
         let conn = self.conn();
         let mut stmt = conn
             .prepare(
-                "SELECT id, state, results_fp, updated_at, patient_name, title, lab_name, test_names, document_url
+                "SELECT id, state, results_fp, updated_at, patient_name, title, lab_name, test_names, document_url,
+                        missing_sweeps, removed_at IS NOT NULL
                  FROM lab_orders",
             )
             .map_err(self.err("load orders"))?;
@@ -375,6 +539,8 @@ impl Store {
                             &tests,
                             doc.as_deref(),
                         ),
+                        missing_sweeps: u32::try_from(r.get::<_, i64>(9)?).unwrap_or(0),
+                        removed: r.get(10)?,
                     },
                 ))
             })
@@ -424,6 +590,7 @@ impl Store {
                         results_count = CASE WHEN ?13 THEN excluded.results_count ELSE lab_orders.results_count END,
                         document_url = excluded.document_url,
                         updated_at = excluded.updated_at,
+                        missing_sweeps = 0, removed_at = NULL,
                         changed_at = CASE WHEN ?12 THEN excluded.changed_at ELSE lab_orders.changed_at END",
                 )
                 .map_err(self.err("prepare order upsert"))?;
@@ -447,11 +614,44 @@ impl Store {
                     ])
                     .map_err(self.err("write order"))?;
             }
+            let mut missing = tx
+                .prepare_cached(
+                    "UPDATE lab_orders SET missing_sweeps = missing_sweeps + 1 WHERE id = ?1",
+                )
+                .map_err(self.err("prepare missing order"))?;
+            for id in &c.missing {
+                missing
+                    .execute([id])
+                    .map_err(self.err("mark order missing"))?;
+            }
             let mut remove = tx
-                .prepare_cached("DELETE FROM lab_orders WHERE id = ?1")
+                .prepare_cached(
+                    "UPDATE lab_orders SET removed_at = ?2 WHERE id = ?1 AND removed_at IS NULL",
+                )
                 .map_err(self.err("prepare order removal"))?;
             for id in &c.removals {
-                remove.execute([id]).map_err(self.err("remove order"))?;
+                remove
+                    .execute(params![id, now_s])
+                    .map_err(self.err("remove order"))?;
+            }
+            let mut unreadable = tx
+                .prepare_cached(
+                    "INSERT INTO unreadable_orders (id, problem, seen_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (id) DO UPDATE SET problem = excluded.problem, seen_at = excluded.seen_at",
+                )
+                .map_err(self.err("prepare unreadable order"))?;
+            for (id, problem) in &c.unreadable {
+                unreadable
+                    .execute(params![id, problem, now_s])
+                    .map_err(self.err("record unreadable order"))?;
+            }
+            let mut readable = tx
+                .prepare_cached("DELETE FROM unreadable_orders WHERE id = ?1")
+                .map_err(self.err("prepare readable order"))?;
+            for id in &c.readable_again {
+                readable
+                    .execute([id])
+                    .map_err(self.err("record readable order"))?;
             }
             let mut seen = tx
                 .prepare_cached(
@@ -478,7 +678,7 @@ impl Store {
                         a.state.as_str(),
                         a.fingerprint,
                         now_s,
-                        a.silent_reason
+                        a.silent_reason.map(SilentReason::as_str)
                     ])
                     .map_err(self.err("record alert"))?;
                 if n == 1 {
@@ -486,21 +686,18 @@ impl Store {
                 }
             }
         }
-        if let Some(cursor) = &c.cursor {
+        let put_meta = |key: Meta, value: &str| {
             tx.execute(
-                "INSERT INTO meta (key, value) VALUES ('event_cursor', ?1)
+                "INSERT INTO meta (key, value) VALUES (?1, ?2)
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                [cursor],
+                [key.key(), value],
             )
-            .map_err(self.err("write cursor"))?;
+        };
+        if let Some(cursor) = &c.cursor {
+            put_meta(Meta::EventCursor, cursor).map_err(self.err("write cursor"))?;
         }
         if c.baseline_done {
-            tx.execute(
-                "INSERT INTO meta (key, value) VALUES ('baseline_at', ?1)
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                [&now_s],
-            )
-            .map_err(self.err("write baseline"))?;
+            put_meta(Meta::BaselineAt, &now_s).map_err(self.err("write baseline"))?;
         }
         tx.commit().map_err(self.err("commit cycle"))?;
         Ok(new_ids)
@@ -521,6 +718,7 @@ impl Store {
         let tx = conn.transaction().map_err(self.err("begin reset"))?;
         tx.execute_batch(
             "DELETE FROM lab_orders; DELETE FROM seen_events; DELETE FROM alerts;
+             DELETE FROM unreadable_orders;
              DELETE FROM meta WHERE key IN ('event_cursor', 'baseline_at', 'watch_status');",
         )
         .map_err(self.err("reset"))?;
@@ -630,7 +828,10 @@ impl Store {
                     created_at: r.get(4)?,
                     delivered_at: r.get(5)?,
                     seen_at: r.get(6)?,
-                    silent_reason: r.get(7)?,
+                    silent_reason: r
+                        .get::<_, Option<String>>(7)?
+                        .as_deref()
+                        .and_then(SilentReason::parse),
                 })
             })
             .map_err(self.err("read alerts"))?;
@@ -654,7 +855,7 @@ impl Store {
         self.conn()
             .query_row(
                 "SELECT COUNT(DISTINCT a.order_id) FROM alerts a JOIN lab_orders o ON o.id = a.order_id
-                 WHERE a.seen_at IS NULL",
+                 WHERE a.seen_at IS NULL AND o.removed_at IS NULL",
                 [],
                 |r| r.get::<_, i64>(0),
             )
@@ -671,7 +872,7 @@ impl Store {
                 "SELECT o.id, o.patient_name, o.title, o.lab_name, o.test_names, o.state, o.changed_at,
                         o.results_count,
                         EXISTS (SELECT 1 FROM alerts a WHERE a.order_id = o.id AND a.seen_at IS NULL)
-                 FROM lab_orders o ORDER BY o.changed_at DESC, o.id",
+                 FROM lab_orders o WHERE o.removed_at IS NULL ORDER BY o.changed_at DESC, o.id",
             )
             .map_err(self.err("list orders"))?;
         let rows = stmt
@@ -681,10 +882,8 @@ impl Store {
                 let title: Option<String> = r.get(2)?;
                 let lab_name: Option<String> = r.get(3)?;
                 let state = LabState::parse(&r.get::<_, String>(5)?);
-                let title = title
-                    .or_else(|| (!test_names.is_empty()).then(|| test_names.join(", ")))
-                    .or_else(|| lab_name.clone())
-                    .unwrap_or_else(|| "Lab order".into());
+                let title =
+                    crate::lab::display_title(title.as_deref(), &test_names, lab_name.as_deref());
                 Ok(OrderRow {
                     id: r.get(0)?,
                     patient_name: r.get::<_, Option<String>>(1)?.map(PatientName::new),
@@ -719,7 +918,9 @@ impl Store {
     pub fn counts_by_state(&self) -> Result<BTreeMap<String, usize>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn
-            .prepare("SELECT state, COUNT(*) FROM lab_orders GROUP BY state")
+            .prepare(
+                "SELECT state, COUNT(*) FROM lab_orders WHERE removed_at IS NULL GROUP BY state",
+            )
             .map_err(self.err("count orders"))?;
         let rows = stmt
             .query_map([], |r| {
@@ -728,6 +929,21 @@ impl Store {
             .map_err(self.err("count orders"))?;
         rows.collect::<Result<_, _>>()
             .map_err(self.err("count orders"))
+    }
+}
+
+impl Store {
+    /// Orders Fullscript listed that could not be read (id → problem).
+    pub fn unreadable_orders(&self) -> Result<BTreeMap<String, String>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT id, problem FROM unreadable_orders")
+            .map_err(self.err("read unreadable orders"))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .map_err(self.err("read unreadable orders"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(self.err("read unreadable orders"))
     }
 }
 
@@ -790,8 +1006,8 @@ mod tests {
         // The same alert key never inserts twice.
         assert!(s.commit_cycle(&c, now).unwrap().is_empty());
         assert_eq!(
-            s.meta_get("event_cursor").unwrap().as_deref(),
-            Some("2026-01-01T00:00:00Z")
+            s.event_cursor().unwrap(),
+            crate::timestamp::parse_str("2026-01-01T00:00:00Z")
         );
         assert_eq!(s.unseen_events(&["e1", "e2"]).unwrap(), [false, true]);
 
@@ -815,7 +1031,7 @@ mod tests {
         let silent = CycleCommit {
             alerts: vec![NewAlert {
                 fingerprint: "f2".into(),
-                silent_reason: Some("disabled"),
+                silent_reason: Some(SilentReason::Disabled),
                 ..alert
             }],
             ..Default::default()
@@ -825,5 +1041,120 @@ mod tests {
         assert_eq!(s.alerts().unwrap().len(), 2);
         s.reset_tracking().unwrap();
         assert!(s.list_orders().unwrap().is_empty());
+    }
+
+    #[test]
+    fn missing_orders_are_hidden_only_when_removed_and_remembered_for_their_return() {
+        let s = Store::open_in_memory().unwrap();
+        let now = Utc::now();
+        let c = CycleCommit {
+            upserts: vec![
+                record("a", LabState::ResultsReady, "f"),
+                record("b", LabState::Processing, "g"),
+            ],
+            ..Default::default()
+        };
+        s.commit_cycle(&c, now).unwrap();
+        s.commit_cycle(
+            &CycleCommit {
+                missing: vec!["a".into()],
+                ..Default::default()
+            },
+            now,
+        )
+        .unwrap();
+        assert_eq!(s.load_tracked().unwrap()["a"].missing_sweeps, 1);
+        assert_eq!(s.list_orders().unwrap().len(), 2, "missing is still listed");
+        s.commit_cycle(
+            &CycleCommit {
+                removals: vec!["a".into()],
+                ..Default::default()
+            },
+            now,
+        )
+        .unwrap();
+        let rows = s.list_orders().unwrap();
+        assert_eq!(rows.len(), 1, "removed orders leave the list");
+        let tracked = s.load_tracked().unwrap();
+        assert!(tracked["a"].removed, "but their record is kept");
+        assert_eq!(tracked["a"].state, LabState::ResultsReady);
+        // Back again: written as usual, no longer removed or missing.
+        s.commit_cycle(
+            &CycleCommit {
+                upserts: vec![record("a", LabState::ResultsReady, "f")],
+                ..Default::default()
+            },
+            now,
+        )
+        .unwrap();
+        let t = &s.load_tracked().unwrap()["a"];
+        assert!(!t.removed && t.missing_sweeps == 0);
+        assert_eq!(s.list_orders().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn unreadable_orders_are_recorded_until_they_read_again() {
+        let s = Store::open_in_memory().unwrap();
+        let now = Utc::now();
+        s.commit_cycle(
+            &CycleCommit {
+                unreadable: vec![("x".into(), "missing state".into())],
+                ..Default::default()
+            },
+            now,
+        )
+        .unwrap();
+        assert_eq!(s.unreadable_orders().unwrap()["x"], "missing state");
+        s.commit_cycle(
+            &CycleCommit {
+                readable_again: vec!["x".into()],
+                ..Default::default()
+            },
+            now,
+        )
+        .unwrap();
+        assert!(s.unreadable_orders().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_damaged_database_is_kept_aside_and_replaced_by_one_that_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lab-notifier.sqlite3");
+        {
+            let s = Store::open(&path).unwrap();
+            s.commit_cycle(
+                &CycleCommit {
+                    upserts: vec![record("a", LabState::ResultsReady, "f")],
+                    baseline_done: true,
+                    ..Default::default()
+                },
+                Utc::now(),
+            )
+            .unwrap();
+        }
+        // Garbage over the header: "file is not a database".
+        let mut bytes = std::fs::read(&path).unwrap();
+        for b in bytes.iter_mut().take(100) {
+            *b = 0x5a;
+        }
+        std::fs::write(&path, &bytes).unwrap();
+
+        let s = Store::open(&path).unwrap();
+        let rebuilt = s.rebuilt().unwrap().expect("the rebuild is recorded");
+        assert!(rebuilt.kept_as.contains(".damaged-"), "{}", rebuilt.kept_as);
+        assert_eq!(
+            std::fs::read(&rebuilt.kept_as).unwrap(),
+            bytes,
+            "the damaged file is kept as it was"
+        );
+        assert!(rebuilt.last_written.is_some());
+        assert!(s.load_tracked().unwrap().is_empty());
+        assert_eq!(s.baseline_at().unwrap(), None, "a new baseline follows");
+        s.dismiss_rebuilt().unwrap();
+        assert_eq!(s.rebuilt().unwrap(), None);
+        drop(s);
+        // A healthy database opens as it is.
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.rebuilt().unwrap(), None);
     }
 }

@@ -1,40 +1,69 @@
 //! Watching lab orders: the poll cycle and its schedule.
 //!
 //! A cycle normally costs one request: `GET /api/events/lab_orders` for
-//! events newer than the stored cursor (de-duplicated by id), then one
+//! events from two days before the cursor (de-duplicated by id), then one
 //! `GET /api/clinic/labs/orders/{id}` per affected order. A full sweep of the
 //! order list runs at start, after reconnecting or waking, and every N-th
 //! cycle, so states that raise no event (purchased, processing, …) reach the
-//! list too; when the events feed is refused (403/404) every cycle sweeps.
+//! list too; when the events feed is refused (403/404) every cycle sweeps,
+//! and when it fails (5xx, a timeout, an answer it cannot read) the cycle
+//! sweeps instead and says so.
 //!
-//! Whatever a cycle managed to read is committed together with its alerts in
-//! one transaction, even when a later request fails; the event cursor never
-//! moves past an event that was not processed. Alerts are shown after the
-//! commit and marked delivered after being shown.
+//! Never miss, never flood:
+//! * whatever a cycle managed to read is committed together with its alerts
+//!   in one transaction, even when a later request fails;
+//! * alerts already committed are shown after every cycle, whatever its
+//!   outcome, and at start: delivery never waits on the network;
+//! * one unreadable order never blocks anything: it is kept as it was,
+//!   listed as unreadable and counted (`skipped_records`);
+//! * absence is not deletion: an order a complete sweep did not list is
+//!   *missing*; it is removed (its record kept) only after three complete
+//!   sweeps without it or a 404 on its detail, and a list that is empty or
+//!   shrank by more than half is suspect and removes nothing;
+//! * the event cursor comes from the server (event times, its `Date`
+//!   header), never this computer's clock;
+//! * stopping never cuts a delivery in half: only the reading part of a
+//!   cycle can be interrupted.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch, Notify};
 
-use crate::api::{ApiError, FullscriptClient};
-use crate::backoff::Backoff;
+use crate::api::{ApiError, EventsQuery, FullscriptClient};
+use crate::backoff::{jittered, Backoff};
+use crate::clock::Clock;
 use crate::config::{Config, Endpoints, NotifyStates};
-use crate::detect::{self, AlertRules};
-use crate::lab::LabOrder;
+use crate::detect::{self, AlertRules, Baseline, Tracked};
+use crate::lab::{LabEvent, LabOrder};
 use crate::notifier::Notifier;
+use crate::oauth::AuthError;
 use crate::opener::UrlGuard;
 use crate::policy::{self, Notification, Policy};
-use crate::store::{ts, CycleCommit, Store, StoreError, Tracked};
+use crate::store::{ts, CycleCommit, Store, StoreError};
+
+pub use crate::status::{Connection, EventsFeed, WatchStatus};
 
 /// Events older than this are gone from Fullscript (documented: 30 days).
 const EVENT_WINDOW_DAYS: i64 = 29;
+/// Events are asked for from this long before the cursor (the filter works
+/// on whole days; events are de-duplicated by id).
+const EVENT_LOOKBACK_DAYS: i64 = 2;
+/// A cursor further than this ahead of Fullscript's clock was not made by it.
+const MAX_CURSOR_AHEAD: chrono::Duration = chrono::Duration::hours(1);
 const MAX_PAGES: u32 = 10_000;
+/// Waits Fullscript asks for (`Retry-After`) are kept within these bounds.
+const MIN_RATE_LIMIT_WAIT: Duration = Duration::from_secs(30);
+const MAX_RATE_LIMIT_WAIT: Duration = Duration::from_secs(15 * 60);
 const DEFAULT_RATE_LIMIT_WAIT: Duration = Duration::from_secs(60);
-const MAX_RATE_LIMIT_WAIT: Duration = Duration::from_secs(3600);
+/// Complete sweeps without an order before it is taken off the list.
+const MISSING_SWEEPS_BEFORE_REMOVAL: u32 = 3;
+/// Above this many tracked orders, a list that shrank by more than half is suspect.
+const SUSPECT_SHRINK_MIN_TRACKED: usize = 10;
 
 /// Settings the watcher reads at every cycle (the UI may change them live).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -45,7 +74,7 @@ pub struct WatchSettings {
     pub show_patient_names: bool,
     pub sound: bool,
     pub summary_threshold: usize,
-    /// RFC 3339; notifications are recorded silently until then.
+    /// Notifications are recorded silently until then.
     pub paused_until: Option<DateTime<Utc>>,
 }
 
@@ -64,50 +93,6 @@ impl WatchSettings {
 
     pub fn paused(&self, now: DateTime<Utc>) -> bool {
         self.paused_until.is_some_and(|t| t > now)
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Connection {
-    Starting,
-    Checking,
-    Ok,
-    Retrying,
-    Offline,
-    RateLimited,
-    SignedOut,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct WatchStatus {
-    pub connection: Connection,
-    /// The last cycle that completed.
-    pub last_poll_at: Option<String>,
-    pub next_poll_at: Option<String>,
-    pub last_error: Option<String>,
-    /// Since when requests have been failing (cleared by a good cycle).
-    pub retrying_since: Option<String>,
-    /// `None` until the events feed has been tried.
-    pub events_available: Option<bool>,
-    pub notifications_available: bool,
-    pub notifications_error: Option<String>,
-    pub cycles: u64,
-}
-
-impl Default for WatchStatus {
-    fn default() -> Self {
-        WatchStatus {
-            connection: Connection::Starting,
-            last_poll_at: None,
-            next_poll_at: None,
-            last_error: None,
-            retrying_since: None,
-            events_available: None,
-            notifications_available: true,
-            notifications_error: None,
-            cycles: 0,
-        }
     }
 }
 
@@ -138,12 +123,17 @@ pub struct CycleReport {
     pub skipped_records: usize,
 }
 
+/// Why a cycle failed, naming the culprit: Fullscript or the network, or
+/// this computer's database. (A notification that could not be shown is not
+/// a cycle failure: the alert stays queued and the status says so.)
 #[derive(Debug, thiserror::Error)]
 pub enum CycleError {
     #[error(transparent)]
     Api(#[from] ApiError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("stopped")]
+    Stopped,
 }
 
 /// What a cycle gathered before it ended (well or not).
@@ -152,144 +142,103 @@ struct Gathered {
     orders: Vec<LabOrder>,
     /// order id → a new event about it
     new_events: HashMap<String, String>,
-    /// events to record as processed
+    /// events to record as processed (id, server time)
     processed_events: Vec<(String, String)>,
-    cursor: Option<String>,
+    cursor: Option<DateTime<Utc>>,
+    /// The order list was read (planned, or instead of a failing events feed).
+    swept: bool,
+    /// Every page of the order list was read.
     sweep_complete: bool,
-    skipped: usize,
+    /// Every order id the list named (readable or not).
+    listed: HashSet<String>,
+    /// Listed but unreadable: (id, problem).
+    unreadable: Vec<(String, String)>,
+    /// Unreadable records without even an id, and unreadable events.
+    skipped_without_id: usize,
+    /// Orders whose detail answered 404.
+    gone: Vec<String>,
+}
+
+/// The parts of a watcher that outlive it: what the window, the tray and
+/// the CLI hold on to, and what a restarted watcher takes over.
+struct Shared {
+    trigger: Notify,
+    settings: RwLock<WatchSettings>,
+    status: watch::Sender<WatchStatus>,
+    events: broadcast::Sender<WatchEvent>,
+    sweep_requested: AtomicBool,
+    store: Arc<Store>,
 }
 
 /// The control surface other parts of the app hold on to.
 #[derive(Clone)]
 pub struct WatcherHandle {
-    trigger: Arc<Notify>,
-    settings: Arc<RwLock<WatchSettings>>,
-    status: watch::Receiver<WatchStatus>,
-    events: broadcast::Sender<WatchEvent>,
-    sweep_requested: Arc<std::sync::atomic::AtomicBool>,
+    shared: Arc<Shared>,
 }
 
 impl WatcherHandle {
+    /// A handle for watching this store with these settings (the status
+    /// starts from what was last persisted).
+    pub fn new(store: Arc<Store>, settings: WatchSettings) -> WatcherHandle {
+        let mut status = store.watch_status().ok().flatten().unwrap_or_default();
+        status.connection = Connection::Starting;
+        status.next_poll_at = None;
+        let (status, _) = watch::channel(status);
+        let (events, _) = broadcast::channel(64);
+        WatcherHandle {
+            shared: Arc::new(Shared {
+                trigger: Notify::new(),
+                settings: RwLock::new(settings),
+                status,
+                events,
+                sweep_requested: AtomicBool::new(false),
+                store,
+            }),
+        }
+    }
+
     /// Run a cycle now ("Check now").
     pub fn check_now(&self) {
-        self.trigger.notify_one();
+        self.shared.trigger.notify_one();
     }
 
     /// Run a cycle now that also sweeps every order (after wake or reconnect).
     pub fn check_now_with_sweep(&self) {
-        self.sweep_requested
-            .store(true, std::sync::atomic::Ordering::Relaxed);
-        self.trigger.notify_one();
+        self.shared.sweep_requested.store(true, Ordering::Relaxed);
+        self.shared.trigger.notify_one();
     }
 
     pub fn settings(&self) -> WatchSettings {
-        self.settings
+        self.shared
+            .settings
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
     }
 
     pub fn update_settings(&self, f: impl FnOnce(&mut WatchSettings)) {
-        f(&mut self.settings.write().unwrap_or_else(|p| p.into_inner()));
+        f(&mut self
+            .shared
+            .settings
+            .write()
+            .unwrap_or_else(|p| p.into_inner()));
         // A new interval takes effect at once.
-        self.trigger.notify_one();
+        self.shared.trigger.notify_one();
     }
 
     pub fn status(&self) -> WatchStatus {
-        self.status.borrow().clone()
+        self.shared.status.borrow().clone()
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<WatchEvent> {
-        self.events.subscribe()
-    }
-}
-
-pub struct Watcher {
-    api: Arc<FullscriptClient>,
-    store: Arc<Store>,
-    notifier: Arc<dyn Notifier>,
-    guard: UrlGuard,
-    endpoints: Endpoints,
-    settings: Arc<RwLock<WatchSettings>>,
-    tracked: HashMap<String, Tracked>,
-    cycle_no: u64,
-    need_sweep: bool,
-    status_tx: watch::Sender<WatchStatus>,
-    events_tx: broadcast::Sender<WatchEvent>,
-    trigger: Arc<Notify>,
-    sweep_requested: Arc<std::sync::atomic::AtomicBool>,
-    backoff: Backoff,
-}
-
-fn day_of(iso: &str) -> Option<NaiveDate> {
-    DateTime::parse_from_rfc3339(iso)
-        .map(|d| d.with_timezone(&Utc).date_naive())
-        .ok()
-        .or_else(|| NaiveDate::parse_from_str(iso.get(..10)?, "%Y-%m-%d").ok())
-}
-
-impl Watcher {
-    pub fn new(
-        api: Arc<FullscriptClient>,
-        store: Arc<Store>,
-        notifier: Arc<dyn Notifier>,
-        config: &Config,
-    ) -> Result<Watcher, StoreError> {
-        let tracked = store.load_tracked()?;
-        let mut settings = WatchSettings::from_config(config);
-        settings.paused_until = store
-            .meta_get("paused_until")?
-            .and_then(|s| DateTime::parse_from_rfc3339(&s).ok())
-            .map(|d| d.with_timezone(&Utc));
-        let mut status = store
-            .meta_json::<WatchStatus>("watch_status")?
-            .unwrap_or_default();
-        status.connection = Connection::Starting;
-        status.next_poll_at = None;
-        let (status_tx, _) = watch::channel(status);
-        let (events_tx, _) = broadcast::channel(64);
-        Ok(Watcher {
-            api,
-            store,
-            notifier,
-            guard: UrlGuard::new(config),
-            endpoints: config.endpoints.clone(),
-            settings: Arc::new(RwLock::new(settings)),
-            tracked,
-            cycle_no: 0,
-            need_sweep: true,
-            status_tx,
-            events_tx,
-            trigger: Arc::new(Notify::new()),
-            sweep_requested: Arc::new(std::sync::atomic::AtomicBool::new(false)),
-            backoff: Backoff::new(Duration::from_secs(5), Duration::from_secs(300)),
-        })
+        self.shared.events.subscribe()
     }
 
-    pub fn handle(&self) -> WatcherHandle {
-        WatcherHandle {
-            trigger: self.trigger.clone(),
-            settings: self.settings.clone(),
-            status: self.status_tx.subscribe(),
-            events: self.events_tx.clone(),
-            sweep_requested: self.sweep_requested.clone(),
-        }
-    }
-
-    pub fn tracked_len(&self) -> usize {
-        self.tracked.len()
-    }
-
-    fn settings(&self) -> WatchSettings {
-        self.settings
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    fn set_status(&self, f: impl FnOnce(&mut WatchStatus)) {
+    /// Change the status; persisted (so `status` from another process reads
+    /// it) and announced when it really changed.
+    pub fn set_status(&self, f: impl FnOnce(&mut WatchStatus)) {
         let mut changed = None;
-        self.status_tx.send_if_modified(|s| {
+        self.shared.status.send_if_modified(|s| {
             let before = s.clone();
             f(s);
             if *s != before {
@@ -300,35 +249,148 @@ impl Watcher {
             }
         });
         if let Some(s) = changed {
-            // Persisted so `status` from another process can read it.
-            if let Err(e) = self.store.meta_set_json("watch_status", &s) {
+            if let Err(e) = self.shared.store.set_watch_status(&s) {
                 tracing::warn!(error = %e, "could not save the watch status");
             }
-            let _ = self.events_tx.send(WatchEvent::Status(s));
+            let _ = self.shared.events.send(WatchEvent::Status(s));
         }
     }
 
-    /// One poll cycle: gather, detect, commit, deliver.
-    pub async fn run_cycle(&mut self) -> Result<CycleReport, CycleError> {
-        let now = Utc::now();
+    fn emit(&self, event: WatchEvent) {
+        let _ = self.shared.events.send(event);
+    }
+}
+
+pub struct Watcher {
+    api: Arc<FullscriptClient>,
+    store: Arc<Store>,
+    notifier: Arc<dyn Notifier>,
+    guard: UrlGuard,
+    endpoints: Endpoints,
+    handle: WatcherHandle,
+    clock: Clock,
+    tracked: HashMap<String, Tracked>,
+    unreadable: HashSet<String>,
+    cycle_no: u64,
+    need_sweep: bool,
+    /// After a 429 the full sweep waits until this cycle (see `cycle`).
+    sweep_not_before: u64,
+    events_query: EventsQuery,
+    backoff: Backoff,
+}
+
+impl Watcher {
+    pub fn new(
+        api: Arc<FullscriptClient>,
+        store: Arc<Store>,
+        notifier: Arc<dyn Notifier>,
+        config: &Config,
+    ) -> Result<Watcher, StoreError> {
+        let mut settings = WatchSettings::from_config(config);
+        settings.paused_until = store.paused_until()?;
+        let handle = WatcherHandle::new(store.clone(), settings);
+        Watcher::with_handle(api, store, notifier, config, handle)
+    }
+
+    /// A watcher taking over an existing handle (a restart after a crash
+    /// keeps the window's and the tray's view of it).
+    pub fn with_handle(
+        api: Arc<FullscriptClient>,
+        store: Arc<Store>,
+        notifier: Arc<dyn Notifier>,
+        config: &Config,
+        handle: WatcherHandle,
+    ) -> Result<Watcher, StoreError> {
+        let tracked = store.load_tracked()?;
+        let unreadable = store.unreadable_orders()?.into_keys().collect();
+        Ok(Watcher {
+            api,
+            store,
+            notifier,
+            guard: UrlGuard::new(config),
+            endpoints: config.endpoints.clone(),
+            handle,
+            clock: Clock::system(),
+            tracked,
+            unreadable,
+            cycle_no: 0,
+            need_sweep: true,
+            sweep_not_before: 0,
+            events_query: EventsQuery::Full,
+            backoff: Backoff::new(Duration::from_secs(5), Duration::from_secs(300)),
+        })
+    }
+
+    /// Read this computer's time from `clock` (tests skew it).
+    pub fn with_clock(mut self, clock: Clock) -> Watcher {
+        self.clock = clock;
+        self
+    }
+
+    pub fn handle(&self) -> WatcherHandle {
+        self.handle.clone()
+    }
+
+    pub fn tracked_len(&self) -> usize {
+        self.tracked.len()
+    }
+
+    fn settings(&self) -> WatchSettings {
+        self.handle.settings()
+    }
+
+    fn set_status(&self, f: impl FnOnce(&mut WatchStatus)) {
+        self.handle.set_status(f)
+    }
+
+    fn baseline(&self) -> Result<Baseline, StoreError> {
+        if self.store.baseline_at()?.is_some() {
+            return Ok(Baseline::Off);
+        }
+        Ok(match self.store.rebuilt()? {
+            Some(r) => Baseline::Rebuilt {
+                since: r
+                    .last_written
+                    .as_deref()
+                    .and_then(crate::timestamp::parse_str),
+            },
+            None => Baseline::Silent,
+        })
+    }
+
+    /// One poll cycle: gather, detect, commit, deliver. Only the gathering
+    /// can be interrupted by `stop`.
+    pub async fn run_cycle_until(
+        &mut self,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<CycleReport, CycleError> {
+        let now = self.clock.now();
         let settings = self.settings();
-        let baseline = self.store.meta_get("baseline_at")?.is_none();
+        let baseline = self.baseline()?;
         let requested = self
+            .handle
+            .shared
             .sweep_requested
-            .swap(false, std::sync::atomic::Ordering::Relaxed);
-        let events_refused = self.status_tx.borrow().events_available == Some(false);
-        let sweep = baseline
-            || self.need_sweep
+            .swap(false, Ordering::Relaxed);
+        let feed_refused = self.handle.status().events_feed == EventsFeed::Refused;
+        let deferred = self.cycle_no < self.sweep_not_before;
+        let scheduled = settings.sweep_every > 0
+            && self
+                .cycle_no
+                .is_multiple_of(u64::from(settings.sweep_every));
+        let sweep = baseline != Baseline::Off
             || requested
-            || events_refused
-            || (settings.sweep_every > 0
-                && self.cycle_no.is_multiple_of(settings.sweep_every as u64));
-        self.cycle_no += 1;
+            || feed_refused
+            || (!deferred && (self.need_sweep || scheduled));
+        self.cycle_no = self.cycle_no.saturating_add(1);
         self.set_status(|s| s.connection = Connection::Checking);
         let sent_before = self.api.budget().sent();
 
         let mut got = Gathered::default();
-        let outcome = self.gather(&mut got, sweep).await;
+        let outcome = tokio::select! {
+            r = self.gather(&mut got, sweep) => r,
+            _ = stopped(stop) => return Err(CycleError::Stopped),
+        };
 
         let rules = AlertRules {
             notify: settings.notify_states,
@@ -341,100 +403,167 @@ impl Watcher {
             baseline,
             &rules,
         );
-        let removals: Vec<String> = if outcome.is_ok() && got.sweep_complete {
-            let listed: HashSet<&str> = got.orders.iter().map(|o| o.id.as_str()).collect();
-            self.tracked
-                .keys()
-                .filter(|id| !listed.contains(id.as_str()))
-                .cloned()
-                .collect()
+        let (missing, mut removals) = if outcome.is_ok() && got.sweep_complete {
+            self.absences(&got)
         } else {
-            Vec::new()
+            (Vec::new(), Vec::new())
         };
+        removals.extend(got.gone.iter().cloned());
+        let readable_again: Vec<String> = got
+            .orders
+            .iter()
+            .filter(|o| self.unreadable.contains(&o.id))
+            .map(|o| o.id.clone())
+            .collect();
         let commit = CycleCommit {
             upserts: detection.upserts,
+            missing,
             removals,
+            unreadable: std::mem::take(&mut got.unreadable),
+            readable_again,
             alerts: detection.alerts,
             seen_events: std::mem::take(&mut got.processed_events),
-            cursor: got.cursor.take(),
-            baseline_done: baseline && outcome.is_ok() && got.sweep_complete,
+            cursor: got.cursor.take().map(ts),
+            baseline_done: baseline != Baseline::Off && outcome.is_ok() && got.sweep_complete,
         };
         let new_alert_ids = self.store.commit_cycle(&commit, now)?;
-        for r in &commit.upserts {
-            self.tracked.insert(r.id.clone(), r.tracked());
-        }
-        for id in &commit.removals {
-            self.tracked.remove(id);
-        }
-        if !commit.upserts.is_empty() || !commit.removals.is_empty() || !new_alert_ids.is_empty() {
-            let _ = self.events_tx.send(WatchEvent::OrdersChanged);
+        self.remember(&commit);
+        if !commit.upserts.is_empty()
+            || !commit.removals.is_empty()
+            || !commit.unreadable.is_empty()
+            || !commit.readable_again.is_empty()
+            || !new_alert_ids.is_empty()
+        {
+            self.handle.emit(WatchEvent::OrdersChanged);
         }
         if commit.baseline_done {
             tracing::info!(
                 orders = self.tracked.len(),
-                "first sign-in: recorded the current lab orders silently"
+                "first look at this clinic: recorded the current lab orders silently"
             );
         }
-        if got.skipped > 0 {
+        let skipped = self.unreadable.len() + got.skipped_without_id;
+        if !commit.unreadable.is_empty() || got.skipped_without_id > 0 {
             tracing::warn!(
-                skipped = got.skipped,
-                "some lab orders could not be read and were skipped"
+                orders = commit.unreadable.len(),
+                other_records = got.skipped_without_id,
+                "some records from Fullscript could not be read; they are kept as they were and counted"
             );
         }
-        if let Some(cutoff) =
-            Utc::now().checked_sub_signed(chrono::Duration::days(EVENT_WINDOW_DAYS + 3))
-        {
-            let _ = self.store.prune_events(cutoff);
+        self.set_status(|s| s.skipped_records = skipped);
+        if self.api.knows_server_time() {
+            let horizon = chrono::Duration::days(EVENT_WINDOW_DAYS + 3);
+            if let Some(cutoff) = self.api.server_now().checked_sub_signed(horizon) {
+                let _ = self.store.prune_events(cutoff);
+            }
         }
+        // Delivery never waits on the network: whatever is queued is shown
+        // now, whether or not the reading went well.
+        let delivered = self.deliver().await?;
         outcome?;
-        if sweep && got.sweep_complete {
+        if got.sweep_complete {
             self.need_sweep = false;
         }
-        let delivered = self.deliver().await?;
         Ok(CycleReport {
-            swept: sweep,
-            requests: self.api.budget().sent() - sent_before,
+            swept: got.swept,
+            requests: self.api.budget().sent().saturating_sub(sent_before),
             orders_fetched: got.orders.len(),
             orders_changed: commit.upserts.len(),
             new_alerts: new_alert_ids.len(),
             delivered,
-            skipped_records: got.skipped,
+            skipped_records: skipped,
         })
     }
 
-    async fn gather(&mut self, got: &mut Gathered, sweep: bool) -> Result<(), ApiError> {
-        // Events first: in a sweep they only tell which orders have new
-        // events (the sweep reads every order afterwards, so nothing that
-        // happened before the events were read can be missed).
-        let mut new_events: Vec<crate::lab::LabEvent> = Vec::new();
-        let mut fallback = false;
-        match self.read_events(got, &mut new_events).await {
-            Ok(()) => {}
-            Err(ApiError::Refused { status, .. }) if status == 403 || status == 404 => {
-                if self.status_tx.borrow().events_available != Some(false) {
-                    tracing::warn!(
-                        status,
-                        "the lab order events feed is refused; every cycle will read all orders"
-                    );
-                }
-                self.set_status(|s| s.events_available = Some(false));
-                fallback = true;
+    /// [`Watcher::run_cycle_until`] without a way to stop it.
+    pub async fn run_cycle(&mut self) -> Result<CycleReport, CycleError> {
+        let (_keep, mut never) = watch::channel(false);
+        self.run_cycle_until(&mut never).await
+    }
+
+    /// Apply a committed cycle to what is kept in memory.
+    fn remember(&mut self, commit: &CycleCommit) {
+        for r in &commit.upserts {
+            self.tracked.insert(r.id.clone(), r.tracked());
+        }
+        for id in &commit.missing {
+            if let Some(t) = self.tracked.get_mut(id) {
+                t.missing_sweeps = t.missing_sweeps.saturating_add(1);
             }
-            Err(e) => return Err(e),
         }
-        if !fallback {
-            self.set_status(|s| s.events_available = Some(true));
+        for id in &commit.removals {
+            if let Some(t) = self.tracked.get_mut(id) {
+                t.removed = true;
+            }
         }
-        for e in &new_events {
+        for (id, _) in &commit.unreadable {
+            self.unreadable.insert(id.clone());
+        }
+        for id in &commit.readable_again {
+            self.unreadable.remove(id);
+        }
+    }
+
+    /// After a complete sweep: which tracked orders were not listed (one
+    /// more missed sweep), and which of them are now gone for good. A list
+    /// that is empty or shrank by more than half removes nothing.
+    fn absences(&self, got: &Gathered) -> (Vec<String>, Vec<String>) {
+        let present: Vec<(&String, &Tracked)> =
+            self.tracked.iter().filter(|(_, t)| !t.removed).collect();
+        let unlisted: Vec<(&String, &Tracked)> = present
+            .iter()
+            .filter(|(id, _)| !got.listed.contains(id.as_str()))
+            .copied()
+            .collect();
+        if unlisted.is_empty() {
+            return (Vec::new(), Vec::new());
+        }
+        let listed = got.listed.len();
+        let suspect = listed == 0
+            || (present.len() > SUSPECT_SHRINK_MIN_TRACKED && listed * 2 < present.len());
+        if suspect {
+            tracing::warn!(
+                listed,
+                tracked = present.len(),
+                "the order list came back empty or much shorter than before; treating it as suspect and removing nothing"
+            );
+            return (Vec::new(), Vec::new());
+        }
+        let mut missing = Vec::new();
+        let mut removals = Vec::new();
+        for (id, t) in unlisted {
+            if t.missing_sweeps.saturating_add(1) >= MISSING_SWEEPS_BEFORE_REMOVAL {
+                removals.push(id.clone());
+            } else {
+                missing.push(id.clone());
+            }
+        }
+        (missing, removals)
+    }
+
+    async fn gather(&mut self, got: &mut Gathered, sweep: bool) -> Result<(), CycleError> {
+        // Events first: in a sweep they only tell which orders have new
+        // events (for amendments seen only through an event).
+        let mut events = Vec::new();
+        let mut fallback = false;
+        match self.read_events(got, &mut events, self.events_query).await {
+            Ok(()) => self.feed_state(EventsFeed::Available, None),
+            Err(CycleError::Api(e)) => match self.feed_failure(got, &mut events, e).await? {
+                true => {}
+                false => fallback = true,
+            },
+            Err(other) => return Err(other),
+        }
+        for e in &events {
             got.new_events.insert(e.order_id.clone(), e.id.clone());
         }
 
         if sweep || fallback {
             self.sweep(got).await?;
             if got.sweep_complete {
-                for e in &new_events {
+                for e in &events {
                     got.processed_events
-                        .push((e.id.clone(), e.created_at.clone()));
+                        .push((e.id.clone(), self.event_time(e)));
                 }
             }
             return Ok(());
@@ -442,91 +571,176 @@ impl Watcher {
 
         // Cheap path: fetch just the orders that have new events, oldest event first.
         let mut fetched: HashSet<String> = HashSet::new();
-        for e in &new_events {
+        for e in &events {
             if fetched.insert(e.order_id.clone()) {
                 match self.api.order(&e.order_id).await {
                     Ok(order) => got.orders.push(order),
                     Err(ApiError::BadRecord(b)) => {
-                        tracing::warn!(order_id = %b.id, problem = %b.problem, "skipping an unreadable lab order");
-                        got.skipped += 1;
+                        tracing::warn!(order_id = %b.id, problem = %b.problem, "an order named by an event could not be read");
+                        got.unreadable.push((e.order_id.clone(), b.problem.clone()));
+                        // Not processed: it is asked for again at the next check.
                         fetched.remove(&e.order_id);
                         continue;
                     }
                     Err(ApiError::Refused { status: 404, .. }) => {
                         // The order is gone; the event is processed.
+                        if self.tracked.contains_key(&e.order_id) {
+                            got.gone.push(e.order_id.clone());
+                        }
                     }
                     Err(err) => {
                         fetched.remove(&e.order_id);
-                        return Err(err);
+                        return Err(err.into());
                     }
                 }
             }
             got.processed_events
-                .push((e.id.clone(), e.created_at.clone()));
+                .push((e.id.clone(), self.event_time(e)));
         }
         Ok(())
     }
 
+    fn feed_state(&self, feed: EventsFeed, error: Option<String>) {
+        self.set_status(|s| s.set_events_feed(feed, error));
+    }
+
+    /// The events feed failed. 401 and 429 end the cycle as they would
+    /// anywhere; anything else means "unavailable this cycle": read the
+    /// order list instead. A 400/422 may be the guessed query parameters:
+    /// ask once more without them. Answers whether events were read after all.
+    async fn feed_failure(
+        &mut self,
+        got: &mut Gathered,
+        events: &mut Vec<LabEvent>,
+        e: ApiError,
+    ) -> Result<bool, CycleError> {
+        match e {
+            ApiError::SignedOut(_)
+            | ApiError::RateLimited { .. }
+            | ApiError::RefusedAfterRefresh
+            | ApiError::Auth(_) => Err(e.into()),
+            ApiError::Refused { status, .. } if status == 403 || status == 404 => {
+                if self.handle.status().events_feed != EventsFeed::Refused {
+                    tracing::warn!(
+                        status,
+                        "the lab order events feed is refused; every check will read all orders"
+                    );
+                }
+                self.feed_state(EventsFeed::Refused, Some(e.to_string()));
+                Ok(false)
+            }
+            ApiError::Refused { status, .. }
+                if (status == 400 || status == 422) && self.events_query == EventsQuery::Full =>
+            {
+                tracing::warn!(
+                    status,
+                    "the events feed refused its query; asking again without the optional parameters"
+                );
+                events.clear();
+                got.cursor = None;
+                match self.read_events(got, events, EventsQuery::Minimal).await {
+                    Ok(()) => {
+                        self.events_query = EventsQuery::Minimal;
+                        self.feed_state(EventsFeed::Available, None);
+                        Ok(true)
+                    }
+                    Err(CycleError::Api(again)) => {
+                        events.clear();
+                        got.cursor = None;
+                        self.feed_unavailable(again);
+                        Ok(false)
+                    }
+                    Err(other) => Err(other),
+                }
+            }
+            other => {
+                self.feed_unavailable(other);
+                Ok(false)
+            }
+        }
+    }
+
+    fn feed_unavailable(&self, e: ApiError) {
+        tracing::warn!(error = %e, "the lab order events feed is unavailable; reading every order this check");
+        self.feed_state(EventsFeed::Unavailable, Some(e.to_string()));
+    }
+
+    /// When to record an event as processed: its own time, else Fullscript's now.
+    fn event_time(&self, e: &LabEvent) -> String {
+        ts(e.created_at.unwrap_or_else(|| self.api.server_now()))
+    }
+
+    /// Where to start reading events: two days before the cursor, within
+    /// the 30-day window, by Fullscript's clock. A cursor ahead of that
+    /// clock (written once by a wrong computer clock) is not trusted.
+    fn events_from(&mut self, cursor: Option<DateTime<Utc>>) -> chrono::NaiveDate {
+        let server_now = self.api.server_now();
+        let oldest = server_now
+            .checked_sub_signed(chrono::Duration::days(EVENT_WINDOW_DAYS))
+            .unwrap_or(server_now);
+        let lookback = chrono::Duration::days(EVENT_LOOKBACK_DAYS);
+        let from = match cursor {
+            Some(c) if c > server_now + MAX_CURSOR_AHEAD => {
+                tracing::warn!("the stored event cursor is ahead of Fullscript's clock; reading the last days again and every order");
+                self.need_sweep = true;
+                server_now.checked_sub_signed(lookback)
+            }
+            Some(c) => c.checked_sub_signed(lookback),
+            None => server_now.checked_sub_signed(lookback),
+        }
+        .unwrap_or(oldest);
+        if from < oldest {
+            // Out of the 30-day window: events may have been missed.
+            self.need_sweep = true;
+            return oldest.date_naive();
+        }
+        from.date_naive()
+    }
+
     /// Read every page of events since the cursor; collect the new ones and
-    /// advance the cursor over the prefix that is already processed.
+    /// move the cursor up to the newest event before the first one not yet
+    /// processed (server times only).
     async fn read_events(
         &mut self,
         got: &mut Gathered,
-        new_events: &mut Vec<crate::lab::LabEvent>,
-    ) -> Result<(), ApiError> {
-        let today = Utc::now().date_naive();
-        let oldest = today - chrono::Duration::days(EVENT_WINDOW_DAYS);
-        let cursor = self
-            .store
-            .meta_get("event_cursor")
-            .ok()
-            .flatten()
-            .filter(|c| !c.is_empty());
-        let from_day = match cursor.as_deref().and_then(day_of) {
-            Some(d) if d >= oldest => d,
-            Some(_) => {
-                // Out of the 30-day window: events may have been missed.
-                self.need_sweep = true;
-                oldest
-            }
-            None => today,
-        };
+        new_events: &mut Vec<LabEvent>,
+        query: EventsQuery,
+    ) -> Result<(), CycleError> {
+        let cursor = self.store.event_cursor()?;
+        let knew_server_time = self.api.knows_server_time();
+        let mut from_day = self.events_from(cursor);
+        let mut all: Vec<(LabEvent, bool)> = Vec::new();
+        let mut skipped = 0;
         let mut page = 1;
-        let mut blocked = false;
         loop {
-            let p = self.api.events_page(from_day, page).await?;
+            let p = self.api.events_page(from_day, page, query).await?;
+            if page == 1 && !knew_server_time && self.api.knows_server_time() {
+                // The first answer of this run told us Fullscript's time;
+                // if it moves the window, ask again from the right day.
+                let corrected = self.events_from(cursor);
+                if corrected != from_day {
+                    from_day = corrected;
+                    continue;
+                }
+            }
             let ids: Vec<&str> = p
                 .events
                 .iter()
                 .map(|e| e.as_ref().map(|e| e.id.as_str()).unwrap_or(""))
                 .collect();
-            let unseen = self
-                .store
-                .unseen_events(&ids)
-                .map_err(|e| ApiError::Malformed {
-                    what: format!("local database: {e}"),
-                    request_id: None,
-                })?;
+            let unseen = self.store.unseen_events(&ids)?;
             for (event, is_new) in p.events.into_iter().zip(unseen) {
                 match event {
                     Err(problem) => {
                         tracing::warn!(
                             problem,
-                            "skipping an unreadable event; the cursor stays before it"
+                            "an event could not be read; every order will be read to cover it"
                         );
-                        got.skipped += 1;
-                        blocked = true;
-                    }
-                    Ok(e) if is_new => {
-                        if !new_events.iter().any(|n| n.id == e.id) {
-                            new_events.push(e);
-                        }
-                        // A new event blocks the cursor until it is processed (below).
-                        blocked = true;
+                        skipped += 1;
                     }
                     Ok(e) => {
-                        if !blocked {
-                            got.cursor = Some(e.created_at.clone());
+                        if !all.iter().any(|(n, _)| n.id == e.id) {
+                            all.push((e, is_new));
                         }
                     }
                 }
@@ -536,28 +750,65 @@ impl Watcher {
                 _ => break,
             }
         }
-        if cursor.is_none() && got.cursor.is_none() && !blocked {
-            got.cursor = Some(ts(Utc::now()));
+        if skipped > 0 {
+            got.skipped_without_id += skipped;
+            self.need_sweep = true;
         }
+        // The cursor may pass processed events only up to the oldest one not
+        // yet processed (whatever order the feed answered in).
+        let blocked_at = all
+            .iter()
+            .filter(|(_, new)| *new)
+            .map(|(e, _)| e.created_at)
+            .min();
+        let newest_done = all
+            .iter()
+            .filter(|(_, new)| !*new)
+            .filter_map(|(e, _)| e.created_at)
+            .filter(|t| match blocked_at {
+                Some(Some(b)) => *t < b,
+                // A new event without a time blocks nothing it can be placed after.
+                Some(None) | None => true,
+            })
+            .max();
+        got.cursor = match (newest_done, cursor) {
+            (Some(t), Some(c)) if c <= self.api.server_now() + MAX_CURSOR_AHEAD => Some(t.max(c)),
+            (Some(t), _) => Some(t),
+            // No events in the window at all: Fullscript's now.
+            (None, None) if all.is_empty() && self.api.knows_server_time() => {
+                Some(self.api.server_now())
+            }
+            (None, Some(c)) if c > self.api.server_now() + MAX_CURSOR_AHEAD => {
+                // The untrusted cursor is replaced by server time.
+                Some(self.api.server_now())
+            }
+            _ => None,
+        };
+        new_events.extend(all.into_iter().filter(|(_, new)| *new).map(|(e, _)| e));
         Ok(())
     }
 
     /// Read every page of the order list (plus details where a list item lacks results).
-    async fn sweep(&mut self, got: &mut Gathered) -> Result<(), ApiError> {
+    async fn sweep(&mut self, got: &mut Gathered) -> Result<(), CycleError> {
+        got.swept = true;
         let mut page = 1;
-        let mut complete = true;
         loop {
             let p = self.api.orders_page(page).await?;
             for b in &p.bad {
-                tracing::warn!(order_id = %b.id, problem = %b.problem, "skipping an unreadable lab order");
+                tracing::warn!(order_id = %b.id, problem = %b.problem, "a lab order could not be read; it is kept as it was");
+                if b.id_known {
+                    got.listed.insert(b.id.clone());
+                    got.unreadable.push((b.id.clone(), b.problem.clone()));
+                } else {
+                    got.skipped_without_id += 1;
+                }
             }
-            got.skipped += p.bad.len();
-            complete &= p.bad.is_empty();
             let empty = p.orders.is_empty() && p.bad.is_empty();
+            got.listed.extend(p.orders.iter().map(|o| o.id.clone()));
             got.orders.extend(p.orders);
             match (p.meta.next_page, p.meta.total_pages) {
                 (Some(n), _) if n > page && n <= MAX_PAGES && !empty => page = n,
-                (None, Some(total)) if page < total && !empty => page += 1,
+                (None, Some(total)) if page < total && page < MAX_PAGES && !empty => page += 1,
                 _ => break,
             }
         }
@@ -569,24 +820,28 @@ impl Watcher {
             .filter(|(_, o)| detect::needs_detail(&self.tracked, o))
             .map(|(i, _)| i)
             .collect();
+        let mut unreadable_details = HashSet::new();
         for i in needing {
             let id = got.orders[i].id.clone();
             match self.api.order(&id).await {
                 Ok(full) => got.orders[i] = full,
                 Err(ApiError::BadRecord(b)) => {
-                    tracing::warn!(order_id = %b.id, "skipping an unreadable lab order");
-                    got.skipped += 1;
-                    complete = false;
+                    tracing::warn!(order_id = %b.id, "a lab order's detail could not be read; it is kept as it was");
+                    got.unreadable.push((id.clone(), b.problem));
+                    unreadable_details.insert(id);
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             }
         }
-        got.sweep_complete = complete;
-        if complete {
-            // Everything up to now is known: the cursor may move to today.
-            if got.cursor.is_none() {
-                got.cursor = Some(ts(Utc::now()));
-            }
+        if !unreadable_details.is_empty() {
+            got.orders.retain(|o| !unreadable_details.contains(&o.id));
+        }
+        // Complete means every page was read; unreadable records are kept
+        // and counted, they do not make the sweep incomplete.
+        got.sweep_complete = true;
+        if got.cursor.is_none() && self.api.knows_server_time() {
+            // Everything up to Fullscript's now is known.
+            got.cursor = Some(self.api.server_now());
         }
         Ok(())
     }
@@ -597,6 +852,7 @@ impl Watcher {
         if pending.is_empty() {
             return Ok(0);
         }
+        #[cfg(debug_assertions)]
         hold_before_delivery_for_tests().await;
         let s = self.settings();
         let policy = Policy {
@@ -617,7 +873,11 @@ impl Watcher {
                 Ok(()) => {
                     self.store.mark_delivered(&n.alert_ids, Utc::now())?;
                     delivered += n.alert_ids.len();
-                    tracing::info!(kind = ?kind_label(&n), alerts = n.alert_ids.len(), "notification shown");
+                    tracing::info!(
+                        kind = n.kind.label(),
+                        alerts = n.alert_ids.len(),
+                        "notification shown"
+                    );
                     shown.push(n);
                     self.set_status(|st| {
                         st.notifications_available = true;
@@ -635,7 +895,7 @@ impl Watcher {
             }
         }
         if !shown.is_empty() {
-            let _ = self.events_tx.send(WatchEvent::Delivered(shown));
+            self.handle.emit(WatchEvent::Delivered(shown));
         }
         Ok(delivered)
     }
@@ -644,9 +904,17 @@ impl Watcher {
     /// and the schedule both use); answers the cycle's result and how long to
     /// wait before the next one.
     pub async fn cycle(&mut self) -> (Result<CycleReport, CycleError>, Duration) {
+        let (_keep, mut never) = watch::channel(false);
+        self.cycle_until(&mut never).await
+    }
+
+    async fn cycle_until(
+        &mut self,
+        stop: &mut watch::Receiver<bool>,
+    ) -> (Result<CycleReport, CycleError>, Duration) {
         let settings = self.settings();
         let interval = Duration::from_secs(settings.poll_interval_secs.max(1));
-        let result = self.run_cycle().await;
+        let result = self.run_cycle_until(stop).await;
         let now = Utc::now();
         let delay = match &result {
             Ok(report) => {
@@ -656,24 +924,28 @@ impl Watcher {
                     s.last_poll_at = Some(ts(now));
                     s.last_error = None;
                     s.retrying_since = None;
-                    s.cycles += 1;
+                    s.cycles = s.cycles.saturating_add(1);
                 });
                 tracing::debug!(?report, "cycle done");
                 interval
             }
-            Err(CycleError::Api(ApiError::SignedOut(reason))) => {
-                let reason = reason.clone();
+            Err(CycleError::Stopped) => Duration::ZERO,
+            Err(CycleError::Api(e)) if e.needs_user() => {
+                let needs_config = matches!(e, ApiError::Auth(AuthError::NeedsConfiguration(_)));
+                let text = e.to_string();
                 self.set_status(|s| {
-                    s.connection = Connection::SignedOut;
-                    s.last_error = Some(reason);
+                    s.connection = if needs_config {
+                        Connection::NeedsConfiguration
+                    } else {
+                        Connection::SignedOut
+                    };
+                    s.last_error = Some(text);
                 });
-                // Nothing to do until someone signs in (a trigger wakes us).
+                // Nothing to do until someone acts (a trigger wakes us).
                 Duration::from_secs(3600)
             }
             Err(CycleError::Api(ApiError::RateLimited { retry_after, .. })) => {
-                let wait = retry_after
-                    .unwrap_or(DEFAULT_RATE_LIMIT_WAIT)
-                    .min(MAX_RATE_LIMIT_WAIT);
+                let wait = rate_limit_wait(*retry_after);
                 self.set_status(|s| {
                     s.connection = Connection::RateLimited;
                     s.last_error = Some(format!(
@@ -682,7 +954,13 @@ impl Watcher {
                     ));
                     s.retrying_since.get_or_insert_with(|| ts(now));
                 });
-                self.need_sweep = true;
+                // Every copy of the app shares Fullscript's limit: come back
+                // on the cheap events path and put the full sweep off by a
+                // few cycles, so they do not all return with a sweep at once.
+                let spread = u64::from(settings.sweep_every.max(2));
+                self.sweep_not_before = self
+                    .cycle_no
+                    .saturating_add(rand::random_range(2..=spread.max(2)));
                 wait
             }
             Err(e) => {
@@ -690,7 +968,7 @@ impl Watcher {
                 let wait = self
                     .backoff
                     .next_delay()
-                    .min(interval.max(Duration::from_secs(5)) * 5);
+                    .min(interval.max(Duration::from_secs(5)).saturating_mul(5));
                 let text = e.to_string();
                 tracing::warn!(error = %text, retry_in_secs = wait.as_secs(), "cycle failed");
                 self.set_status(|s| {
@@ -710,16 +988,20 @@ impl Watcher {
     }
 
     /// Cycle, then announce when the next one runs.
-    async fn cycle_and_schedule(&mut self) -> Duration {
-        let (result, delay) = self.cycle().await;
-        let next =
-            Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::seconds(60));
-        self.set_status(|s| s.next_poll_at = Some(ts(next)));
+    async fn cycle_and_schedule(&mut self, stop: &mut watch::Receiver<bool>) -> Duration {
+        let (result, delay) = self.cycle_until(stop).await;
+        if matches!(result, Err(CycleError::Stopped)) {
+            return delay;
+        }
+        let next = chrono::Duration::from_std(delay)
+            .ok()
+            .and_then(|d| Utc::now().checked_add_signed(d));
+        self.set_status(|s| s.next_poll_at = next.map(ts));
         let (report, error) = match result {
             Ok(r) => (Some(r), None),
             Err(e) => (None, Some(e.to_string())),
         };
-        let _ = self.events_tx.send(WatchEvent::Cycle {
+        self.handle.emit(WatchEvent::Cycle {
             report,
             error,
             next_in: delay,
@@ -728,17 +1010,27 @@ impl Watcher {
     }
 
     /// Poll until `shutdown` turns true. Wakes early for "check now", a
-    /// settings change, or when the computer resumes from sleep.
+    /// settings change, or when the computer resumes from sleep. What was
+    /// queued before (a crash, a missing notification daemon) is shown
+    /// first, before any request.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        if let Err(e) = self.deliver().await {
+            tracing::error!(error = %e, "could not read the queued alerts");
+        }
         loop {
             if *shutdown.borrow() {
                 break;
             }
-            let delay = self.cycle_and_schedule().await;
+            #[cfg(debug_assertions)]
+            panic_for_tests(self.cycle_no);
+            let delay = self.cycle_and_schedule(&mut shutdown).await;
+            if *shutdown.borrow() {
+                break;
+            }
             let woke = tokio::select! {
                 w = self.sleep_detecting_resume(delay) => w,
-                _ = self.trigger.notified() => false,
-                _ = shutdown.changed() => break,
+                _ = self.handle.shared.trigger.notified() => false,
+                _ = stopped(&mut shutdown) => break,
             };
             if woke {
                 tracing::info!("resumed from sleep; checking every order");
@@ -763,15 +1055,40 @@ impl Watcher {
             if wall > step + Duration::from_secs(30) {
                 return true;
             }
-            left -= step;
+            left = left.saturating_sub(step);
         }
         false
     }
 }
 
+/// Resolves once `stop` is (or becomes) true; never if its sender is gone.
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    loop {
+        if *stop.borrow_and_update() {
+            return;
+        }
+        if stop.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// How long to wait after a 429: what Fullscript asked for, kept within
+/// [30 s, 15 min] (a `Retry-After` of zero or in the past means the
+/// minimum), ±20 % so that many clients do not return together.
+pub fn rate_limit_wait(retry_after: Option<Duration>) -> Duration {
+    jittered(
+        retry_after
+            .unwrap_or(DEFAULT_RATE_LIMIT_WAIT)
+            .clamp(MIN_RATE_LIMIT_WAIT, MAX_RATE_LIMIT_WAIT),
+    )
+}
+
 /// Crash-safety tests kill the process between the commit and the first
 /// notification. With `FSN_TEST_HOLD_BEFORE_DELIVERY=<file>` set, the
-/// watcher writes that file and waits there; never set in normal use.
+/// watcher writes that file and waits there. Compiled into debug (test)
+/// builds only: release builds have no such hook.
+#[cfg(debug_assertions)]
 async fn hold_before_delivery_for_tests() {
     if let Some(marker) = std::env::var_os("FSN_TEST_HOLD_BEFORE_DELIVERY") {
         let _ = std::fs::write(&marker, b"holding");
@@ -779,11 +1096,37 @@ async fn hold_before_delivery_for_tests() {
     }
 }
 
-fn kind_label(n: &Notification) -> &'static str {
-    match n.kind {
-        policy::NotificationKind::Result { .. } => "result",
-        policy::NotificationKind::Summary { .. } => "summary",
-        policy::NotificationKind::SignInAgain => "sign_in_again",
-        policy::NotificationKind::Info => "info",
+/// Supervision tests: with `FSN_TEST_PANIC_ONCE=<file>` set, the watcher
+/// panics at its second cycle unless that file exists (it creates it
+/// first, so the restarted watcher runs on). Debug builds only.
+#[cfg(debug_assertions)]
+fn panic_for_tests(cycle_no: u64) {
+    if cycle_no != 1 {
+        return;
+    }
+    if let Some(marker) = std::env::var_os("FSN_TEST_PANIC_ONCE") {
+        if std::fs::metadata(&marker).is_err() {
+            let _ = std::fs::write(&marker, b"panicked");
+            panic!("test-only panic (FSN_TEST_PANIC_ONCE)");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limit_waits_are_clamped_and_jittered() {
+        for (asked, lo, hi) in [
+            (None, 48, 72),
+            (Some(Duration::ZERO), 24, 36),
+            (Some(Duration::from_secs(1)), 24, 36),
+            (Some(Duration::from_secs(120)), 96, 144),
+            (Some(Duration::from_secs(86_400)), 720, 1080),
+        ] {
+            let w = rate_limit_wait(asked).as_secs();
+            assert!((lo..=hi).contains(&w), "{asked:?} → {w}");
+        }
     }
 }

@@ -81,6 +81,11 @@ fn paginate<T: Clone>(items: &[T], page: &Page) -> (Vec<T>, Value) {
     (items[start..end].to_vec(), meta)
 }
 
+/// `meta` of a list that says it is complete in one page.
+fn one_page(count: usize) -> Value {
+    json!({"current_page": 1, "next_page": null, "prev_page": null, "total_pages": 1, "total_count": count})
+}
+
 pub async fn clinic(State(shared): State<Shared>, headers: HeaderMap) -> Response {
     let mut world = shared.lock();
     if let Err(r) = authenticate(&mut world, &headers) {
@@ -101,6 +106,7 @@ pub async fn clinic(State(shared): State<Shared>, headers: HeaderMap) -> Respons
 pub async fn list_orders(
     State(shared): State<Shared>,
     headers: HeaderMap,
+    fault: Option<axum::Extension<crate::faults::ListFault>>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let mut world = shared.lock();
@@ -115,7 +121,15 @@ pub async fn list_orders(
         .filter(|(_, o)| patient.is_none_or(|p| &o.patient_id == p))
         .map(|(i, _)| i)
         .collect();
-    let (slice, meta) = paginate(&matching, &page_of(&q));
+    let (slice, meta) = match fault.map(|f| f.0) {
+        Some(crate::faults::ListFault::Empty) => (Vec::new(), one_page(0)),
+        Some(crate::faults::ListFault::Truncated(keep)) => {
+            let kept: Vec<usize> = matching.iter().copied().take(keep).collect();
+            let n = kept.len();
+            (kept, one_page(n))
+        }
+        None => paginate(&matching, &page_of(&q)),
+    };
     let items: Vec<Value> = slice
         .iter()
         .map(|i| world.order_json(&world.orders[*i], false))
@@ -230,6 +244,13 @@ pub async fn lab_order_events(
             StatusCode::FORBIDDEN,
             "Must have `patients:order_history` scope enabled to access events",
         );
+    }
+    if world.shape.events_reject_optional_params
+        && ["created_at", "sort_by", "order_by"]
+            .iter()
+            .any(|k| q.contains_key(*k))
+    {
+        return json_error(StatusCode::BAD_REQUEST, "Unknown parameter");
     }
     let filter = match q.get("created_at") {
         None => None,

@@ -70,6 +70,11 @@ impl SimControl {
         self.shared.lock().corrupt_order(order_id, raw)
     }
 
+    /// Undo [`SimControl::corrupt_order`]: the order renders normally again.
+    pub fn restore_order(&self, order_id: &str) -> Result<(), String> {
+        self.shared.lock().restore_order(order_id)
+    }
+
     pub fn remove_order(&self, order_id: &str) -> Result<(), String> {
         self.shared.lock().remove_order(order_id)
     }
@@ -139,6 +144,11 @@ impl SimControl {
             .filter(|r| r.path.starts_with(prefix))
             .cloned()
             .collect()
+    }
+
+    /// Requests being answered right now (a delayed one, for instance).
+    pub fn in_flight(&self) -> usize {
+        self.shared.lock().in_flight
     }
 
     pub fn clear_requests(&self) {

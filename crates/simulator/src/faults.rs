@@ -20,11 +20,18 @@ use crate::Shared;
 pub enum FaultKind {
     /// Answer with this HTTP status (500, 503, …) and a JSON error body.
     Status { status: u16 },
-    /// Answer 429, with `Retry-After` in seconds (or none when `retry_after_secs` is absent).
+    /// Answer 429, with `Retry-After` in seconds (or none when `retry_after_secs` is absent),
+    /// or exactly `retry_after_raw` (any string: `1e20`, a date in the past, `-5`, …).
     RateLimited {
         #[serde(default)]
         retry_after_secs: Option<u64>,
+        #[serde(default)]
+        retry_after_raw: Option<String>,
     },
+    /// The lab order list answers an empty first (and only) page.
+    EmptyList,
+    /// The lab order list answers only its first `keep` orders, as one page.
+    TruncatedList { keep: usize },
     /// Wait this long before answering normally (longer than the client's timeout to test it).
     Delay { delay_ms: u64 },
     /// Answer 200 with a truncated, unparseable JSON body.
@@ -38,6 +45,8 @@ impl FaultKind {
         match self {
             FaultKind::Status { status } => format!("status:{status}"),
             FaultKind::RateLimited { .. } => "rate_limited".into(),
+            FaultKind::EmptyList => "empty_list".into(),
+            FaultKind::TruncatedList { keep } => format!("truncated_list:{keep}"),
             FaultKind::Delay { delay_ms } => format!("delay:{delay_ms}ms"),
             FaultKind::MalformedJson => "malformed_json".into(),
             FaultKind::DropConnection => "drop_connection".into(),
@@ -134,14 +143,22 @@ fn fault_response(kind: &FaultKind) -> Response {
             let code = StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             json_error(code, code.canonical_reason().unwrap_or("Error"))
         }
-        FaultKind::RateLimited { retry_after_secs } => {
+        FaultKind::RateLimited {
+            retry_after_secs,
+            retry_after_raw,
+        } => {
             let mut resp = json_error(StatusCode::TOO_MANY_REQUESTS, "Too many requests");
-            if let Some(secs) = retry_after_secs {
-                if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-                    resp.headers_mut().insert(header::RETRY_AFTER, v);
-                }
+            let value = retry_after_raw
+                .clone()
+                .or_else(|| retry_after_secs.map(|s| s.to_string()));
+            if let Some(v) = value.and_then(|v| HeaderValue::from_str(&v).ok()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
             }
             resp
+        }
+        // Handled by the list itself (see `ListFault`).
+        FaultKind::EmptyList | FaultKind::TruncatedList { .. } => {
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }
         FaultKind::MalformedJson => (
             StatusCode::OK,
@@ -167,6 +184,13 @@ fn fault_response(kind: &FaultKind) -> Response {
     }
 }
 
+/// A fault the order list applies to its own answer (attached to the request).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListFault {
+    Empty,
+    Truncated(usize),
+}
+
 /// Writes the request's log line when dropped, so a request whose client
 /// gave up mid-way (a timeout during an injected delay) is still logged, with
 /// nginx's 499 "client closed request".
@@ -177,18 +201,21 @@ struct LogGuard {
 
 impl Drop for LogGuard {
     fn drop(&mut self) {
+        let mut world = self.shared.lock();
+        world.in_flight = world.in_flight.saturating_sub(1);
         if let Some(entry) = self.entry.take() {
-            self.shared.lock().log_request(entry);
+            world.log_request(entry);
         }
     }
 }
 
 /// Request id, rate limit, faults and logging, in that order.
-pub async fn middleware(State(shared): State<Shared>, req: Request, next: Next) -> Response {
+pub async fn middleware(State(shared): State<Shared>, mut req: Request, next: Next) -> Response {
     let request_id = uuid::Uuid::new_v4().to_string();
     let path = req.uri().path().to_string();
     // Browser pages of the OAuth flow are not API calls.
     let rate_limited_path = path.starts_with("/api/") && !path.starts_with("/api/oauth/authorize");
+    shared.lock().in_flight += 1;
     let mut guard = LogGuard {
         shared: shared.clone(),
         entry: Some(RequestLogEntry {
@@ -222,10 +249,17 @@ pub async fn middleware(State(shared): State<Shared>, req: Request, next: Next) 
             if let Some(e) = guard.entry.as_mut() {
                 e.fault = Some(kind.label());
             }
-            if let FaultKind::Delay { delay_ms } = kind {
-                tokio::time::sleep(Duration::from_millis(delay_ms)).await;
-            } else {
-                response = Some(fault_response(&kind));
+            match kind {
+                FaultKind::Delay { delay_ms } => {
+                    tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+                }
+                FaultKind::EmptyList => {
+                    req.extensions_mut().insert(ListFault::Empty);
+                }
+                FaultKind::TruncatedList { keep } => {
+                    req.extensions_mut().insert(ListFault::Truncated(keep));
+                }
+                other => response = Some(fault_response(&other)),
             }
         }
     }
@@ -246,6 +280,11 @@ pub async fn middleware(State(shared): State<Shared>, req: Request, next: Next) 
     drop(guard);
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", v);
+    }
+    // The simulator's clock (which tests may advance), as an HTTP date.
+    let now = shared.lock().now();
+    if let Ok(v) = HeaderValue::from_str(&now.format("%a, %d %b %Y %H:%M:%S GMT").to_string()) {
+        response.headers_mut().insert(header::DATE, v);
     }
     response
 }

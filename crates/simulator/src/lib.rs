@@ -44,6 +44,7 @@
 pub mod api;
 pub mod control;
 pub mod faults;
+pub mod fixture;
 pub mod oauth;
 pub mod pages;
 pub mod scenario;

@@ -68,6 +68,16 @@ pub struct ApiShape {
     pub wrap_token_response: bool,
     /// `created_at` in token responses as ISO-8601 (documented) or epoch seconds.
     pub token_created_at_epoch: bool,
+    /// Timestamps of orders, results and events: `iso` (default), `epoch_s`,
+    /// `epoch_ms`, `epoch_s_string` (a numeric string) or `none` (left out).
+    pub timestamps: String,
+    /// The same, for list items only (the detail and events keep `timestamps`).
+    pub list_timestamps: Option<String>,
+    /// Result document links are pre-signed: a new query string on every answer.
+    pub presigned_links: bool,
+    /// The events feed answers 400 to any of its optional parameters
+    /// (`created_at`, `sort_by`, `order_by`): only pagination is accepted.
+    pub events_reject_optional_params: bool,
 }
 
 impl Default for ApiShape {
@@ -81,7 +91,22 @@ impl Default for ApiShape {
             list_includes_results: true,
             wrap_token_response: true,
             token_created_at_epoch: false,
+            timestamps: "iso".into(),
+            list_timestamps: None,
+            presigned_links: false,
+            events_reject_optional_params: false,
         }
+    }
+}
+
+/// A timestamp in one of the formats a real API might use.
+pub fn stamp(t: DateTime<Utc>, format: &str) -> Value {
+    match format {
+        "epoch_s" => json!(t.timestamp()),
+        "epoch_ms" => json!(t.timestamp_millis()),
+        "epoch_s_string" => json!(t.timestamp().to_string()),
+        "none" => Value::Null,
+        _ => json!(iso(t)),
     }
 }
 
@@ -229,6 +254,8 @@ pub struct World {
     pub rate_window: VecDeque<Instant>,
     pub request_log: Vec<RequestLogEntry>,
     pub next_seq: u64,
+    /// Requests being answered right now.
+    pub in_flight: usize,
 }
 
 pub fn iso(t: DateTime<Utc>) -> String {
@@ -265,6 +292,7 @@ impl World {
             rate_window: VecDeque::new(),
             request_log: Vec::new(),
             next_seq: 1,
+            in_flight: 0,
         }
     }
 
@@ -466,6 +494,11 @@ impl World {
         Ok(())
     }
 
+    pub fn restore_order(&mut self, id: &str) -> Result<(), String> {
+        self.order_mut(id)?.raw_override = None;
+        Ok(())
+    }
+
     pub fn remove_order(&mut self, id: &str) -> Result<(), String> {
         let idx = *self
             .order_index
@@ -496,6 +529,10 @@ impl World {
             return raw.clone();
         }
         let patient = self.patients.get(&order.patient_id);
+        let format = match (&self.shape.list_timestamps, full) {
+            (Some(f), false) => f.as_str(),
+            _ => self.shape.timestamps.as_str(),
+        };
         let mut v = json!({
             "id": order.id,
             "name": order.name,
@@ -505,8 +542,8 @@ impl World {
             "last_name": patient.map(|p| p.last_name.clone()),
             "email": patient.map(|p| p.email.clone()),
             "lab_company": { "name": order.lab_company },
-            "created_at": iso(order.created_at),
-            "updated_at": iso(order.updated_at),
+            "created_at": stamp(order.created_at, format),
+            "updated_at": stamp(order.updated_at, format),
         });
         let field = if self.shape.state_field == "status" {
             "status"
@@ -530,12 +567,20 @@ impl World {
                         let mut rv = json!({
                             "id": r.id,
                             "name": r.name,
-                            "created_at": iso(r.created_at),
-                            "updated_at": iso(r.updated_at),
+                            "created_at": stamp(r.created_at, format),
+                            "updated_at": stamp(r.updated_at, format),
                             "amended": r.amended,
                         });
                         if let Some(url) = &r.pdf_url {
-                            rv["pdf_url"] = Value::String(url.clone());
+                            let url = if self.shape.presigned_links {
+                                format!(
+                                    "{url}?X-Amz-Signature={}&X-Amz-Expires=300",
+                                    random_token(24)
+                                )
+                            } else {
+                                url.clone()
+                            };
+                            rv["pdf_url"] = Value::String(url);
                         }
                         rv
                     })
@@ -551,7 +596,7 @@ impl World {
         json!({
             "id": event.id,
             "type": "lab_order.updated",
-            "created_at": iso(event.created_at),
+            "created_at": stamp(event.created_at, &self.shape.timestamps),
             "clinic_id": self.clinic_id,
             "data": {
                 "lab_order": {

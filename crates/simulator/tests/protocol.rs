@@ -681,6 +681,7 @@ async fn faults_are_injected_then_recover() {
     ctl.add_fault(fault(
         FaultKind::RateLimited {
             retry_after_secs: Some(7),
+            retry_after_raw: None,
         },
         1,
     ))

@@ -1,31 +1,32 @@
-//! The window app: a thin shell around the core. It owns the window, the
-//! tray, native notifications with click handling, and the bridge that
-//! pushes the watcher's changes to the page as Tauri events.
+//! The window app: the Tauri builder, the window and the [`Shell`] the
+//! [`Controller`] drives (the page, the tray, launch at login). Commands and
+//! the tray are thin callers of the controller; nothing here decides
+//! anything a practitioner would notice.
 
 pub mod commands;
-pub mod state;
+pub mod controller;
 mod tray;
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use fsn_core::notifier::{DesktopNotifier, Notifier};
-use fsn_core::opener::UrlGuard;
-use fsn_core::policy::{Notification, NotificationKind};
-use fsn_core::session::AuthState;
-use fsn_core::watcher::WatchEvent;
 use fsn_core::Paths;
 use tauri::{AppHandle, Emitter, Manager, Runtime, WebviewUrl, WebviewWindowBuilder};
 
-pub use state::AppState;
-use state::{RunningWatcher, Services};
+pub use controller::{Controller, Shell, SignInBrowser, Snapshot, Update};
 
 pub const MAIN_WINDOW: &str = "main";
 
 pub struct Options {
     pub minimized: bool,
-    /// The in-process simulator of `demo` (kept alive with the app).
-    pub demo: Option<fsn_simulator::Simulator>,
+    /// `demo`: the in-process simulator (kept alive with the app) and the
+    /// "browser" that approves its sign-in page.
+    pub demo: Option<Demo>,
+}
+
+pub struct Demo {
+    pub simulator: fsn_simulator::Simulator,
+    pub browser: SignInBrowser,
 }
 
 /// Events pushed to the page.
@@ -42,12 +43,64 @@ pub mod events {
     pub const SIGN_IN: &str = "sign-in-finished";
 }
 
+/// The desktop side of the controller: this app's window, page and tray.
+pub struct TauriShell<R: Runtime> {
+    app: AppHandle<R>,
+}
+
+impl<R: Runtime> TauriShell<R> {
+    pub fn new(app: AppHandle<R>) -> TauriShell<R> {
+        TauriShell { app }
+    }
+}
+
+impl<R: Runtime> Shell for TauriShell<R> {
+    fn show_window(&self) {
+        show_main_window(&self.app);
+    }
+
+    fn push(&self, update: Update) {
+        let _ = match update {
+            Update::State(snapshot) => {
+                tray::update(&self.app, &snapshot);
+                self.app.emit(events::STATE, &*snapshot)
+            }
+            Update::Orders => self.app.emit(events::ORDERS, ()),
+            Update::Highlight(order_id) => self.app.emit(events::HIGHLIGHT, order_id),
+            Update::ShowNew => self.app.emit(events::SHOW_NEW, ()),
+            Update::SignIn { ok, message } => self.app.emit(
+                events::SIGN_IN,
+                serde_json::json!({"ok": ok, "message": message}),
+            ),
+        };
+    }
+
+    fn launch_at_login(&self) -> Option<bool> {
+        self.app
+            .try_state::<tauri_plugin_autostart::AutoLaunchManager>()
+            .and_then(|m| m.is_enabled().ok())
+    }
+
+    fn set_launch_at_login(&self, on: bool) -> Result<(), String> {
+        let Some(m) = self
+            .app
+            .try_state::<tauri_plugin_autostart::AutoLaunchManager>()
+        else {
+            return Ok(());
+        };
+        if on { m.enable() } else { m.disable() }.map_err(|e| e.to_string())
+    }
+}
+
 pub fn run(paths: Paths, options: Options) -> ExitCode {
     let _log_guard = crate::logging::init_gui(&paths.log_dir());
-    let demo = options.demo.is_some();
-    let state = AppState::new(paths, demo);
+    fsn_core::supervise::install_panic_hook();
     let minimized = options.minimized;
-    let sim = options.demo;
+    let (demo, browser) = match options.demo {
+        Some(d) => (Some(d.simulator), Some(d.browser)),
+        None => (None, None),
+    };
+    let is_demo = demo.is_some();
 
     let builder = tauri::Builder::default()
         // Registered first, so a second start hands over before anything else runs.
@@ -67,19 +120,26 @@ pub fn run(paths: Paths, options: Options) -> ExitCode {
                 .build(),
         );
     let app = commands::register(builder)
-        .manage(state)
         .setup(move |app| {
             let handle = app.handle().clone();
+            let ctl = Controller::new(
+                paths,
+                is_demo,
+                Arc::new(TauriShell::new(handle.clone())),
+                browser,
+                None,
+            );
+            app.manage(ctl.clone());
             if !minimized {
                 // The window before the tray: it is what the user waits for.
                 show_main_window(&handle);
             }
             tray::create(&handle)?;
             tauri::async_runtime::spawn(async move {
-                start(&handle).await;
+                ctl.start().await;
                 // The demo signs itself in through the real OAuth flow.
-                if demo {
-                    commands::demo_sign_in(&handle).await;
+                if is_demo {
+                    ctl.sign_in_if_needed().await;
                 }
             });
             Ok(())
@@ -99,9 +159,10 @@ pub fn run(paths: Paths, options: Options) -> ExitCode {
             api, code: None, ..
         } => api.prevent_exit(),
         tauri::RunEvent::Exit => {
-            let state = handle.state::<AppState>();
-            tauri::async_runtime::block_on(state.stop_watching());
-            let _ = &sim;
+            if let Some(ctl) = handle.try_state::<Arc<Controller>>() {
+                tauri::async_runtime::block_on(ctl.stop_watching());
+            }
+            let _ = &demo;
         }
         _ => {}
     });
@@ -143,7 +204,9 @@ fn show_main_window_now<R: Runtime>(app: &AppHandle<R>) {
                 tauri::WindowEvent::CloseRequested { .. } => {
                     use tauri_plugin_window_state::AppHandleExt;
                     let _ = app.save_window_state(StateFlags::SIZE | StateFlags::POSITION);
-                    tell_once_still_running(&app);
+                    if let Some(ctl) = app.try_state::<Arc<Controller>>() {
+                        ctl.window_closed();
+                    }
                 }
                 tauri::WindowEvent::Destroyed => {
                     // Once WebKit's web process has gone, shrink what is left.
@@ -157,177 +220,4 @@ fn show_main_window_now<R: Runtime>(app: &AppHandle<R>) {
         }
         Err(e) => tracing::error!(error = %e, "could not open the window"),
     }
-}
-
-/// The first time the window is closed, say that the app keeps watching.
-fn tell_once_still_running<R: Runtime>(app: &AppHandle<R>) {
-    let state = app.state::<AppState>();
-    let Some(core) = state.core_blocking() else {
-        return;
-    };
-    if core
-        .store
-        .meta_get("told_still_running")
-        .ok()
-        .flatten()
-        .is_some()
-    {
-        return;
-    }
-    let _ = core.store.meta_set("told_still_running", "1");
-    let note = Notification {
-        kind: NotificationKind::Info,
-        title: "Fullscript Lab Notifier is still running".into(),
-        body: "It keeps watching for lab results. Open it again from the tray or your app menu."
-            .into(),
-        url: None,
-        alert_ids: Vec::new(),
-        sound: false,
-    };
-    let notifier = quiet_notifier();
-    std::thread::spawn(move || {
-        let _ = notifier.show(&note);
-    });
-}
-
-fn quiet_notifier() -> DesktopNotifier {
-    DesktopNotifier::new(Arc::new(|_n: &Notification| {}))
-}
-
-/// What a click on one of our notifications does: mark it seen, open its
-/// results in the browser, and bring the window up on that order.
-pub fn on_notification_click<R: Runtime>(app: &AppHandle<R>, n: &Notification) {
-    let state = app.state::<AppState>();
-    let now = chrono::Utc::now();
-    if let Some(core) = state.core_blocking() {
-        let _ = core.store.mark_alerts_seen(&n.alert_ids, now);
-        if let NotificationKind::Result { order_id } = &n.kind {
-            let _ = core.store.mark_order_seen(order_id, now);
-        }
-        if let Some(url) = &n.url {
-            if !matches!(n.kind, NotificationKind::Summary { .. }) {
-                if let Err(e) = UrlGuard::new(&core.config).open(url) {
-                    tracing::warn!(error = %e, "could not open results");
-                }
-            }
-        }
-    }
-    match &n.kind {
-        NotificationKind::Result { order_id } => {
-            state.set_highlight(Some(order_id.clone()));
-            show_main_window(app);
-            let _ = app.emit(events::HIGHLIGHT, order_id);
-        }
-        NotificationKind::Summary { .. } => {
-            show_main_window(app);
-            let _ = app.emit(events::SHOW_NEW, ());
-        }
-        NotificationKind::SignInAgain | NotificationKind::Info => show_main_window(app),
-    }
-    let _ = app.emit(events::ORDERS, ());
-    push_state(app);
-}
-
-/// Recompute the snapshot and send it to the page and the tray.
-pub fn push_state<R: Runtime>(app: &AppHandle<R>) {
-    let app = app.clone();
-    tauri::async_runtime::spawn(async move {
-        let snapshot = app.state::<AppState>().snapshot().await;
-        tray::update(&app, snapshot.unseen, &snapshot);
-        let _ = app.emit(events::STATE, &snapshot);
-    });
-}
-
-/// Open the core from the config, load a saved sign-in, start watching.
-pub async fn start<R: Runtime>(app: &AppHandle<R>) {
-    let state = app.state::<AppState>();
-    let mut svc = state.services.lock().await;
-    state.reload(&mut svc);
-    if let Some(session) = svc.session.clone() {
-        match session.load().await {
-            Ok(true) => {
-                if let Err(e) = start_watching(app, &mut svc).await {
-                    tracing::error!(error = %e, "could not start watching");
-                    svc.error = Some(e);
-                }
-            }
-            Ok(false) => {}
-            Err(e) => svc.error = Some(e.to_string()),
-        }
-    }
-    drop(svc);
-    push_state(app);
-    let _ = app.emit(events::ORDERS, ());
-}
-
-/// Start the watcher for the signed-in session, with the desktop notifier
-/// and the bridge to the page.
-pub async fn start_watching<R: Runtime>(
-    app: &AppHandle<R>,
-    svc: &mut Services,
-) -> Result<(), String> {
-    if svc.watcher.is_some() {
-        return Ok(());
-    }
-    let core = svc.core.clone().ok_or("not configured")?;
-    let session = svc.session.clone().ok_or("not configured")?;
-    let lock = core.lock_watcher().map_err(|e| e.to_string())?;
-    let click_app = app.clone();
-    let notifier = Arc::new(
-        DesktopNotifier::new(Arc::new(move |n: &Notification| {
-            on_notification_click(&click_app, n)
-        }))
-        .with_icon(state::notification_icon(&core.paths)),
-    );
-    let watcher = core
-        .watcher(session.clone(), notifier.clone())
-        .map_err(|e| e.to_string())?;
-    let handle = watcher.handle();
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-
-    // Watcher events → the page and the tray.
-    let bridge_app = app.clone();
-    let mut events = handle.subscribe();
-    let bridge = tauri::async_runtime::spawn(async move {
-        loop {
-            match events.recv().await {
-                Ok(WatchEvent::OrdersChanged) | Ok(WatchEvent::Delivered(_)) => {
-                    let _ = bridge_app.emit(events::ORDERS, ());
-                    push_state(&bridge_app);
-                }
-                Ok(WatchEvent::Status(_)) | Ok(WatchEvent::Cycle { .. }) => push_state(&bridge_app),
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => push_state(&bridge_app),
-                Err(_) => break,
-            }
-        }
-    });
-
-    // Fullscript ended the session: say so, once, and show the sign-in screen.
-    let auth_app = app.clone();
-    let mut auth = session.subscribe();
-    let sound = core.config.sound;
-    let auth_notifier = notifier.clone();
-    let auth_watch = tauri::async_runtime::spawn(async move {
-        while auth.changed().await.is_ok() {
-            let ended = matches!(&*auth.borrow(), AuthState::SignedOut { reason: Some(r) } if r != "signed out");
-            if ended {
-                let note = fsn_core::policy::sign_in_again(sound);
-                let n = auth_notifier.clone();
-                let _ = tokio::task::spawn_blocking(move || n.show(&note)).await;
-                let state = auth_app.state::<AppState>();
-                state.stop_watching().await;
-                push_state(&auth_app);
-                break;
-            }
-        }
-    });
-
-    let task = tauri::async_runtime::spawn(watcher.run(stop_rx));
-    svc.watcher = Some(RunningWatcher {
-        handle,
-        stop: stop_tx,
-        tasks: vec![task, bridge, auth_watch],
-        _lock: lock,
-    });
-    Ok(())
 }

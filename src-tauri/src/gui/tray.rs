@@ -1,14 +1,16 @@
 //! The tray icon: unseen count in the tooltip (and title where the desktop
 //! shows one), an icon variant with a red dot, and the menu. Linux trays
-//! report no clicks, so everything is in the menu, "Open" first.
+//! report no clicks, so everything is in the menu, "Open" first. Every item
+//! is one call into the [`Controller`].
+
+use std::sync::Arc;
 
 use tauri::image::Image;
 use tauri::menu::{Menu, MenuItem, PredefinedMenuItem};
 use tauri::tray::TrayIconBuilder;
 use tauri::{AppHandle, Manager, Runtime};
 
-use super::state::{AppState, Snapshot};
-use super::{commands, show_main_window};
+use super::controller::{Controller, Snapshot};
 
 const TRAY_ID: &str = "main";
 
@@ -47,32 +49,26 @@ pub fn create<R: Runtime>(app: &AppHandle<R>) -> tauri::Result<()> {
 }
 
 fn on_menu<R: Runtime>(app: &AppHandle<R>, id: &str) {
+    let ctl = app.state::<Arc<Controller>>().inner().clone();
     match id {
-        "open" => show_main_window(app),
+        "open" => ctl.show_window(),
         "check" => {
-            let app = app.clone();
             tauri::async_runtime::spawn(async move {
-                if let Some(w) = app.state::<AppState>().watcher().await {
-                    w.check_now_with_sweep();
-                }
+                let _ = ctl.check_now().await;
             });
         }
         "pause" => {
-            let app = app.clone();
             tauri::async_runtime::spawn(async move {
                 let until = chrono::Utc::now() + chrono::Duration::hours(1);
-                let state = app.state::<AppState>();
-                if let Err(e) = commands::set_pause(&app, &state, Some(until)).await {
+                if let Err(e) = ctl.pause_until(until).await {
                     tracing::warn!(error = %e, "could not pause notifications");
                 }
             });
         }
         "sign-out" => {
-            let app = app.clone();
             tauri::async_runtime::spawn(async move {
-                let state = app.state::<AppState>();
-                let _ = commands::sign_out(app.clone(), state).await;
-                show_main_window(&app);
+                let _ = ctl.sign_out().await;
+                ctl.show_window();
             });
         }
         "quit" => app.exit(0),
@@ -80,11 +76,15 @@ fn on_menu<R: Runtime>(app: &AppHandle<R>, id: &str) {
     }
 }
 
-pub fn update<R: Runtime>(app: &AppHandle<R>, unseen: usize, snapshot: &Snapshot) {
+pub fn update<R: Runtime>(app: &AppHandle<R>, snapshot: &Snapshot) {
     let Some(tray) = app.tray_by_id(TRAY_ID) else {
         return;
     };
-    let status = if !snapshot.signed_in {
+    let (signed_in, unseen) = snapshot
+        .report
+        .as_ref()
+        .map_or((false, 0), |r| (r.signed_in, r.unseen));
+    let status = if !signed_in {
         "signed out".to_string()
     } else if unseen == 0 {
         "no new results".to_string()

@@ -9,14 +9,8 @@ use fsn_core::{App, Paths};
 use fsn_simulator::{SimConfig, Simulator};
 use url::Url;
 
-/// A free loopback port for the sign-in redirect (each test its own).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+#[allow(unused_imports)]
+pub use fsn_simulator::fixture::free_port;
 
 pub struct World {
     pub sim: Simulator,
@@ -24,11 +18,12 @@ pub struct World {
     pub redirect_uri: String,
 }
 
-pub async fn world(mut config: SimConfig) -> World {
-    let redirect_uri = format!("http://127.0.0.1:{}/callback", free_port());
-    config.redirect_uri = redirect_uri.clone();
+pub async fn world(config: SimConfig) -> World {
+    let (sim, redirect_uri) = fsn_simulator::fixture::start_with_free_redirect(config)
+        .await
+        .unwrap();
     World {
-        sim: Simulator::start(config).await.unwrap(),
+        sim,
         dir: tempfile::tempdir().unwrap(),
         redirect_uri,
     }
@@ -36,23 +31,10 @@ pub async fn world(mut config: SimConfig) -> World {
 
 impl World {
     pub fn config_text(&self, extra: &str) -> String {
-        let base = self.sim.base_url();
-        format!(
-            r#"environment = "custom"
-api_base = "{base}/api"
-authorize_url = "{base}/api/oauth/authorize"
-token_url = "{base}/api/oauth/token"
-revoke_url = "{base}/api/oauth/revoke"
-results_url = "{base}/labs/orders/{{id}}"
-client_id = "{id}"
-client_secret = "{secret}"
-redirect_uri = "{redirect}"
-token_storage = "file"
-{extra}
-"#,
-            id = fsn_simulator::DEMO_CLIENT_ID,
-            secret = fsn_simulator::DEMO_CLIENT_SECRET,
-            redirect = self.redirect_uri,
+        fsn_simulator::fixture::app_config(
+            &self.sim.base_url(),
+            &self.redirect_uri,
+            &format!("{}{extra}", fsn_simulator::fixture::demo_credentials()),
         )
     }
 
@@ -206,6 +188,40 @@ impl PrivateBus {
         assert!(ok, "the Secret Service did not start");
     }
 
+    /// Start gnome-keyring's Secret Service on this bus the way a session
+    /// without a login keyring has it: answering, but with no unlocked
+    /// collection and no prompter (minimal window managers, SSH/X sessions).
+    pub fn start_locked_keyring(&mut self, home: &Path) {
+        let runtime = home.join("run");
+        std::fs::create_dir_all(&runtime).unwrap();
+        let child = std::process::Command::new("gnome-keyring-daemon")
+            .args(["--foreground", "--components=secrets"])
+            .env("DBUS_SESSION_BUS_ADDRESS", &self.address)
+            .env("HOME", home)
+            .env("XDG_RUNTIME_DIR", &runtime)
+            .env("XDG_DATA_HOME", home.join("data"))
+            .env_remove("DISPLAY")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("gnome-keyring-daemon (scripts/setup.sh installs it)");
+        self.keyring = Some(child);
+        let ok = std::process::Command::new("gdbus")
+            .args([
+                "wait",
+                "--session",
+                "--timeout",
+                "10",
+                "org.freedesktop.secrets",
+            ])
+            .env("DBUS_SESSION_BUS_ADDRESS", &self.address)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "the Secret Service did not start");
+    }
+
     /// `secret-tool lookup` against this bus's keyring.
     pub fn lookup(&self, user: &str) -> Option<String> {
         let out = std::process::Command::new("secret-tool")
@@ -233,4 +249,64 @@ impl Drop for PrivateBus {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+// ---------------------------------------------------------------- watching rig
+
+use fsn_core::notifier::RecordingNotifier;
+use fsn_core::policy::Notification;
+use fsn_core::watcher::Watcher;
+use fsn_simulator::{LabOrder, NewOrder};
+
+pub struct Rig {
+    pub w: World,
+    pub app: fsn_core::App,
+    pub session: Arc<fsn_core::session::Session>,
+    pub notes: RecordingNotifier,
+}
+
+pub async fn rig(extra: &str) -> Rig {
+    let w = world(SimConfig::default()).await;
+    let (app, session) = signed_in(&w, extra).await;
+    Rig {
+        w,
+        app,
+        session,
+        notes: RecordingNotifier::default(),
+    }
+}
+
+impl Rig {
+    pub fn watcher(&self) -> Watcher {
+        self.app
+            .watcher(self.session.clone(), Arc::new(self.notes.clone()))
+            .unwrap()
+    }
+
+    pub fn sim(&self) -> &fsn_simulator::SimControl {
+        self.w.sim.control()
+    }
+
+    pub fn order(&self, first: &str, state: &str) -> LabOrder {
+        let p = self.sim().add_patient(first, "Testpatient");
+        self.sim()
+            .add_order(
+                NewOrder::for_patient(&p.id)
+                    .named("Thyroid Panel", &["TSH", "Free T4"])
+                    .in_state(state),
+            )
+            .unwrap()
+    }
+
+    pub fn results_url(&self, id: &str) -> String {
+        format!("{}/labs/orders/{id}", self.w.sim.base_url())
+    }
+
+    pub fn requests_since(&self, seq: usize) -> Vec<fsn_simulator::RequestLogEntry> {
+        self.sim().requests().into_iter().skip(seq).collect()
+    }
+}
+
+pub fn titles(notes: &[Notification]) -> Vec<String> {
+    notes.iter().map(|n| n.title.clone()).collect()
 }

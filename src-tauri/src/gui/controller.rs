@@ -1,0 +1,743 @@
+//! The window app's one controller. It owns the app's state machine (core
+//! services rebuilt when the sign-in settings change, the running watcher,
+//! the sign-in in progress) and is the only thing the page's commands, the
+//! tray and notification clicks call. It decides nothing a practitioner
+//! would notice (that lives in `fsn_core::App`); it sequences.
+//!
+//! OS effects (showing the window, pushing to the page, the tray, launch at
+//! login) go through the [`Shell`] trait, so the controller has no Tauri
+//! window code in it and can be driven in tests with a recording shell.
+
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use chrono::{DateTime, Local, TimeZone, Utc};
+use fsn_core::app::ClickOutcome;
+use fsn_core::config::{write_settings, Environment, NotifyStates, SettingsUpdate};
+use fsn_core::notifier::{DesktopNotifier, Notifier};
+use fsn_core::opener::{BrowserOpener, Opener, UrlGuard};
+use fsn_core::policy::Notification;
+use fsn_core::secret::Secret;
+use fsn_core::session::{AuthState, Session, SignedOutCause};
+use fsn_core::store::{ts, OrderRow};
+use fsn_core::supervise::{supervise, SuperviseError};
+use fsn_core::watcher::{WatchEvent, WatcherHandle};
+use fsn_core::{App, AppError, Paths, StatusReport};
+use serde::{Deserialize, Serialize};
+use tauri::async_runtime::JoinHandle;
+use tokio::sync::Mutex as AsyncMutex;
+
+/// What the page is told.
+#[derive(Debug, Clone)]
+pub enum Update {
+    /// The header/status changed.
+    State(Box<Snapshot>),
+    /// The list changed (the page re-reads it).
+    Orders,
+    /// Highlight this order (a notification about it was clicked).
+    Highlight(String),
+    /// Show the new, unseen results (a summary was clicked).
+    ShowNew,
+    /// A sign-in finished.
+    SignIn { ok: bool, message: String },
+}
+
+/// The window app's effects on the desktop, behind one small trait.
+pub trait Shell: Send + Sync + 'static {
+    /// Show the window (creating it if it was closed).
+    fn show_window(&self);
+    /// Tell the page (and the tray) what changed.
+    fn push(&self, update: Update);
+    /// Is the app launched at log-in? (`None`: unknown on this desktop.)
+    fn launch_at_login(&self) -> Option<bool>;
+    fn set_launch_at_login(&self, on: bool) -> Result<(), String>;
+}
+
+/// Follows the sign-in page itself instead of the system browser (the demo
+/// approves automatically; tests do the same).
+pub type SignInBrowser = Arc<dyn Fn(&url::Url) + Send + Sync>;
+
+/// Errors the page shows: one sentence, whatever failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error(transparent)]
+    App(#[from] AppError),
+    #[error(transparent)]
+    Config(#[from] fsn_core::config::ConfigError),
+    #[error("{0}")]
+    Message(String),
+}
+
+impl Serialize for CommandError {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl CommandError {
+    fn msg(text: impl Into<String>) -> CommandError {
+        CommandError::Message(text.into())
+    }
+}
+
+pub type CmdResult<T> = Result<T, CommandError>;
+
+/// What the page's header and banners show: the core's status report plus
+/// what only the window knows.
+#[derive(Debug, Clone, Serialize)]
+pub struct Snapshot {
+    #[serde(flatten)]
+    pub report: Option<StatusReport>,
+    pub signing_in: bool,
+    pub demo: bool,
+    pub environments: Vec<&'static str>,
+    pub client_id: Option<String>,
+    /// The secret came from the environment or the file: the page need not ask.
+    pub secret_from_config: bool,
+    pub watching: bool,
+    /// A problem to show (a bad config file, a keychain failure, …).
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Settings {
+    pub poll_interval_secs: u64,
+    pub notify_states: NotifyStates,
+    pub show_patient_names: bool,
+    pub sound: bool,
+    pub launch_at_login: bool,
+    #[serde(default)]
+    pub paused_until: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SignInStarted {
+    /// Shown for copying, in case the browser did not open.
+    pub authorize_url: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SignedOut {
+    pub revoke_errors: Vec<String>,
+    pub local_error: Option<String>,
+}
+
+struct Running {
+    handle: WatcherHandle,
+    stop: tokio::sync::watch::Sender<bool>,
+    supervisor: JoinHandle<Result<(), SuperviseError>>,
+    /// The bridge to the page and the sign-out watch.
+    helpers: Vec<JoinHandle<()>>,
+    /// Held while watching: one watcher per data directory.
+    _lock: std::fs::File,
+}
+
+#[derive(Default)]
+struct Services {
+    core: Option<Arc<App>>,
+    session: Option<Arc<Session>>,
+    watcher: Option<Running>,
+    error: Option<String>,
+}
+
+pub struct Controller {
+    me: Weak<Controller>,
+    paths: Paths,
+    demo: bool,
+    shell: Arc<dyn Shell>,
+    /// Replaces the system browser for sign-in (demo, tests).
+    sign_in_browser: Option<SignInBrowser>,
+    /// Replaces the system browser for results (tests).
+    opener_override: Option<Arc<dyn Opener>>,
+    services: AsyncMutex<Services>,
+    /// The core for synchronous callers (notification clicks).
+    core_now: Mutex<Option<Arc<App>>>,
+    highlight: Mutex<Option<String>>,
+    sign_in_task: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// Where the notification icon is written (an absolute path works whether
+/// the app is installed or run from a build).
+fn notification_icon(paths: &Paths) -> String {
+    let path = paths.data_dir.join("notification-icon.png");
+    if !path.exists() {
+        let _ = std::fs::write(&path, include_bytes!("../../../icons/128x128.png"));
+    }
+    path.display().to_string()
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Controller {
+    pub fn new(
+        paths: Paths,
+        demo: bool,
+        shell: Arc<dyn Shell>,
+        sign_in_browser: Option<SignInBrowser>,
+        opener_override: Option<Arc<dyn Opener>>,
+    ) -> Arc<Controller> {
+        Arc::new_cyclic(|me| Controller {
+            me: me.clone(),
+            paths,
+            demo,
+            shell,
+            sign_in_browser,
+            opener_override,
+            services: AsyncMutex::new(Services::default()),
+            core_now: Mutex::new(None),
+            highlight: Mutex::new(None),
+            sign_in_task: Mutex::new(None),
+        })
+    }
+
+    fn arc(&self) -> Option<Arc<Controller>> {
+        self.me.upgrade()
+    }
+
+    fn opener(&self, core: &App) -> Arc<dyn Opener> {
+        match &self.opener_override {
+            Some(o) => o.clone(),
+            None => Arc::new(BrowserOpener::new(UrlGuard::new(&core.config))),
+        }
+    }
+
+    /// Re-read the configuration and rebuild the core and session.
+    fn reload(&self, svc: &mut Services) {
+        svc.error = None;
+        svc.session = None;
+        match App::open(self.paths.clone()) {
+            Ok(core) => {
+                let core = Arc::new(core);
+                if core.config.client_id.is_some() {
+                    // Without a secret yet, there is no session: the sign-in screen asks for it.
+                    svc.session = core.session().ok();
+                }
+                *lock(&self.core_now) = Some(core.clone());
+                svc.core = Some(core);
+            }
+            Err(e) => {
+                svc.error = Some(e.to_string());
+                svc.core = None;
+            }
+        }
+    }
+
+    async fn core(&self) -> CmdResult<Arc<App>> {
+        self.services
+            .lock()
+            .await
+            .core
+            .clone()
+            .ok_or_else(|| CommandError::msg("The app is not set up yet: sign in first."))
+    }
+
+    async fn watcher(&self) -> Option<WatcherHandle> {
+        self.services
+            .lock()
+            .await
+            .watcher
+            .as_ref()
+            .map(|w| w.handle.clone())
+    }
+
+    /// Recompute the snapshot and push it to the page and the tray.
+    pub fn refresh(&self) {
+        let Some(me) = self.arc() else { return };
+        tauri::async_runtime::spawn(async move {
+            let snapshot = me.snapshot().await;
+            me.shell.push(Update::State(Box::new(snapshot)));
+        });
+    }
+
+    fn changed(&self) {
+        self.shell.push(Update::Orders);
+        self.refresh();
+    }
+
+    // ------------------------------------------------------------ lifecycle
+
+    /// Open the core from the config, load a saved sign-in, start watching.
+    pub async fn start(&self) {
+        let mut svc = self.services.lock().await;
+        self.reload(&mut svc);
+        if let Some(session) = svc.session.clone() {
+            match session.load().await {
+                Ok(true) => {
+                    if let Err(e) = self.start_watching(&mut svc).await {
+                        tracing::error!(error = %e, "could not start watching");
+                        svc.error = Some(e.to_string());
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    svc.error = Some(e.to_string());
+                    if let fsn_core::oauth::AuthError::Secrets(s) = &e {
+                        if s.is_keychain_locked() {
+                            // A locked keychain at log-in: try again shortly,
+                            // never treat it as "signed out".
+                            self.retry_start_later();
+                        }
+                    }
+                }
+            }
+        }
+        drop(svc);
+        self.changed();
+    }
+
+    fn retry_start_later(&self) {
+        let Some(me) = self.arc() else { return };
+        tauri::async_runtime::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            me.start().await;
+        });
+    }
+
+    /// The demo (and tests) sign in through the configured registration,
+    /// approved by `sign_in_browser`, when nobody is signed in yet.
+    pub async fn sign_in_if_needed(&self) {
+        let signed_in = match self.services.lock().await.session.clone() {
+            Some(s) => s.is_signed_in(),
+            None => false,
+        };
+        if !signed_in {
+            if let Err(e) = self.begin_sign_in(None, None).await {
+                tracing::error!(error = %e, "automatic sign-in failed");
+            }
+        }
+    }
+
+    /// Start the watcher for the signed-in session, supervised, with the
+    /// desktop notifier and the bridge to the page.
+    async fn start_watching(&self, svc: &mut Services) -> CmdResult<()> {
+        if svc.watcher.is_some() {
+            return Ok(());
+        }
+        let core = svc
+            .core
+            .clone()
+            .ok_or_else(|| CommandError::msg("not configured"))?;
+        let session = svc
+            .session
+            .clone()
+            .ok_or_else(|| CommandError::msg("not configured"))?;
+        let lock = core.lock_watcher()?;
+        let me = self.me.clone();
+        let notifier: Arc<dyn Notifier> = Arc::new(
+            DesktopNotifier::new(Arc::new(move |n: &Notification| {
+                if let Some(c) = me.upgrade() {
+                    c.on_notification_click(n);
+                }
+            }))
+            .with_icon(notification_icon(&core.paths)),
+        );
+        let handle = core.watcher_handle();
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+
+        // Watcher events → the page and the tray.
+        let mut events = handle.subscribe();
+        let bridge_me = self.me.clone();
+        let bridge = tauri::async_runtime::spawn(async move {
+            loop {
+                let event = events.recv().await;
+                let Some(c) = bridge_me.upgrade() else { break };
+                match event {
+                    Ok(WatchEvent::OrdersChanged) | Ok(WatchEvent::Delivered(_)) => c.changed(),
+                    Ok(WatchEvent::Status(_)) | Ok(WatchEvent::Cycle { .. }) => c.refresh(),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => c.refresh(),
+                    Err(_) => break,
+                }
+            }
+        });
+
+        // Fullscript ended the session: say so, once, and show the sign-in screen.
+        let mut auth = session.subscribe();
+        let sound = core.config.sound;
+        let auth_notifier = notifier.clone();
+        let auth_me = self.me.clone();
+        let auth_watch = tauri::async_runtime::spawn(async move {
+            while auth.changed().await.is_ok() {
+                let state = auth.borrow_and_update().clone();
+                let Some(c) = auth_me.upgrade() else { break };
+                match state {
+                    AuthState::SignedOut {
+                        cause: Some(SignedOutCause::Ended { .. }),
+                    } => {
+                        let note = fsn_core::policy::sign_in_again(sound);
+                        let n = auth_notifier.clone();
+                        let _ = tokio::task::spawn_blocking(move || n.show(&note)).await;
+                        c.stop_watching().await;
+                        c.refresh();
+                        break;
+                    }
+                    _ => c.refresh(),
+                }
+            }
+        });
+
+        let make_core = core.clone();
+        let supervisor = tauri::async_runtime::spawn(supervise(
+            move |h| make_core.watcher_on(session.clone(), notifier.clone(), h),
+            handle.clone(),
+            stop_rx,
+        ));
+        svc.watcher = Some(Running {
+            handle,
+            stop,
+            supervisor,
+            helpers: vec![bridge, auth_watch],
+            _lock: lock,
+        });
+        Ok(())
+    }
+
+    /// Stop watching gracefully: a delivery in progress (shown, then marked
+    /// delivered) finishes before the watcher ends.
+    pub async fn stop_watching(&self) {
+        let running = self.services.lock().await.watcher.take();
+        if let Some(w) = running {
+            let _ = w.stop.send(true);
+            if tokio::time::timeout(Duration::from_secs(30), w.supervisor)
+                .await
+                .is_err()
+            {
+                tracing::warn!("the watcher did not stop within 30 s");
+            }
+            for t in w.helpers {
+                t.abort();
+            }
+        }
+    }
+
+    // ------------------------------------------------------------ the page
+
+    pub async fn snapshot(&self) -> Snapshot {
+        let svc = self.services.lock().await;
+        let core = svc.core.clone();
+        let session = svc.session.clone();
+        let watching = svc.watcher.is_some();
+        let error = svc.error.clone();
+        drop(svc);
+        let report = match &core {
+            Some(c) => Some(c.status(session.as_deref()).await),
+            None => None,
+        };
+        Snapshot {
+            report,
+            signing_in: self.signing_in(),
+            demo: self.demo,
+            environments: Environment::ALL.iter().map(|e| e.as_str()).collect(),
+            client_id: core.as_ref().and_then(|c| c.config.client_id.clone()),
+            secret_from_config: core
+                .as_ref()
+                .is_some_and(|c| c.config.client_secret.is_some()),
+            watching,
+            error,
+        }
+    }
+
+    pub async fn list_orders(&self) -> CmdResult<Vec<OrderRow>> {
+        Ok(self
+            .core()
+            .await?
+            .store
+            .list_orders()
+            .map_err(AppError::from)?)
+    }
+
+    /// Open an order's results in the browser and mark them seen; answers the URL opened.
+    pub async fn open_results(&self, order_id: String) -> CmdResult<String> {
+        let core = self.core().await?;
+        let opener = self.opener(&core);
+        let url = tokio::task::spawn_blocking(move || core.open_results(&order_id, &*opener))
+            .await
+            .map_err(|e| CommandError::msg(e.to_string()))??;
+        self.changed();
+        Ok(url.to_string())
+    }
+
+    pub async fn mark_seen(&self, order_id: String) -> CmdResult<usize> {
+        let n = self.core().await?.mark_seen(&order_id)?;
+        self.changed();
+        Ok(n)
+    }
+
+    pub async fn mark_all_seen(&self) -> CmdResult<usize> {
+        let n = self.core().await?.mark_all_seen()?;
+        self.changed();
+        Ok(n)
+    }
+
+    /// A person asked: read every order, not only those with events.
+    pub async fn check_now(&self) -> CmdResult<()> {
+        match self.watcher().await {
+            Some(w) => {
+                w.check_now_with_sweep();
+                Ok(())
+            }
+            None => Err(CommandError::msg("Not watching: sign in first.")),
+        }
+    }
+
+    pub fn take_highlight(&self) -> Option<String> {
+        lock(&self.highlight).take()
+    }
+
+    // ------------------------------------------------------------ settings
+
+    pub async fn get_settings(&self) -> CmdResult<Settings> {
+        let core = self.core().await?;
+        // The file is the source of truth (a watcher may run with an older copy).
+        let config = fsn_core::Config::load(&core.paths.config_file)?;
+        Ok(Settings {
+            poll_interval_secs: config.poll_interval.as_secs(),
+            notify_states: config.notify_states,
+            show_patient_names: config.show_patient_names,
+            sound: config.sound,
+            launch_at_login: self.shell.launch_at_login().unwrap_or(false),
+            paused_until: core.paused_until().map(ts),
+        })
+    }
+
+    pub async fn save_settings(&self, settings: Settings) -> CmdResult<Settings> {
+        let core = self.core().await?;
+        let config = write_settings(
+            &core.paths.config_file,
+            &SettingsUpdate {
+                poll_interval_secs: Some(settings.poll_interval_secs),
+                notify_states: Some(settings.notify_states),
+                show_patient_names: Some(settings.show_patient_names),
+                sound: Some(settings.sound),
+                ..Default::default()
+            },
+        )?;
+        if let Some(w) = self.watcher().await {
+            w.update_settings(|s| {
+                s.poll_interval_secs = config.poll_interval.as_secs();
+                s.notify_states = config.notify_states;
+                s.show_patient_names = config.show_patient_names;
+                s.sound = config.sound;
+            });
+        }
+        if let Err(e) = self.shell.set_launch_at_login(settings.launch_at_login) {
+            tracing::warn!(error = %e, "could not change launch at login");
+        }
+        self.refresh();
+        self.get_settings().await
+    }
+
+    /// `1h`, or `tomorrow` (until 8:00 tomorrow, local time).
+    pub async fn pause(&self, preset: &str) -> CmdResult<String> {
+        let until = match preset {
+            "1h" => Utc::now() + chrono::Duration::hours(1),
+            "tomorrow" => {
+                let tomorrow = Local::now().date_naive() + chrono::Duration::days(1);
+                let eight = tomorrow
+                    .and_hms_opt(8, 0, 0)
+                    .ok_or_else(|| CommandError::msg("bad date"))?;
+                Local
+                    .from_local_datetime(&eight)
+                    .earliest()
+                    .map(|d| d.with_timezone(&Utc))
+                    .ok_or_else(|| CommandError::msg("bad local time"))?
+            }
+            other => {
+                return Err(CommandError::msg(format!(
+                    "Unknown pause `{other}` (1h or tomorrow)."
+                )))
+            }
+        };
+        self.pause_until(until).await?;
+        Ok(ts(until))
+    }
+
+    pub async fn pause_until(&self, until: DateTime<Utc>) -> CmdResult<()> {
+        let core = self.core().await?;
+        core.pause_until(until, self.watcher().await.as_ref())?;
+        self.refresh();
+        Ok(())
+    }
+
+    pub async fn resume(&self) -> CmdResult<()> {
+        let core = self.core().await?;
+        core.resume(self.watcher().await.as_ref())?;
+        self.refresh();
+        Ok(())
+    }
+
+    // ------------------------------------------------------------ sign-in
+
+    fn signing_in(&self) -> bool {
+        lock(&self.sign_in_task)
+            .as_ref()
+            .is_some_and(|t| !t.inner().is_finished())
+    }
+
+    pub async fn sign_in(
+        &self,
+        environment: String,
+        client_id: String,
+        client_secret: Option<String>,
+    ) -> CmdResult<SignInStarted> {
+        let environment: Environment = environment.parse().map_err(CommandError::Message)?;
+        let client_id = client_id.trim().to_string();
+        if client_id.is_empty() {
+            return Err(CommandError::msg(
+                "Enter the client id from your Fullscript API Dashboard.",
+            ));
+        }
+        self.begin_sign_in(
+            Some((environment, client_id)),
+            client_secret.filter(|s| !s.trim().is_empty()),
+        )
+        .await
+    }
+
+    /// Save the sign-in settings, then run the OAuth flow in the background;
+    /// answers as soon as the browser has been pointed at Fullscript.
+    async fn begin_sign_in(
+        &self,
+        app_settings: Option<(Environment, String)>,
+        client_secret: Option<String>,
+    ) -> CmdResult<SignInStarted> {
+        if let Some(t) = lock(&self.sign_in_task).take() {
+            t.abort();
+        }
+        self.stop_watching().await;
+        let mut svc = self.services.lock().await;
+        if let Some((environment, client_id)) = app_settings {
+            write_settings(
+                &self.paths.config_file,
+                &SettingsUpdate {
+                    environment: Some(environment),
+                    client_id: Some(client_id),
+                    ..Default::default()
+                },
+            )?;
+        }
+        self.reload(&mut svc);
+        let core = svc
+            .core
+            .clone()
+            .ok_or_else(|| CommandError::msg(svc.error.clone().unwrap_or_default()))?;
+        if let Some(secret) = client_secret {
+            core.save_client_secret(&Secret::new(secret.trim()))
+                .map_err(|e| CommandError::msg(format!("Could not keep the client secret: {e}")))?;
+        }
+        let session = core.session()?;
+        svc.session = Some(session.clone());
+        drop(svc);
+
+        let (url_tx, url_rx) = tokio::sync::oneshot::channel::<String>();
+        let browser = self.sign_in_browser.clone();
+        let opener = self.opener(&core);
+        let me = self.me.clone();
+        let task = tauri::async_runtime::spawn(async move {
+            let result = core
+                .login(&session, |url| {
+                    let _ = url_tx.send(url.to_string());
+                    match &browser {
+                        Some(b) => b(url),
+                        None => {
+                            if let Err(e) = opener.open(url) {
+                                tracing::warn!(error = %e, "could not open the browser for sign-in");
+                            }
+                        }
+                    }
+                })
+                .await;
+            let Some(c) = me.upgrade() else { return };
+            let (ok, message) = match result {
+                Ok(_) => {
+                    let mut svc = c.services.lock().await;
+                    match c.start_watching(&mut svc).await {
+                        Ok(()) => (true, "Signed in.".to_string()),
+                        Err(e) => (false, e.to_string()),
+                    }
+                }
+                Err(e) => (false, e.to_string()),
+            };
+            c.shell.push(Update::SignIn { ok, message });
+            c.changed();
+        });
+        let finished_early = task.inner().is_finished();
+        *lock(&self.sign_in_task) = Some(task);
+        self.refresh();
+        match tokio::time::timeout(Duration::from_secs(30), url_rx).await {
+            Ok(Ok(url)) => Ok(SignInStarted { authorize_url: url }),
+            // The flow ended before a browser was needed: its event says why.
+            _ if finished_early => Err(CommandError::msg("Sign-in could not start.")),
+            _ => Err(CommandError::msg(
+                "Sign-in could not start: Fullscript did not answer (see the message above).",
+            )),
+        }
+    }
+
+    pub async fn cancel_sign_in(&self) -> CmdResult<()> {
+        if let Some(t) = lock(&self.sign_in_task).take() {
+            t.abort();
+        }
+        self.refresh();
+        Ok(())
+    }
+
+    pub async fn sign_out(&self) -> CmdResult<SignedOut> {
+        self.stop_watching().await;
+        let svc = self.services.lock().await;
+        let (core, session) = (svc.core.clone(), svc.session.clone());
+        drop(svc);
+        let (Some(core), Some(session)) = (core, session) else {
+            return Err(CommandError::msg("Not signed in."));
+        };
+        let report = core.logout(&session).await;
+        self.changed();
+        Ok(SignedOut {
+            revoke_errors: report.revoke_errors,
+            local_error: report.local_error,
+        })
+    }
+
+    // ------------------------------------------------------------ the desktop
+
+    /// A click on one of our notifications (from a notification thread).
+    pub fn on_notification_click(&self, n: &Notification) {
+        let Some(core) = lock(&self.core_now).clone() else {
+            self.shell.show_window();
+            return;
+        };
+        let opener = self.opener(&core);
+        match core.on_click(n, &*opener) {
+            ClickOutcome::ShowOrder(order_id) => {
+                *lock(&self.highlight) = Some(order_id.clone());
+                self.shell.show_window();
+                self.shell.push(Update::Highlight(order_id));
+            }
+            ClickOutcome::ShowNewResults => {
+                self.shell.show_window();
+                self.shell.push(Update::ShowNew);
+            }
+            ClickOutcome::ShowWindow => self.shell.show_window(),
+        }
+        self.changed();
+    }
+
+    /// The window was closed (the app keeps watching): the first time, say so.
+    pub fn window_closed(&self) {
+        let Some(core) = lock(&self.core_now).clone() else {
+            return;
+        };
+        if let Some(note) = core.first_close_notice() {
+            let notifier = DesktopNotifier::new(Arc::new(|_n: &Notification| {}))
+                .with_icon(notification_icon(&core.paths));
+            std::thread::spawn(move || {
+                let _ = notifier.show(&note);
+            });
+        }
+    }
+
+    pub fn show_window(&self) {
+        self.shell.show_window();
+    }
+}
