@@ -288,30 +288,30 @@ fn print_status(s: &StatusReport) {
     println!("Token expires:  {}", or_dash(&s.access_token_expires_at));
     println!(
         "Connection:     {}",
-        serde_json::to_value(s.connection)
+        serde_json::to_value(s.watch.connection)
             .unwrap_or_default()
             .as_str()
             .unwrap_or("-")
     );
-    println!("Last check:     {}", or_dash(&s.last_poll_at));
-    println!("Next check:     {}", or_dash(&s.next_poll_at));
-    if let Some(since) = &s.retrying_since {
+    println!("Last check:     {}", or_dash(&s.watch.last_poll_at));
+    println!("Next check:     {}", or_dash(&s.watch.next_poll_at));
+    if let Some(since) = &s.watch.retrying_since {
         println!("Retrying since: {since}");
     }
-    match s.events_feed {
+    match s.watch.events_feed {
         fsn_core::status::EventsFeed::Refused => {
             println!("Events feed:    refused by Fullscript; every check reads all orders")
         }
         fsn_core::status::EventsFeed::Unavailable => println!(
             "Events feed:    unavailable at the last check ({}); the order list was read instead",
-            s.events_feed_error.as_deref().unwrap_or("no detail")
+            s.watch.events_feed_error.as_deref().unwrap_or("no detail")
         ),
         _ => {}
     }
-    if s.skipped_records > 0 {
+    if s.watch.skipped_records > 0 {
         println!(
             "Unreadable:     {} record(s) from Fullscript could not be read (kept as they were){}",
-            s.skipped_records,
+            s.watch.skipped_records,
             if s.unreadable_orders.is_empty() {
                 String::new()
             } else {
@@ -326,10 +326,10 @@ fn print_status(s: &StatusReport) {
             }
         );
     }
-    if s.watcher_restarts > 0 {
+    if s.watch.restarts > 0 {
         println!(
             "Restarts:       the watcher stopped unexpectedly {} time(s) and was restarted",
-            s.watcher_restarts
+            s.watch.restarts
         );
     }
     if let Some(r) = &s.local_history_rebuilt {
@@ -359,10 +359,10 @@ fn print_status(s: &StatusReport) {
     if let Some(p) = &s.paused_until {
         println!("Paused until:   {p}");
     }
-    if !s.notifications_available {
+    if !s.watch.notifications_available {
         println!("Notifications:  no notification service answered; alerts are queued");
     }
-    println!("Last error:     {}", or_dash(&s.last_error));
+    println!("Last error:     {}", or_dash(&s.watch.last_error));
     println!("Config file:    {}", s.config_file);
     println!("Data directory: {}", s.data_dir);
 }

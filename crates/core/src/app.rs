@@ -23,7 +23,7 @@ use crate::policy::{Notification, NotificationKind};
 use crate::secret::Secret;
 use crate::secret_store::{self, SecretStore, SecretStoreError};
 use crate::session::{AuthState, Session, SignOutReport, SignedOutCause};
-use crate::status::{Connection, EventsFeed};
+use crate::status::{Connection, WatchStatus};
 use crate::store::{ts, Rebuilt, Store, StoreError};
 use crate::watcher::{Watcher, WatcherHandle};
 
@@ -75,24 +75,12 @@ pub struct StatusReport {
     pub signed_out_cause: Option<SignedOutCause>,
     /// Fullscript refused the app's registration; the sign-in is kept.
     pub needs_configuration: Option<String>,
-    pub connection: Connection,
-    pub last_poll_at: Option<String>,
-    pub next_poll_at: Option<String>,
-    pub last_error: Option<String>,
-    pub retrying_since: Option<String>,
-    pub events_available: Option<bool>,
-    /// `available`, `unavailable` (this check: the order list was read
-    /// instead), `refused` (every check reads the order list) or `unknown`.
-    pub events_feed: EventsFeed,
-    pub events_feed_error: Option<String>,
-    pub notifications_available: bool,
-    pub notifications_error: Option<String>,
-    /// Records Fullscript sent that could not be read (kept, counted, shown).
-    pub skipped_records: usize,
+    /// How watching goes (connection, last and next check, events feed,
+    /// notifications, unreadable records, restarts), as the watcher left it.
+    #[serde(flatten)]
+    pub watch: WatchStatus,
     /// The orders among them (id → what was wrong).
     pub unreadable_orders: std::collections::BTreeMap<String, String>,
-    /// Times the watcher stopped unexpectedly and was restarted.
-    pub watcher_restarts: u32,
     /// The local database was damaged and rebuilt (results found meanwhile
     /// are listed as unseen, not announced one by one).
     pub local_history_rebuilt: Option<Rebuilt>,
@@ -345,6 +333,11 @@ impl App {
         Ok(url)
     }
 
+    /// The status list, newest change first.
+    pub fn list_orders(&self) -> Result<Vec<crate::store::OrderRow>, AppError> {
+        Ok(self.store.list_orders()?)
+    }
+
     pub fn mark_seen(&self, order_id: &str) -> Result<usize, AppError> {
         Ok(self.store.mark_order_seen(order_id, Utc::now())?)
     }
@@ -399,16 +392,15 @@ impl App {
             None => (false, None, None, None),
         };
         let account = self.account();
-        let watch = self.store.watch_status().ok().flatten().unwrap_or_default();
+        let mut watch = self.store.watch_status().ok().flatten().unwrap_or_default();
         let needs_configuration = match auth {
             Some(AuthState::NeedsConfiguration { reason }) => Some(reason),
             _ => None,
         };
-        let mut connection = watch.connection;
         if needs_configuration.is_some() {
-            connection = Connection::NeedsConfiguration;
+            watch.connection = Connection::NeedsConfiguration;
         } else if !signed_in {
-            connection = Connection::SignedOut;
+            watch.connection = Connection::SignedOut;
         }
         let cause = if signed_in {
             None
@@ -416,6 +408,7 @@ impl App {
             self.store.signed_out_reason().ok().flatten()
         };
         let unreadable = self.store.unreadable_orders().unwrap_or_default();
+        watch.skipped_records = watch.skipped_records.max(unreadable.len());
         StatusReport {
             signed_in,
             configured: self.is_configured(),
@@ -429,19 +422,8 @@ impl App {
             signed_out_reason: cause.as_ref().map(SignedOutCause::describe),
             signed_out_cause: cause,
             needs_configuration,
-            connection,
-            last_poll_at: watch.last_poll_at,
-            next_poll_at: watch.next_poll_at,
-            last_error: watch.last_error,
-            retrying_since: watch.retrying_since,
-            events_available: watch.events_available,
-            events_feed: watch.events_feed,
-            events_feed_error: watch.events_feed_error,
-            notifications_available: watch.notifications_available,
-            notifications_error: watch.notifications_error,
-            skipped_records: watch.skipped_records.max(unreadable.len()),
+            watch,
             unreadable_orders: unreadable,
-            watcher_restarts: watch.restarts,
             local_history_rebuilt: self.store.rebuilt().ok().flatten(),
             orders_by_state: self.store.counts_by_state().unwrap_or_default(),
             alerts_pending: self.store.pending_count().unwrap_or(0),

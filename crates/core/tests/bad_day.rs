@@ -86,7 +86,7 @@ async fn one_unreadable_order_at_the_first_sign_in_blocks_neither_the_baseline_n
         "the baseline completes: every page was read"
     );
     let status = r.app.status(Some(&r.session)).await;
-    assert_eq!(status.skipped_records, 1);
+    assert_eq!(status.watch.skipped_records, 1);
     assert!(status.unreadable_orders.contains_key(&odd.id));
 
     r.sim().set_state(&fine.id, "results_ready").unwrap();
@@ -145,8 +145,12 @@ async fn a_failing_events_feed_means_reading_the_order_list_and_saying_so() {
         let report = w.run_cycle().await.unwrap();
         assert!(report.swept, "{kind:?}: the order list was read instead");
         let status = r.app.status(Some(&r.session)).await;
-        assert_eq!(status.events_feed, EventsFeed::Unavailable, "{kind:?}");
-        assert!(status.events_feed_error.is_some());
+        assert_eq!(
+            status.watch.events_feed,
+            EventsFeed::Unavailable,
+            "{kind:?}"
+        );
+        assert!(status.watch.events_feed_error.is_some());
     }
     r.sim().set_state(&o.id, "results_ready").unwrap();
     r.sim()
@@ -159,7 +163,7 @@ async fn a_failing_events_feed_means_reading_the_order_list_and_saying_so() {
     assert!(!report.swept);
     assert!(r.notes.taken().is_empty());
     assert_eq!(
-        r.app.status(Some(&r.session)).await.events_feed,
+        r.app.status(Some(&r.session)).await.watch.events_feed,
         EventsFeed::Available
     );
 }
@@ -520,7 +524,7 @@ async fn a_refused_registration_keeps_the_sign_in_and_says_it_needs_configuratio
     assert!(session.is_signed_in(), "the sign-in is kept");
     assert!(secrets_file(r.w.dir.path()).contains("access_token"));
     let status = r.app.status(Some(&session)).await;
-    assert_eq!(status.connection, Connection::NeedsConfiguration);
+    assert_eq!(status.watch.connection, Connection::NeedsConfiguration);
     assert!(status.needs_configuration.is_some());
 }
 

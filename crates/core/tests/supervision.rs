@@ -59,7 +59,7 @@ async fn a_panicking_watcher_is_restarted_with_the_reason_shown_and_keeps_alerti
     handle.check_now();
     wait("the alert", &|| !r.notes.shown.lock().unwrap().is_empty());
     assert_eq!(titles(&r.notes.taken()), ["Lab results ready"]);
-    assert_eq!(app.status(Some(&r.session)).await.watcher_restarts, 1);
+    assert_eq!(app.status(Some(&r.session)).await.watch.restarts, 1);
 
     stop.send(true).unwrap();
     tokio::time::timeout(Duration::from_secs(10), supervisor)

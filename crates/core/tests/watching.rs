@@ -276,7 +276,7 @@ async fn when_events_are_refused_every_cycle_sweeps() {
     assert!(report.swept);
     assert_eq!(titles(&r.notes.taken()), ["Lab results ready"]);
     let status = r.app.status(Some(&r.session)).await;
-    assert_eq!(status.events_available, Some(false));
+    assert_eq!(status.watch.events_available, Some(false));
 }
 
 #[tokio::test]
