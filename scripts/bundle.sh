@@ -4,8 +4,9 @@
 #   scripts/bundle.sh              release .deb (target/release/bundle/deb/)
 #   scripts/bundle.sh --appimage   also the AppImage (the bundler downloads
 #                                  linuxdeploy from GitHub: needs that access)
-#   scripts/bundle.sh --debug      a debug .deb from the debug build the tests
-#                                  use (what the package test installs)
+#   scripts/bundle.sh --debug      a debug .deb (what the package test installs)
+#   scripts/bundle.sh --prebuilt   package the binaries already in target/
+#                                  (the test script's workspace build) as they are
 # macOS .dmg and Windows installers are configured in src-tauri/tauri.conf.json;
 # the Windows NSIS installer is built here by scripts/windows.sh.
 #
@@ -15,17 +16,21 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 profile=release; flag=--release; tauri_flag=; bundles=deb; features=--features=fullscript-notifier/custom-protocol
+prebuilt=0
 for a in "$@"; do
   case "$a" in
     --debug) profile=debug; flag=; tauri_flag=--debug; features= ;;
+    --prebuilt) prebuilt=1 ;;
     --appimage) bundles=deb,appimage ;;
     *) echo "bundle: unknown argument $a" >&2; exit 2 ;;
   esac
 done
 scripts/setup.sh
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
-# shellcheck disable=SC2086
-cargo build $flag -p fullscript-notifier -p fsn-cli $features --locked
+if [ "$prebuilt" -eq 0 ]; then
+  # shellcheck disable=SC2086
+  cargo build $flag -p fullscript-notifier -p fsn-cli $features --locked
+fi
 # The headless build goes into the package beside the app (see tauri.conf.json).
 mkdir -p target/bundle-extra
 cp "target/$profile/fullscript-notifier-headless" target/bundle-extra/

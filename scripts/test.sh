@@ -1,6 +1,13 @@
 #!/usr/bin/env bash
 # Set up and run every test: formatting, lints, unit and integration tests,
-# and the end-to-end suite in a virtual desktop. One line per stage, timed.
+# the package, the Windows and macOS builds, and the end-to-end suite in a
+# virtual desktop. One line per stage, timed.
+#
+# Dependencies compile as few times as cargo allows: every cargo call below
+# selects the whole workspace (selecting a subset changes which features are
+# unified and recompiles what depends on them); the desktop scenarios are in
+# the same build and skip themselves unless FSN_E2E=1; the .deb packages the
+# binaries this build made.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
@@ -17,16 +24,18 @@ export CARGO_TERM_COLOR=never NO_AT_BRIDGE=1
 stage format cargo fmt --all -- --check
 stage build cargo build --workspace --all-targets --locked
 stage clippy cargo clippy --workspace --all-targets --locked -- -D warnings
-# Unit and integration tests (the e2e crate's desktop scenarios run below).
-stage unit-and-integration cargo test --workspace --locked --exclude fsn-e2e
-# A debug .deb (quick), installed into a scratch root by the package test below.
-stage package scripts/bundle.sh --debug
+# Unit and integration tests (the desktop scenarios skip themselves here).
+stage unit-and-integration cargo test --workspace --locked
+# A debug .deb of the binaries just built, installed into a scratch root by the package test.
+stage package scripts/bundle.sh --debug --prebuilt
 # The desktop scenarios print a line each; a failure prints the app's log and
 # the notification daemon's history. Screenshots land in tests/artifacts/.
 e2e() {
   local log; log=$(mktemp)
   local rc=0
-  cargo test -p fsn-e2e --locked -- --test-threads=1 --nocapture 2>&1 | tee "$log" || rc=$?
+  FSN_E2E=1 cargo test --workspace --locked \
+    --test app --test cli --test kill_restart --test notifier_daemon --test package \
+    -- --test-threads=1 --nocapture 2>&1 | tee "$log" || rc=$?
   local passed failed
   passed=$(grep -oE '[0-9]+ passed' "$log" | awk '{s+=$1} END {print s+0}')
   failed=$(grep -oE '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')

@@ -231,8 +231,9 @@ fn sign_in_list_open_mark_seen_check_now_settings_and_sign_out() {
     let mut settings: Value = invoke(&w, "get_settings", json!({})).unwrap();
     assert_eq!(settings["poll_interval_secs"], 60);
     assert_eq!(settings["show_patient_names"], false);
+    assert_eq!(settings["notification_detail"], "test");
     settings["poll_interval_secs"] = json!(300);
-    settings["show_patient_names"] = json!(true);
+    settings["notification_detail"] = json!("full");
     settings["notify_states"]["results_amended"] = json!(false);
     let saved: Value = invoke(&w, "save_settings", json!({"settings": settings})).unwrap();
     assert_eq!(saved["poll_interval_secs"], 300);
@@ -242,7 +243,8 @@ fn sign_in_list_open_mark_seen_check_now_settings_and_sign_out() {
     assert_eq!(again, saved);
     let text = std::fs::read_to_string(&config_file).unwrap();
     assert!(
-        text.contains("poll_interval_secs = 300") && text.contains("show_patient_names = true")
+        text.contains("poll_interval_secs = 300")
+            && text.contains("notification_detail = \"full\"")
     );
     let mut bad = saved.clone();
     bad["poll_interval_secs"] = json!(5);

@@ -46,6 +46,17 @@ pub struct Desktop {
     env: Vec<(String, String)>,
 }
 
+/// The desktop scenarios need a virtual desktop and the built app; they run
+/// in the test script's end-to-end stage (`FSN_E2E=1`) and are skipped by
+/// a plain `cargo test`, which therefore needs no display.
+pub fn skip() -> bool {
+    if std::env::var_os("FSN_E2E").is_some_and(|v| v == "1") {
+        return false;
+    }
+    eprintln!("skipped: the end-to-end scenarios run with FSN_E2E=1 (scripts/test.sh)");
+    true
+}
+
 /// Poll `f` until it answers `Some`, or give up after `timeout`.
 pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();
@@ -161,6 +172,8 @@ impl Desktop {
                 ),
                 ("GDK_BACKEND".into(), "x11".into()),
                 ("WEBKIT_DISABLE_DMABUF_RENDERER".into(), "1".into()),
+                // Everything the app can log is logged, and then scanned.
+                ("FSN_LOG".into(), "trace".into()),
             ],
         };
 
@@ -274,8 +287,20 @@ impl Desktop {
         c
     }
 
+    /// The app, its stdout and stderr appended to files the log scan reads.
     pub fn app(&self) -> Command {
-        self.command(app_binary())
+        let mut c = self.command(app_binary());
+        let append = |name: &str| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.home().join(name))
+                .map(Stdio::from)
+                .unwrap_or_else(|_| Stdio::null())
+        };
+        c.stdout(append("app-stdout.log"))
+            .stderr(append("app-stderr.log"));
+        c
     }
 
     pub fn env(&self) -> &[(String, String)] {
@@ -334,11 +359,71 @@ impl Desktop {
             .stderr(Stdio::piped())
             .output()
             .expect("run the app");
-        (
-            out.status.code().unwrap_or(-1),
+        let (stdout, stderr) = (
             String::from_utf8_lossy(&out.stdout).into_owned(),
             String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        );
+        // Kept for the log scan; `--verbose` may print what the settings allow.
+        let kept = if args.contains(&"--verbose") {
+            "verbose-output.log"
+        } else {
+            "run-app-output.log"
+        };
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.home().join(kept))
+        {
+            let _ = write!(f, "$ {}\n{stdout}{stderr}", args.join(" "));
+        }
+        (out.status.code().unwrap_or(-1), stdout, stderr)
+    }
+
+    /// No token, secret, code, patient name or email in any log file the
+    /// app wrote or anything it printed (the suite runs with `FSN_LOG=trace`).
+    /// Answers each finding as "file: what kind".
+    pub fn scan_logs(&self) -> Vec<String> {
+        let needles = sensitive_strings();
+        let mut files: Vec<PathBuf> = ["app-stdout.log", "app-stderr.log", "run-app-output.log"]
+            .iter()
+            .map(|n| self.home().join(n))
+            .collect();
+        let mut dirs = vec![self.data_dir()];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|e| e == "log")
+                    || path.to_string_lossy().contains("/logs/")
+                {
+                    files.push(path);
+                }
+            }
+        }
+        let mut found = Vec::new();
+        for file in files {
+            let Ok(text) = std::fs::read_to_string(&file) else {
+                continue;
+            };
+            for n in &needles {
+                if text.contains(n.as_str()) {
+                    let kind = if n.len() >= 40 {
+                        "a token or code"
+                    } else if n.contains('@') {
+                        "an email"
+                    } else if n.starts_with("fsn-") {
+                        "the client secret"
+                    } else {
+                        "a patient name"
+                    };
+                    found.push(format!("{}: {kind}", file.display()));
+                }
+            }
+        }
+        found.sort();
+        found.dedup();
+        found
     }
 
     pub fn status_json(&self) -> serde_json::Value {
@@ -555,16 +640,43 @@ impl Drop for Desktop {
             let _ = p.child.wait();
             let _ = p.name;
         }
+        if !std::thread::panicking() {
+            let found = self.scan_logs();
+            assert!(
+                found.is_empty(),
+                "sensitive data reached a log or the app's output: {found:?}"
+            );
+        }
     }
 }
 
 pub use fsn_simulator::fixture::free_port;
 
+/// Every simulator the suite started: what each issued and knows of
+/// patients is what the log scan looks for (see `Desktop`'s drop).
+static SIMULATORS: std::sync::Mutex<Vec<fsn_simulator::SimControl>> =
+    std::sync::Mutex::new(Vec::new());
+
 /// A simulator whose registered redirect URI is on a free port.
 pub async fn simulator(config: SimConfig) -> (Simulator, String) {
-    fsn_simulator::fixture::start_with_free_redirect(config)
+    let (sim, redirect) = fsn_simulator::fixture::start_with_free_redirect(config)
         .await
-        .expect("simulator")
+        .expect("simulator");
+    SIMULATORS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(sim.control().clone());
+    (sim, redirect)
+}
+
+/// Tokens, secrets, codes, patient names and emails of every simulator so far.
+fn sensitive_strings() -> Vec<String> {
+    SIMULATORS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .flat_map(|s| s.sensitive_strings())
+        .collect()
 }
 
 /// The simulator's demo client, with tokens in a private file (no keyring).

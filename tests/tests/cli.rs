@@ -2,6 +2,8 @@
 
 use fsn_e2e::*;
 
+const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(40);
+
 fn config(d: &Desktop, sim: &Simulator, redirect: &str, extra: &str) {
     d.write_config(
         sim,
@@ -12,6 +14,9 @@ fn config(d: &Desktop, sim: &Simulator, redirect: &str, extra: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn login_status_logout_round_trip() {
+    if fsn_e2e::skip() {
+        return;
+    }
     let d = Desktop::start(Options::default());
     let (sim, redirect) = simulator(SimConfig::default()).await;
     config(&d, &sim, &redirect, "client_secret = \"fsn-demo-secret\"");
@@ -72,6 +77,9 @@ fn one_error_line(stderr: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn login_failures_exit_non_zero_with_one_clear_line() {
+    if fsn_e2e::skip() {
+        return;
+    }
     let mut d = Desktop::start(Options::default());
     let (sim, redirect) = simulator(SimConfig::default()).await;
 
@@ -135,6 +143,9 @@ async fn login_failures_exit_non_zero_with_one_clear_line() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn simulate_prints_what_it_accepts() {
+    if fsn_e2e::skip() {
+        return;
+    }
     let mut d = Desktop::start(Options::default());
     let port = free_port();
     let mut cmd = d.app();
@@ -176,4 +187,108 @@ fn reqwest_get(url: &str) -> String {
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn usr1(pid: u32) {
+    std::process::Command::new("kill")
+        .args(["-USR1", &pid.to_string()])
+        .status()
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_login_to_a_second_clinic_beside_a_running_watch_never_mixes_the_two() {
+    if fsn_e2e::skip() {
+        return;
+    }
+    let (mut d, sim) = signed_in(
+        Options {
+            display: true,
+            keyring: false,
+        },
+        "sweep_every = 1",
+    )
+    .await;
+    let ctl = sim.control().clone();
+    let named = |first: &str, order: &str| {
+        let p = ctl.add_patient(first, "Duvall");
+        ctl.add_order(
+            fsn_simulator::NewOrder::for_patient(&p.id)
+                .named(order, &[])
+                .in_state("processing"),
+        )
+        .unwrap()
+    };
+    let first = named("Fiorella", "Maple Panel");
+    let mut watch = d.app();
+    watch.arg("watch");
+    let pid = d.spawn("watch", watch);
+    wait_for("the baseline", TIMEOUT, || {
+        d.status_json()["last_poll_at"].as_str().map(|_| ())
+    });
+
+    // Another practitioner signs in from the command line, beside the watcher.
+    ctl.switch_clinic("Cedar Street Wellness");
+    let second = named("Sigrun", "Cedar Panel");
+    let (code, out, err) = d.run_app(&["login"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("Cedar Street Wellness"), "{out}");
+
+    // The running watcher follows the new sign-in: one clinic's orders only.
+    usr1(pid);
+    wait_for("the watcher to follow", TIMEOUT, || {
+        let s = d.status_json();
+        let orders: u64 = s["orders_by_state"]
+            .as_object()?
+            .values()
+            .filter_map(|v| v.as_u64())
+            .sum();
+        (s["clinic"]["name"] == "Cedar Street Wellness" && orders == 1 && s["last_error"].is_null())
+            .then_some(())
+    });
+    ctl.set_state(&first.id, "results_ready").unwrap();
+    ctl.set_state(&second.id, "results_ready").unwrap();
+    usr1(pid);
+    let n = d.wait_for_notifications(1, TIMEOUT);
+    assert_eq!(n[0].body, "Cedar Panel · Quest Diagnostics");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    usr1(pid);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert_eq!(
+        d.notifications().len(),
+        1,
+        "nothing from the first clinic: {:?}",
+        d.notifications()
+    );
+    // The watcher never wrote its old tokens over the new ones.
+    let secrets = std::fs::read_to_string(d.home().join("data/secrets.json")).unwrap();
+    let status = d.status_json();
+    assert_eq!(status["signed_in"], true);
+    assert!(secrets.contains("grant_id"), "{secrets}");
+    d.kill(pid);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logout_erase_leaves_no_orders_or_logs_behind() {
+    if fsn_e2e::skip() {
+        return;
+    }
+    let (d, sim) = signed_in(Options::default(), "").await;
+    sim.control()
+        .add_patient_order("Erin", "Rasure", "results_ready");
+    assert_eq!(d.run_app(&["watch", "--once"]).0, 0);
+    assert_eq!(d.status_json()["orders_by_state"]["results_ready"], 1);
+    let (code, out, err) = d.run_app(&["logout", "--erase"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("erased"), "{out}");
+    let s = d.status_json();
+    assert_eq!(s["signed_in"], false);
+    assert_eq!(s["orders_by_state"], serde_json::json!({}));
+    assert!(s["clinic"].is_null());
+    let db = d.home().join("data/lab-notifier.sqlite3");
+    let bytes = std::fs::read(&db).unwrap_or_default();
+    assert!(
+        !bytes.windows(6).any(|w| w == b"Rasure"),
+        "the name is gone from the file"
+    );
 }

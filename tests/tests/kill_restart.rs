@@ -7,6 +7,9 @@ use fsn_e2e::*;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn killed_between_commit_and_delivery_then_delivered_exactly_once() {
+    if fsn_e2e::skip() {
+        return;
+    }
     let (mut d, sim) = signed_in(
         Options {
             display: true,

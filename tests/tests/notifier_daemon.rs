@@ -7,6 +7,9 @@ use fsn_e2e::*;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn watch_notifies_on_the_daemon_and_a_click_opens_the_results() {
+    if fsn_e2e::skip() {
+        return;
+    }
     let mut d = Desktop::start(Options {
         display: true,
         keyring: false,
@@ -65,7 +68,10 @@ async fn watch_notifies_on_the_daemon_and_a_click_opens_the_results() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn patient_names_appear_only_when_enabled() {
+async fn patient_names_appear_only_when_enabled_and_never_on_stdout() {
+    if fsn_e2e::skip() {
+        return;
+    }
     let (d, sim) = signed_in(
         Options {
             display: true,
@@ -83,19 +89,99 @@ async fn patient_names_appear_only_when_enabled() {
         .unwrap();
     let (code, out, _) = d.run_app(&["watch", "--once"]);
     assert_eq!(code, 0);
+    // stdout may go to a system journal: order id and state only.
     assert!(
-        out.contains("alert: Partial lab results received — Grace Hopper"),
+        out.contains(&format!(
+            "alert: Partial lab results received (order {})",
+            order.id
+        )),
         "{out}"
     );
+    for phi in ["Grace", "Hopper", "Comprehensive Metabolic Panel"] {
+        assert!(!out.contains(phi), "{phi} on stdout: {out}");
+    }
     let notes = d.wait_for_notifications(1, Duration::from_secs(10));
     assert_eq!(
         notes[0].body,
         "Grace Hopper — Comprehensive Metabolic Panel · Quest Diagnostics"
     );
+    // --verbose prints the notification's text (names only because they are on).
+    sim.control().set_state(&order.id, "results_ready").unwrap();
+    let (code, out, _) = d.run_app(&["watch", "--once", "--verbose"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("— Grace Hopper — Comprehensive Metabolic Panel"),
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn notification_text_is_plain_text_on_a_daemon_that_reads_markup() {
+    if fsn_e2e::skip() {
+        return;
+    }
+    let (d, sim) = signed_in(
+        Options {
+            display: true,
+            keyring: false,
+        },
+        "",
+    )
+    .await;
+    let ctl = sim.control();
+    let p = ctl.add_patient("Mark", "Up");
+    let order = ctl
+        .add_order(
+            fsn_simulator::NewOrder::for_patient(&p.id)
+                .named(
+                    "CBC w/ Diff & Platelets <a href=\"https://evil.example/\">View</a> <img src=\"https://evil.example/t.png\">",
+                    &[],
+                )
+                .in_state("processing"),
+        )
+        .unwrap();
+    assert_eq!(d.run_app(&["watch", "--once"]).0, 0);
+    ctl.set_state(&order.id, "results_ready").unwrap();
+    assert_eq!(d.run_app(&["watch", "--once"]).0, 0);
+    let notes = d.wait_for_notifications(1, Duration::from_secs(10));
+    let body = &notes[0].body;
+    assert!(
+        body.starts_with("CBC w/ Diff &amp; Platelets &lt;a href="),
+        "{body}"
+    );
+    assert!(!body.contains('<') && !body.contains("&P"), "{body}");
+    assert!(body.chars().count() <= 240 * 5, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn generic_notifications_say_only_that_a_result_arrived() {
+    if fsn_e2e::skip() {
+        return;
+    }
+    let (d, sim) = signed_in(
+        Options {
+            display: true,
+            keyring: false,
+        },
+        "notification_detail = \"generic\"",
+    )
+    .await;
+    let order = sim
+        .control()
+        .add_patient_order("Ada", "Lovelace", "processing");
+    assert_eq!(d.run_app(&["watch", "--once"]).0, 0);
+    sim.control().set_state(&order.id, "results_ready").unwrap();
+    assert_eq!(d.run_app(&["watch", "--once"]).0, 0);
+    let notes = d.wait_for_notifications(1, Duration::from_secs(10));
+    assert_eq!(notes[0].summary, "New lab result");
+    assert_eq!(notes[0].body, "");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn no_notification_service_is_reported_and_the_alert_waits() {
+    if fsn_e2e::skip() {
+        return;
+    }
     // A bus with no notification daemon (and no display to activate one on).
     let (d, sim) = signed_in(
         Options {

@@ -66,6 +66,16 @@ function renderBanners(s) {
     const n = Object.keys(s.unreadable_orders || {}).length || s.skipped_records;
     list.push(banner(plural(n, "1 order could not be read; it is kept as it was.", "N orders could not be read; they are kept as they were."), "warn"));
   }
+  const unknown = Object.entries(s.unknown_states || {});
+  if (s.signed_in && unknown.length) {
+    const n = unknown.reduce((a, [, c]) => a + c, 0);
+    list.push(
+      banner(
+        `${plural(n, "1 order is", "N orders are")} in an unrecognised state: ${unknown.map(([k]) => k).join(", ")}. They are listed but do not notify; an update of the app may be needed.`,
+        "warn",
+      ),
+    );
+  }
   if (s.local_history_rebuilt) {
     list.push(
       banner(
@@ -229,7 +239,7 @@ function fillSettings(s) {
   $("notify-partial").checked = s.notify_states.partial_results;
   $("notify-ready").checked = s.notify_states.results_ready;
   $("notify-amended").checked = s.notify_states.results_amended;
-  $("show-names").checked = s.show_patient_names;
+  $("notification-detail").value = s.notification_detail || (s.show_patient_names ? "full" : "test");
   $("sound").checked = s.sound;
   $("launch-at-login").checked = s.launch_at_login;
   $("pause-state").textContent = s.paused_until ? `Paused until ${clock(s.paused_until)}.` : "Notifications are on.";
@@ -266,7 +276,7 @@ $("settings-save").addEventListener("click", async () => {
           results_ready: $("notify-ready").checked,
           results_amended: $("notify-amended").checked,
         },
-        show_patient_names: $("show-names").checked,
+        notification_detail: $("notification-detail").value,
         sound: $("sound").checked,
         launch_at_login: $("launch-at-login").checked,
       },
@@ -293,17 +303,31 @@ $("resume").addEventListener("click", async () => {
   await call("resume_notifications");
   fillSettings(await call("get_settings"));
 });
-$("sign-out").addEventListener("click", async () => {
+// Sign-out asks first, and offers to erase what this computer keeps.
+$("sign-out").addEventListener("click", () => {
+  $("sign-out-confirm").hidden = false;
+  $("sign-out-yes").focus();
+});
+$("sign-out-no").addEventListener("click", () => {
+  $("sign-out-confirm").hidden = true;
+});
+async function signOut(erase) {
   try {
-    const r = await call("sign_out");
+    const r = await call("sign_out", { erase });
+    $("sign-out-confirm").hidden = true;
     dialog.close();
     if (r.revoke_errors.length) {
-      $("banners").prepend(banner("Signed out here; Fullscript could not be told: " + r.revoke_errors.join("; "), "warn"));
+      $("banners").prepend(
+        banner("Signed out here; Fullscript could not be told yet (the app will try again): " + r.revoke_errors.join("; "), "warn"),
+      );
     }
+    if (r.erased) $("banners").prepend(banner("Signed out; the lab orders, alerts and logs kept on this computer were erased."));
   } catch (e) {
     settingsError(e);
   }
-});
+}
+$("sign-out-yes").addEventListener("click", () => signOut(false));
+$("sign-out-erase").addEventListener("click", () => signOut(true));
 
 // ---------------------------------------------------------------- live updates
 

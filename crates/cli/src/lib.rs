@@ -50,7 +50,11 @@ pub enum Command {
     /// Sign in to Fullscript in the browser and wait for it to come back
     Login,
     /// Revoke the sign-in at Fullscript and delete it here
-    Logout,
+    Logout {
+        /// Also erase the lab orders, alerts and logs kept on this computer
+        #[arg(long)]
+        erase: bool,
+    },
     /// Show who is signed in and how watching goes
     Status {
         /// Machine-readable output
@@ -170,7 +174,7 @@ pub fn run_headless(cli: Cli) -> ExitCode {
     rt.block_on(async move {
         match cmd {
             Command::Login => login(&app).await,
-            Command::Logout => logout(&app).await,
+            Command::Logout { erase } => logout(&app, erase).await,
             Command::Status { json } => status(&app, json).await,
             Command::Watch {
                 cycles: Some(n), ..
@@ -192,6 +196,7 @@ async fn login(app: &App) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
+    session.retry_pending_revocations().await;
     let opener = BrowserOpener::new(UrlGuard::new(&app.config));
     let result = app
         .login(&session, |url| {
@@ -226,26 +231,45 @@ async fn login(app: &App) -> ExitCode {
     }
 }
 
-async fn logout(app: &App) -> ExitCode {
+async fn logout(app: &App, erase: bool) -> ExitCode {
     let session = match app.session() {
         Ok(s) => s,
+        Err(_) if erase => {
+            // Not configured: nothing to revoke, but the local data still goes.
+            return match app.erase_local_data() {
+                Ok(()) => {
+                    println!("Local lab orders, alerts and logs erased.");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(format!("could not erase the local data: {e}")),
+            };
+        }
         Err(e) => return fail(e),
     };
     if let Err(e) = session.load().await {
         return fail(e);
     }
-    let report = app.logout(&session).await;
+    let report = app.logout(&session, erase).await;
     if !report.was_signed_in {
         println!("Not signed in; nothing to revoke.");
     }
     for e in &report.revoke_errors {
         eprintln!("warning: could not revoke at Fullscript: {e}");
     }
+    if report.queued > 0 {
+        eprintln!(
+            "warning: {} revocation(s) will be retried at the next start",
+            report.queued
+        );
+    }
     if let Some(e) = &report.local_error {
-        return fail(format!("could not delete the local tokens: {e}"));
+        return fail(format!("could not delete the local data: {e}"));
     }
     if report.was_signed_in {
         println!("Signed out; local tokens deleted.");
+    }
+    if erase {
+        println!("Local lab orders, alerts and logs erased.");
     }
     if report.revoke_errors.is_empty() {
         ExitCode::SUCCESS
@@ -354,6 +378,17 @@ fn print_status(s: &StatusReport) {
             orders.join(", ")
         }
     );
+    if !s.unknown_states.is_empty() {
+        let states: Vec<String> = s
+            .unknown_states
+            .iter()
+            .map(|(k, v)| format!("{v} {k}"))
+            .collect();
+        println!(
+            "Unrecognised:   {} (listed, never notified; an update may be needed)",
+            states.join(", ")
+        );
+    }
     println!("Unseen results: {}", s.unseen);
     println!("Alerts queued:  {}", s.alerts_pending);
     if let Some(p) = &s.paused_until {
@@ -388,6 +423,9 @@ async fn watching_session(
 ) -> Result<(std::fs::File, Arc<fsn_core::session::Session>), ExitCode> {
     let lock = app.lock_watcher().map_err(fail)?;
     let session = app.session().map_err(fail)?;
+    // Revocations a sign-out could not get through: tried again, in the background.
+    let retry = session.clone();
+    tokio::spawn(async move { retry.retry_pending_revocations().await });
     match session.load().await {
         Ok(true) => Ok((lock, session)),
         Ok(false) => Err(fail("not signed in: run `fullscript-notifier login` first")),

@@ -99,6 +99,9 @@ pub struct Clinic {
 pub struct Account {
     pub clinic: Clinic,
     pub resource_owner: Option<ResourceOwner>,
+    /// The sign-in (see `TokenSet::grant_id`) this account came with.
+    #[serde(default)]
+    pub grant_id: Option<String>,
 }
 
 /// One page of lab orders; a bad record is reported, the rest kept.

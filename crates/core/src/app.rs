@@ -16,6 +16,7 @@ use crate::api::{Account, ApiError, Clinic, FullscriptClient};
 use crate::backoff::RequestBudget;
 use crate::clock::Clock;
 use crate::config::{Config, ConfigError, Paths};
+use crate::lab::LabState;
 use crate::notifier::Notifier;
 use crate::oauth::{AuthError, OAuthClient, ResourceOwner};
 use crate::opener::{OpenError, Opener, UrlGuard};
@@ -85,6 +86,10 @@ pub struct StatusReport {
     /// are listed as unseen, not announced one by one).
     pub local_history_rebuilt: Option<Rebuilt>,
     pub orders_by_state: std::collections::BTreeMap<String, usize>,
+    /// Orders in a state this version does not know (state → how many):
+    /// listed, never alerting, and said, so a renamed result state cannot
+    /// silently stop alerts.
+    pub unknown_states: std::collections::BTreeMap<String, usize>,
     pub alerts_pending: usize,
     pub unseen: usize,
     pub paused_until: Option<String>,
@@ -237,11 +242,12 @@ impl App {
         let code = pending.wait(self.config.login_timeout).await?;
         let tokens = session.oauth().exchange_code(code).await?;
         let owner = tokens.resource_owner.clone();
-        session.complete_login(tokens).await?;
+        let grant_id = session.complete_login(tokens).await?;
         let clinic = self.api(session.clone()).clinic().await?;
         let account = Account {
             clinic,
             resource_owner: owner,
+            grant_id: Some(grant_id),
         };
         self.remember_account(&account)?;
         Ok(account)
@@ -277,12 +283,66 @@ impl App {
         Ok(())
     }
 
-    pub async fn logout(&self, session: &Session) -> SignOutReport {
-        let report = session.sign_out().await;
-        let _ = self
-            .store
-            .set_signed_out_reason(Some(&SignedOutCause::User));
+    /// Sign out: revoke at Fullscript (what fails is queued and retried at
+    /// the next start), delete the tokens here. With `erase`, also erase
+    /// every order, alert and event from the database (and its journal)
+    /// and delete the log files and any kept damaged database.
+    pub async fn logout(&self, session: &Session, erase: bool) -> SignOutReport {
+        let mut report = session.sign_out().await;
+        if erase {
+            if let Err(e) = self.erase_local_data() {
+                report.local_error = Some(e.to_string());
+            }
+        } else {
+            let _ = self
+                .store
+                .set_signed_out_reason(Some(&SignedOutCause::User));
+        }
         report
+    }
+
+    /// The database's patient data, the logs and kept damaged databases.
+    pub fn erase_local_data(&self) -> Result<(), AppError> {
+        self.store.erase()?;
+        let logs = self.paths.log_dir();
+        match std::fs::read_dir(&logs) {
+            Ok(entries) => {
+                for entry in entries.flatten() {
+                    if entry.file_type().is_ok_and(|t| t.is_file()) {
+                        // Truncated first: a log still open elsewhere keeps nothing.
+                        let _ = std::fs::OpenOptions::new()
+                            .write(true)
+                            .truncate(true)
+                            .open(entry.path());
+                        std::fs::remove_file(entry.path()).map_err(|source| AppError::DataDir {
+                            path: entry.path(),
+                            source,
+                        })?;
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(AppError::DataDir { path: logs, source }),
+        }
+        let damaged_prefix = self
+            .paths
+            .database()
+            .file_name()
+            .map(|n| format!("{}.damaged-", n.to_string_lossy()))
+            .unwrap_or_default();
+        if let Ok(entries) = std::fs::read_dir(&self.paths.data_dir) {
+            for entry in entries.flatten() {
+                if entry
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(&damaged_prefix)
+                {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
+        tracing::info!("local data erased");
+        Ok(())
     }
 
     // ------------------------------------------------------------ the list
@@ -408,6 +468,7 @@ impl App {
             self.store.signed_out_reason().ok().flatten()
         };
         let unreadable = self.store.unreadable_orders().unwrap_or_default();
+        let orders_by_state = self.store.counts_by_state().unwrap_or_default();
         watch.skipped_records = watch.skipped_records.max(unreadable.len());
         StatusReport {
             signed_in,
@@ -425,7 +486,12 @@ impl App {
             watch,
             unreadable_orders: unreadable,
             local_history_rebuilt: self.store.rebuilt().ok().flatten(),
-            orders_by_state: self.store.counts_by_state().unwrap_or_default(),
+            unknown_states: orders_by_state
+                .iter()
+                .filter(|(state, _)| matches!(LabState::parse(state), LabState::Other(_)))
+                .map(|(state, n)| (state.clone(), *n))
+                .collect(),
+            orders_by_state,
             alerts_pending: self.store.pending_count().unwrap_or(0),
             unseen: self.store.unseen_count().unwrap_or(0),
             paused_until: self.paused_until().map(ts),

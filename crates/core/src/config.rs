@@ -97,6 +97,8 @@ pub struct Endpoints {
     pub results_url: String,
     /// Where a summary notification's click goes when there is no window to show.
     pub labs_url: Url,
+    /// Extra origins result documents may be opened from (`document_hosts`).
+    pub document_hosts: Vec<Url>,
 }
 
 impl Endpoints {
@@ -115,6 +117,44 @@ pub enum TokenStorageChoice {
     Auto,
     Keychain,
     File,
+}
+
+/// How much a notification says (they appear on lock screens and in
+/// notification centres, where anyone passing by can read them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NotificationDetail {
+    /// The patient's name and the test.
+    Full,
+    /// The test, never the patient (the default).
+    #[default]
+    Test,
+    /// "New lab result", nothing else.
+    Generic,
+}
+
+impl NotificationDetail {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotificationDetail::Full => "full",
+            NotificationDetail::Test => "test",
+            NotificationDetail::Generic => "generic",
+        }
+    }
+}
+
+impl FromStr for NotificationDetail {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "full" => Ok(NotificationDetail::Full),
+            "test" => Ok(NotificationDetail::Test),
+            "generic" => Ok(NotificationDetail::Generic),
+            other => Err(format!(
+                "`{other}` is not one of full (patient and test), test (test only), generic (\"New lab result\")"
+            )),
+        }
+    }
 }
 
 /// Which result states raise a notification.
@@ -174,6 +214,9 @@ pub struct Config {
     /// Every N-th cycle is a full sweep of all lab orders.
     pub sweep_every: u32,
     pub notify_states: NotifyStates,
+    /// What notifications say; `show_patient_names = true` (older files) means `full`.
+    pub notification_detail: NotificationDetail,
+    /// `notification_detail == full` (kept for older callers).
     pub show_patient_names: bool,
     pub sound: bool,
     /// More alerts than this at once become one summary notification.
@@ -210,9 +253,11 @@ struct ConfigFile {
     revoke_url: Option<String>,
     results_url: Option<String>,
     labs_url: Option<String>,
+    document_hosts: Option<Vec<String>>,
     poll_interval_secs: Option<i64>,
     sweep_every: Option<i64>,
     notify_states: Option<Vec<String>>,
+    notification_detail: Option<String>,
     show_patient_names: Option<bool>,
     sound: Option<bool>,
     summary_threshold: Option<i64>,
@@ -233,9 +278,11 @@ const KNOWN_KEYS: &[&str] = &[
     "revoke_url",
     "results_url",
     "labs_url",
+    "document_hosts",
     "poll_interval_secs",
     "sweep_every",
     "notify_states",
+    "notification_detail",
     "show_patient_names",
     "sound",
     "summary_threshold",
@@ -414,6 +461,12 @@ impl Config {
         let token_url = url_key("token_url", &file.token_url)?;
         let revoke_url = url_key("revoke_url", &file.revoke_url)?;
         let labs_url = url_key("labs_url", &file.labs_url)?;
+        let mut document_hosts = Vec::new();
+        for h in file.document_hosts.iter().flatten() {
+            if let Some(u) = url_key("document_hosts", &Some(h.clone()))? {
+                document_hosts.push(u);
+            }
+        }
         if let Some(t) = &file.results_url {
             let probe = t.replace("{id}", "00000000-0000-0000-0000-000000000000");
             url_key("results_url", &Some(probe))?;
@@ -441,6 +494,7 @@ impl Config {
                         .clone()
                         .unwrap_or_else(|| format!("https://{web}/labs/orders/{{id}}")),
                     labs_url: labs_url.unwrap_or_else(|| fixed(format!("https://{web}/"))),
+                    document_hosts: document_hosts.clone(),
                 }
             }
             None => {
@@ -471,6 +525,7 @@ impl Config {
                     revoke_url: need("revoke_url", revoke_url)?,
                     results_url,
                     labs_url,
+                    document_hosts: document_hosts.clone(),
                 }
             }
         };
@@ -531,6 +586,13 @@ impl Config {
                 n
             }
         };
+        let notification_detail = match (&file.notification_detail, file.show_patient_names) {
+            (Some(d), _) => {
+                NotificationDetail::from_str(d).map_err(|m| err("notification_detail", m))?
+            }
+            (None, Some(true)) => NotificationDetail::Full,
+            (None, _) => NotificationDetail::Test,
+        };
         let summary_threshold = file.summary_threshold.unwrap_or(3);
         if !(1..=100).contains(&summary_threshold) {
             return Err(err("summary_threshold", "must be between 1 and 100".into()));
@@ -588,7 +650,8 @@ impl Config {
             poll_interval: Duration::from_secs(poll as u64),
             sweep_every: sweep_every as u32,
             notify_states,
-            show_patient_names: file.show_patient_names.unwrap_or(false),
+            notification_detail,
+            show_patient_names: notification_detail == NotificationDetail::Full,
             sound: file.sound.unwrap_or(true),
             summary_threshold: summary_threshold as usize,
             request_timeout: Duration::from_secs_f64(timeout),
@@ -600,14 +663,14 @@ impl Config {
         })
     }
 
-    /// Hosts (scheme, host, port) the app may open in the browser.
-    pub fn openable_origins(&self) -> Vec<url::Origin> {
-        let mut origins = vec![
-            self.endpoints.api_base.origin(),
-            self.endpoints.authorize_url.origin(),
-            self.endpoints.labs_url.origin(),
-        ];
-        if let Some(u) = self.endpoints.results_url_for("x") {
+    /// Origins (scheme, host, port) result links may be opened on: the
+    /// practitioner web app (results pages, the labs page) and the document
+    /// hosts configured in `document_hosts`. Never the API or OAuth host as
+    /// such: a result link there could be a consent page for another app.
+    pub fn result_origins(&self) -> Vec<url::Origin> {
+        let e = &self.endpoints;
+        let mut origins = vec![e.labs_url.origin()];
+        if let Some(u) = e.results_url_for("x") {
             origins.push(u.origin());
         }
         if let Some((_, web)) = self.environment.hosts() {
@@ -615,6 +678,7 @@ impl Config {
                 origins.push(u.origin());
             }
         }
+        origins.extend(e.document_hosts.iter().map(Url::origin));
         origins.dedup();
         origins
     }
@@ -627,7 +691,7 @@ pub struct SettingsUpdate {
     pub client_id: Option<String>,
     pub poll_interval_secs: Option<u64>,
     pub notify_states: Option<NotifyStates>,
-    pub show_patient_names: Option<bool>,
+    pub notification_detail: Option<NotificationDetail>,
     pub sound: Option<bool>,
 }
 
@@ -671,8 +735,12 @@ pub fn write_settings(path: &Path, update: &SettingsUpdate) -> Result<Config, Co
         }
         doc["notify_states"] = toml_edit::value(arr);
     }
-    if let Some(b) = update.show_patient_names {
-        doc["show_patient_names"] = toml_edit::value(b);
+    if let Some(d) = update.notification_detail {
+        doc["notification_detail"] = toml_edit::value(d.as_str());
+        // One source of truth: the older key, if the file has it, agrees.
+        if doc.contains_key("show_patient_names") {
+            doc["show_patient_names"] = toml_edit::value(d == NotificationDetail::Full);
+        }
     }
     if let Some(b) = update.sound {
         doc["sound"] = toml_edit::value(b);
@@ -799,6 +867,79 @@ api_base = "http://example.com/api"
     }
 
     #[test]
+    fn notification_detail_defaults_to_the_test_and_reads_the_older_key() {
+        assert_eq!(
+            parse("").unwrap().notification_detail,
+            NotificationDetail::Test
+        );
+        assert_eq!(
+            parse("show_patient_names = true")
+                .unwrap()
+                .notification_detail,
+            NotificationDetail::Full
+        );
+        assert_eq!(
+            parse("show_patient_names = true\nnotification_detail = \"generic\"")
+                .unwrap()
+                .notification_detail,
+            NotificationDetail::Generic
+        );
+        assert_eq!(
+            parse("notification_detail = \"everything\"")
+                .unwrap_err()
+                .key,
+            "notification_detail"
+        );
+    }
+
+    #[test]
+    fn the_config_file_stays_private_when_it_holds_a_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("conf").join("config.toml");
+        write_settings(
+            &path,
+            &SettingsUpdate {
+                sound: Some(false),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        #[cfg(unix)]
+        {
+            assert_eq!(crate::files::mode_of(&path), Some(0o600), "new: private");
+            assert_eq!(
+                crate::files::mode_of(path.parent().unwrap()),
+                Some(0o700),
+                "its directory too"
+            );
+            // A person made it readable; with no secret in it, that is kept.
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+                .unwrap();
+            write_settings(
+                &path,
+                &SettingsUpdate {
+                    sound: Some(true),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            assert_eq!(crate::files::mode_of(&path), Some(0o644));
+            // With a secret in it, never readable by others.
+            let text = std::fs::read_to_string(&path).unwrap() + "client_secret = \"s\"\n";
+            std::fs::write(&path, text).unwrap();
+            write_settings(
+                &path,
+                &SettingsUpdate {
+                    sound: Some(false),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            assert_eq!(crate::files::mode_of(&path), Some(0o600));
+        }
+    }
+
+    #[test]
     fn settings_are_written_back_keeping_comments() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.toml");
@@ -812,7 +953,7 @@ api_base = "http://example.com/api"
                     results_ready: true,
                     results_amended: true,
                 }),
-                show_patient_names: Some(true),
+                notification_detail: Some(NotificationDetail::Full),
                 ..Default::default()
             },
         )
@@ -820,6 +961,7 @@ api_base = "http://example.com/api"
         assert_eq!(c.poll_interval, Duration::from_secs(120));
         assert!(!c.notify_states.partial_results);
         assert!(c.show_patient_names);
+        assert_eq!(c.notification_detail, NotificationDetail::Full);
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.starts_with("# my clinic's settings"));
         assert!(write_settings(

@@ -43,6 +43,8 @@ pub struct DesktopNotifier {
     pub app_id: String,
     on_click: ClickHandler,
     waiting: Arc<AtomicUsize>,
+    /// Does the daemon interpret markup in bodies (asked once)?
+    body_markup: std::sync::OnceLock<bool>,
 }
 
 /// Notifications stay clickable until dismissed; past this many still open,
@@ -58,7 +60,27 @@ impl DesktopNotifier {
             app_id: "com.fullscriptlabnotifier.desktop".to_string(),
             on_click,
             waiting: Arc::new(AtomicUsize::new(0)),
+            body_markup: std::sync::OnceLock::new(),
         }
+    }
+
+    /// freedesktop daemons that advertise `body-markup` interpret `<b>`,
+    /// `<a href>`, `<img src>` and entities in the body: ours is escaped
+    /// for them. Elsewhere bodies are plain already.
+    fn body_markup(&self) -> bool {
+        *self.body_markup.get_or_init(|| {
+            #[cfg(all(unix, not(target_os = "macos")))]
+            {
+                notify_rust::get_capabilities()
+                    .map(|caps| caps.iter().any(|c| c == "body-markup"))
+                    // Unknown: escaping is the safe mistake.
+                    .unwrap_or(true)
+            }
+            #[cfg(not(all(unix, not(target_os = "macos"))))]
+            {
+                false
+            }
+        })
     }
 
     pub fn with_icon(mut self, icon: impl Into<String>) -> DesktopNotifier {
@@ -67,11 +89,15 @@ impl DesktopNotifier {
     }
 
     fn build(&self, n: &Notification) -> notify_rust::Notification {
+        use crate::policy::{plain_text, MAX_BODY_CHARS, MAX_SUMMARY_CHARS};
         let mut native = notify_rust::Notification::new();
+        // The summary is never markup; the body may be.
+        let summary = plain_text(&n.title, MAX_SUMMARY_CHARS, false);
+        let body = plain_text(&n.body, MAX_BODY_CHARS, self.body_markup());
         native
             .appname(&self.app_name)
-            .summary(&n.title)
-            .body(&n.body)
+            .summary(&summary)
+            .body(&body)
             .icon(&self.icon)
             .action("default", "Open results");
         #[cfg(all(unix, not(target_os = "macos")))]

@@ -45,6 +45,11 @@ pub struct TokenSet {
     pub expires_at: Option<DateTime<Utc>>,
     pub obtained_at: DateTime<Utc>,
     pub resource_owner: Option<ResourceOwner>,
+    /// This app's name for the sign-in these tokens belong to (kept across
+    /// refreshes, new at every sign-in), so two processes sharing a data
+    /// directory can tell whether the other signed in anew.
+    #[serde(default)]
+    pub grant_id: Option<String>,
 }
 
 impl TokenSet {
@@ -70,8 +75,6 @@ pub enum AuthError {
     NotConfigured(String),
     #[error("sign-in was denied in the browser{}", .0.as_deref().map(|d| format!(": {d}")).unwrap_or_default())]
     Denied(Option<String>),
-    #[error("the browser came back with a different sign-in request (state mismatch); start the sign-in again")]
-    StateMismatch,
     #[error("the browser did not come back within {} minutes; start the sign-in again", .0.as_secs().div_ceil(60))]
     TimedOut(Duration),
     #[error("cannot listen on {addr} for the sign-in redirect: {source}")]
@@ -101,6 +104,8 @@ pub enum AuthError {
     SignedOut(String),
     #[error("needs configuration: {0}")]
     NeedsConfiguration(String),
+    #[error("the sign-in was replaced in another window or command; following it")]
+    SessionReplaced,
     #[error("renewing the sign-in failed ({last_error}); next try in {}s", .retry_in.as_secs())]
     RefreshBackoff {
         retry_in: Duration,
@@ -124,6 +129,7 @@ impl AuthError {
             | AuthError::Server { .. }
             | AuthError::Secrets(_)
             | AuthError::Malformed(_)
+            | AuthError::SessionReplaced
             | AuthError::RefreshBackoff { .. } => true,
             AuthError::Rejected { code, .. } => {
                 code != "invalid_grant" && !self.is_client_rejected()
@@ -205,6 +211,7 @@ pub fn parse_token_response(body: &Value, now: DateTime<Utc>) -> Result<TokenSet
         expires_at,
         obtained_at: now,
         resource_owner,
+        grant_id: None,
     })
 }
 
@@ -235,7 +242,8 @@ pub struct PendingLogin {
     pub authorize_url: Url,
     state: oauth2::CsrfToken,
     verifier: oauth2::PkceCodeVerifier,
-    listener: tokio::net::TcpListener,
+    /// One per loopback address the redirect may reach (both families for `localhost`).
+    listeners: Vec<tokio::net::TcpListener>,
     path: String,
 }
 
@@ -305,7 +313,9 @@ async fn on_callback(
                 ),
             );
         }
-        let _ = st.tx.try_send(Err(AuthError::StateMismatch));
+        // Not ours (another local program, a stale tab): refused, and the
+        // sign-in keeps waiting for the right answer until it times out.
+        tracing::warn!("the sign-in listener refused an answer with a wrong state");
         return (
             axum::http::StatusCode::BAD_REQUEST,
             callback_page(
@@ -367,18 +377,29 @@ impl PendingLogin {
         let app = axum::Router::new()
             .route(&self.path, axum::routing::get(on_callback))
             .with_state(st);
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(self.listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stop_rx.await;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let servers: Vec<_> = self
+            .listeners
+            .into_iter()
+            .map(|listener| {
+                let app = app.clone();
+                let mut stop = stop_rx.clone();
+                tokio::spawn(async move {
+                    let _ = axum::serve(listener, app)
+                        .with_graceful_shutdown(async move {
+                            let _ = stop.wait_for(|s| *s).await;
+                        })
+                        .await;
                 })
-                .await;
-        });
+            })
+            .collect();
+        drop(app);
         let outcome = tokio::time::timeout(timeout, rx.recv()).await;
-        // Let the answer page reach the browser, then close the port.
-        let _ = stop_tx.send(());
-        let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+        // Let the answer page reach the browser, then close the ports.
+        let _ = stop_tx.send(true);
+        for server in servers {
+            let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+        }
         match outcome {
             Err(_) => Err(AuthError::TimedOut(timeout)),
             Ok(None) => Err(AuthError::TimedOut(timeout)),
@@ -442,15 +463,30 @@ impl OAuthClient {
             .redirect_uri
             .port()
             .ok_or_else(|| AuthError::NotConfigured("redirect_uri has no port".into()))?;
-        let ip = match self.redirect_uri.host() {
-            Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip),
-            // `localhost` and 127.x: always the IPv4 loopback, never a public interface.
-            _ => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        // Loopback only, never a public interface. A browser may resolve
+        // `localhost` to either family, and another local user could be
+        // listening on the one left free: listen on both (IPv6 is skipped
+        // only where this computer has none).
+        let (primary, also_v6) = match self.redirect_uri.host() {
+            Some(url::Host::Ipv6(ip)) => (IpAddr::V6(ip), false),
+            Some(url::Host::Ipv4(ip)) if ip.is_loopback() => (IpAddr::V4(ip), false),
+            Some(url::Host::Domain(_)) => (IpAddr::V4(Ipv4Addr::LOCALHOST), true),
+            _ => (IpAddr::V4(Ipv4Addr::LOCALHOST), false),
         };
-        let addr = SocketAddr::new(ip, port);
-        let listener = tokio::net::TcpListener::bind(addr)
+        let addr = SocketAddr::new(primary, port);
+        let mut listeners = vec![tokio::net::TcpListener::bind(addr)
             .await
-            .map_err(|source| AuthError::Listener { addr, source })?;
+            .map_err(|source| AuthError::Listener { addr, source })?];
+        if also_v6 {
+            let v6 = SocketAddr::new(IpAddr::V6(std::net::Ipv6Addr::LOCALHOST), port);
+            match tokio::net::TcpListener::bind(v6).await {
+                Ok(l) => listeners.push(l),
+                Err(e) if e.kind() == std::io::ErrorKind::AddrNotAvailable => {
+                    tracing::debug!("no IPv6 loopback here; listening on IPv4 only");
+                }
+                Err(source) => return Err(AuthError::Listener { addr: v6, source }),
+            }
+        }
 
         let client = oauth2::basic::BasicClient::new(oauth2::ClientId::new(self.client_id.clone()))
             .set_auth_uri(oauth2::AuthUrl::from_url(self.authorize_url.clone()))
@@ -468,7 +504,7 @@ impl OAuthClient {
             authorize_url,
             state,
             verifier,
-            listener,
+            listeners,
             path,
         })
     }

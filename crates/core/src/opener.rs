@@ -1,6 +1,10 @@
-//! Opening results in the browser, safely: only https URLs on the
-//! configured Fullscript hosts (and, in the custom environment, plain http on
-//! loopback) are ever opened. Anything else is refused and logged by host.
+//! Opening results in the browser, safely. Two kinds of URL are ever opened:
+//! the configured sign-in page (exactly its origin and path), and result
+//! links on the practitioner web app or a configured document host, never
+//! on an OAuth path (a hostile `pdf_url` could otherwise open a genuine
+//! consent page for another app). Only https (and, in the custom
+//! environment, plain http on loopback). Anything else is refused and
+//! logged by host.
 
 use url::Url;
 
@@ -17,26 +21,52 @@ pub enum OpenError {
 /// Which URLs may be opened.
 #[derive(Debug, Clone)]
 pub struct UrlGuard {
-    origins: Vec<url::Origin>,
+    result_origins: Vec<url::Origin>,
+    sign_in: Url,
     allow_loopback_http: bool,
+}
+
+/// A path that belongs to an OAuth flow (`/oauth/…`, `/api/oauth/…`).
+fn is_oauth_path(url: &Url) -> bool {
+    url.path_segments()
+        .into_iter()
+        .flatten()
+        .any(|s| s.eq_ignore_ascii_case("oauth"))
 }
 
 impl UrlGuard {
     pub fn new(config: &Config) -> UrlGuard {
         UrlGuard {
-            origins: config.openable_origins(),
+            result_origins: config.result_origins(),
+            sign_in: config.endpoints.authorize_url.clone(),
             allow_loopback_http: config.environment == Environment::Custom,
         }
     }
 
-    /// Is this an acceptable link (no logging)?
-    pub fn allows(&self, url: &Url) -> bool {
+    fn scheme_ok(&self, url: &Url) -> bool {
         let scheme_ok = match url.scheme() {
             "https" => true,
             "http" => self.allow_loopback_http && is_loopback(url),
             _ => false,
         };
-        scheme_ok && self.origins.contains(&url.origin()) && url.username().is_empty()
+        scheme_ok && url.username().is_empty() && url.password().is_none()
+    }
+
+    /// A result link (document or results page) that may be opened.
+    pub fn allows_result(&self, url: &Url) -> bool {
+        self.scheme_ok(url) && self.result_origins.contains(&url.origin()) && !is_oauth_path(url)
+    }
+
+    /// The configured sign-in page (whatever its query).
+    pub fn is_sign_in(&self, url: &Url) -> bool {
+        self.scheme_ok(url)
+            && url.origin() == self.sign_in.origin()
+            && url.path() == self.sign_in.path()
+    }
+
+    /// Is this an acceptable link (no logging)?
+    pub fn allows(&self, url: &Url) -> bool {
+        self.allows_result(url) || self.is_sign_in(url)
     }
 
     /// `allows`, logging a refusal by host only (never the full URL).
@@ -138,8 +168,19 @@ mod tests {
         let c = Config::parse(Path::new("c.toml"), "").unwrap();
         let g = UrlGuard::new(&c);
         assert!(g.allows(&Url::parse("https://us-snd.fullscript.io/labs/orders/1").unwrap()));
-        assert!(g.allows(&Url::parse("https://api-us-snd.fullscript.io/x.pdf").unwrap()));
+        assert!(
+            g.allows(
+                &Url::parse("https://api-us-snd.fullscript.io/api/oauth/authorize?client_id=x")
+                    .unwrap()
+            ),
+            "the sign-in page itself"
+        );
         for bad in [
+            // Not a document host: the API, and OAuth pages anywhere.
+            "https://api-us-snd.fullscript.io/x.pdf",
+            "https://api-us-snd.fullscript.io/api/oauth/authorize/other",
+            "https://us-snd.fullscript.io/oauth/authorize?client_id=someone-else",
+            "https://us-snd.fullscript.io/api/OAuth/authorize",
             "http://us-snd.fullscript.io/labs",
             "https://evil.example/labs",
             "https://us-snd.fullscript.io.evil.example/",
@@ -151,6 +192,23 @@ mod tests {
             assert!(!g.allows(&Url::parse(bad).unwrap()), "{bad}");
             assert!(g.check(&Url::parse(bad).unwrap()).is_err());
         }
+    }
+
+    #[test]
+    fn configured_document_hosts_are_allowed_for_results_only() {
+        let c = Config::parse(
+            Path::new("c.toml"),
+            "document_hosts = [\"https://files.example.com\"]",
+        )
+        .unwrap();
+        let g = UrlGuard::new(&c);
+        assert!(g.allows(&Url::parse("https://files.example.com/r/1.pdf?sig=x").unwrap()));
+        assert!(!g.allows(&Url::parse("https://files.example.com/oauth/authorize").unwrap()));
+        assert!(Config::parse(
+            Path::new("c.toml"),
+            "document_hosts = [\"http://files.example.com\"]"
+        )
+        .is_err());
     }
 
     #[test]

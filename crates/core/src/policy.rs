@@ -3,13 +3,16 @@
 //! and a [`crate::notifier::Notifier`] only shows it.
 //!
 //! Notifications appear on lock screens and in notification centres, so the
-//! default text names the lab test, never the patient; showing patient names
-//! is an opt-in setting.
+//! default text names the lab test, never the patient; `notification_detail`
+//! chooses between the patient and the test (`full`), the test (`test`, the
+//! default) and nothing at all (`generic`). Summaries never name patients or
+//! tests. All text is plain: [`plain_text`] escapes markup for daemons that
+//! interpret it, drops control characters and caps lengths.
 
 use serde::Serialize;
 use url::Url;
 
-use crate::config::Endpoints;
+use crate::config::{Endpoints, NotificationDetail};
 use crate::lab::LabState;
 use crate::opener::UrlGuard;
 use crate::store::PendingAlert;
@@ -53,9 +56,48 @@ pub struct Notification {
 
 #[derive(Debug, Clone, Copy)]
 pub struct Policy {
-    pub show_patient_names: bool,
+    pub detail: NotificationDetail,
     pub summary_threshold: usize,
     pub sound: bool,
+}
+
+/// Longest summary (title) a notification shows, in characters.
+pub const MAX_SUMMARY_CHARS: usize = 80;
+/// Longest body a notification shows, in characters.
+pub const MAX_BODY_CHARS: usize = 240;
+
+/// Text as a notification daemon must show it: control characters become
+/// spaces, at most `max` characters (an ellipsis marks a cut), and, for
+/// daemons that interpret markup in the body (freedesktop `body-markup`),
+/// `&`, `<` and `>` escaped so a test named `CBC w/ Diff & Platelets` shows
+/// as written and `<a href>` or `<img src>` from an API answer stays text.
+pub fn plain_text(raw: &str, max: usize, escape_markup: bool) -> String {
+    let clean: String = raw
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let clean = clean.trim();
+    let capped = if clean.chars().count() > max {
+        let mut cut: String = clean.chars().take(max.saturating_sub(1)).collect();
+        cut = cut.trim_end().to_string();
+        cut.push('…');
+        cut
+    } else {
+        clean.to_string()
+    };
+    if !escape_markup {
+        return capped;
+    }
+    let mut out = String::with_capacity(capped.len());
+    for c in capped.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 pub fn title_for(state: &LabState) -> &'static str {
@@ -89,14 +131,17 @@ pub fn results_link(
         .filter(|u| guard.allows(u))
 }
 
-fn body_for(a: &PendingAlert, show_names: bool) -> String {
+fn body_for(a: &PendingAlert, detail: NotificationDetail) -> String {
+    if detail == NotificationDetail::Generic {
+        return String::new();
+    }
     let what = crate::lab::display_title(a.title.as_deref(), &a.test_names, None);
     let what = match &a.lab_name {
         Some(lab) if !what.contains(lab.as_str()) => format!("{what} · {lab}"),
         _ => what,
     };
-    match (&a.patient_name, show_names) {
-        (Some(p), true) if !p.is_empty() => format!("{} — {what}", p.expose()),
+    match (&a.patient_name, detail) {
+        (Some(p), NotificationDetail::Full) if !p.is_empty() => format!("{} — {what}", p.expose()),
         _ => what,
     }
 }
@@ -125,10 +170,15 @@ pub fn compose(
         .collect();
         let mut order_ids: Vec<String> = alerts.iter().map(|a| a.order_id.clone()).collect();
         order_ids.dedup();
+        let body = if policy.detail == NotificationDetail::Generic {
+            "Open to review.".to_string()
+        } else {
+            format!("{}. Open to review.", parts.join(" · "))
+        };
         return vec![Notification {
             kind: NotificationKind::Summary { order_ids },
             title: format!("{} new lab results", alerts.len()),
-            body: format!("{}. Open to review.", parts.join(" · ")),
+            body,
             url: Some(endpoints.labs_url.clone()).filter(|u| guard.allows(u)),
             alert_ids: alerts.iter().map(|a| a.id).collect(),
             sound: policy.sound,
@@ -140,8 +190,12 @@ pub fn compose(
             kind: NotificationKind::Result {
                 order_id: a.order_id.clone(),
             },
-            title: title_for(&a.state).to_string(),
-            body: body_for(a, policy.show_patient_names),
+            title: if policy.detail == NotificationDetail::Generic {
+                "New lab result".to_string()
+            } else {
+                title_for(&a.state).to_string()
+            },
+            body: body_for(a, policy.detail),
             url: results_link(guard, endpoints, &a.order_id, a.document_url.as_deref()),
             alert_ids: vec![a.id],
             sound: policy.sound,
@@ -205,7 +259,7 @@ mod tests {
     fn single_alerts_carry_no_patient_name_by_default() {
         let (c, g) = setup();
         let p = Policy {
-            show_patient_names: false,
+            detail: NotificationDetail::Test,
             summary_threshold: 3,
             sound: true,
         };
@@ -226,7 +280,7 @@ mod tests {
         let named = compose(
             &[alert(1, LabState::PartialResults, None)],
             &Policy {
-                show_patient_names: true,
+                detail: NotificationDetail::Full,
                 ..p
             },
             &g,
@@ -240,10 +294,66 @@ mod tests {
     }
 
     #[test]
+    fn generic_detail_says_only_that_a_result_arrived() {
+        let (c, g) = setup();
+        let p = Policy {
+            detail: NotificationDetail::Generic,
+            summary_threshold: 3,
+            sound: true,
+        };
+        let n = compose(
+            &[alert(1, LabState::ResultsAmended, None)],
+            &p,
+            &g,
+            &c.endpoints,
+        );
+        assert_eq!(n[0].title, "New lab result");
+        assert_eq!(n[0].body, "");
+        assert!(n[0].url.is_some(), "a click still opens the results");
+    }
+
+    #[test]
+    fn notification_text_is_plain_and_capped() {
+        assert_eq!(
+            plain_text("CBC w/ Diff & Platelets", 240, true),
+            "CBC w/ Diff &amp; Platelets"
+        );
+        assert_eq!(
+            plain_text(
+                "<a href=\"https://evil.example\">View</a><img src=x>",
+                240,
+                true
+            ),
+            "&lt;a href=\"https://evil.example\"&gt;View&lt;/a&gt;&lt;img src=x&gt;"
+        );
+        assert_eq!(
+            plain_text("A & B", 240, false),
+            "A & B",
+            "no markup: as written"
+        );
+        assert_eq!(
+            plain_text("line\none\u{7}\u{1b}[31m", 240, false),
+            "line one  [31m"
+        );
+        let long = "x".repeat(500);
+        let capped = plain_text(&long, MAX_BODY_CHARS, true);
+        assert_eq!(capped.chars().count(), MAX_BODY_CHARS);
+        assert!(capped.ends_with('…'));
+        // The cap counts characters, not bytes, and escaping happens after it.
+        let amps = "&".repeat(100);
+        assert_eq!(
+            plain_text(&amps, MAX_SUMMARY_CHARS, true)
+                .matches("&amp;")
+                .count(),
+            79
+        );
+    }
+
+    #[test]
     fn document_links_only_on_allowed_hosts() {
         let (c, g) = setup();
         let p = Policy {
-            show_patient_names: false,
+            detail: NotificationDetail::Test,
             summary_threshold: 3,
             sound: false,
         };
@@ -278,7 +388,7 @@ mod tests {
     fn more_than_the_threshold_becomes_one_summary() {
         let (c, g) = setup();
         let p = Policy {
-            show_patient_names: true,
+            detail: NotificationDetail::Full,
             summary_threshold: 3,
             sound: true,
         };

@@ -77,6 +77,21 @@ pub trait SecretStore: Send + Sync {
     fn get(&self, key: &str) -> Result<Option<String>, SecretStoreError>;
     fn set(&self, key: &str, value: &str) -> Result<(), SecretStoreError>;
     fn delete(&self, key: &str) -> Result<(), SecretStoreError>;
+    /// Set `key` only if its current value passes `check`; answers whether
+    /// it was set. Atomic across processes for the file; keychains offer no
+    /// transactions, so there it is a read then a write.
+    fn set_if(
+        &self,
+        key: &str,
+        value: &str,
+        check: &dyn Fn(Option<&str>) -> bool,
+    ) -> Result<bool, SecretStoreError> {
+        if !check(self.get(key)?.as_deref()) {
+            return Ok(false);
+        }
+        self.set(key, value)?;
+        Ok(true)
+    }
     /// Why this store was chosen, for status lines (e.g. "no keychain answered").
     fn note(&self) -> Option<String> {
         None
@@ -376,6 +391,24 @@ impl SecretStore for FileStore {
                 self.write(&map)?;
             }
             Ok(())
+        })
+    }
+
+    fn set_if(
+        &self,
+        key: &str,
+        value: &str,
+        check: &dyn Fn(Option<&str>) -> bool,
+    ) -> Result<bool, SecretStoreError> {
+        self.locked(|| {
+            let mut map = self.read()?;
+            let full = self.full_key(key);
+            if !check(map.get(&full).map(String::as_str)) {
+                return Ok(false);
+            }
+            map.insert(full, value.to_string());
+            self.write(&map)?;
+            Ok(true)
         })
     }
 

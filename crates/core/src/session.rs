@@ -32,6 +32,17 @@ use crate::secret::Secret;
 use crate::secret_store::SecretStore;
 
 pub const TOKENS_KEY: &str = "tokens";
+/// Tokens Fullscript could not be told to revoke at sign-out, retried later.
+pub const PENDING_REVOCATIONS_KEY: &str = "pending_revocations";
+/// How long a refresh token (documented as non-expiring) is retried.
+const REFRESH_REVOCATION_RETRY_DAYS: i64 = 30;
+
+/// A token to revoke once Fullscript answers, until it would have expired.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct PendingRevocation {
+    token: Secret,
+    until: DateTime<Utc>,
+}
 
 /// Why nobody is signed in (shown to the practitioner, kept in the database).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,8 +81,8 @@ pub enum AuthState {
 #[derive(Debug, Default)]
 pub struct SignOutReport {
     pub revoke_errors: Vec<String>,
-    /// Tokens that could not be revoked (to retry later), with why.
-    pub unrevoked: Vec<Secret>,
+    /// Tokens that could not be revoked, queued to be retried later.
+    pub queued: usize,
     pub local_error: Option<String>,
     pub was_signed_in: bool,
 }
@@ -211,9 +222,53 @@ impl Session {
         Ok(blocking(move || store.set(TOKENS_KEY, &json)).await??)
     }
 
-    /// Keep a freshly exchanged pair (saved first, then used).
-    pub async fn complete_login(&self, tokens: TokenSet) -> Result<(), AuthError> {
+    /// Save refreshed tokens only over the sign-in they were refreshed from:
+    /// another process (the window, `login`) may have signed in anew, or
+    /// out, meanwhile, and its tokens must not be overwritten.
+    async fn persist_refreshed(&self, tokens: &TokenSet) -> Result<(), AuthError> {
+        let json =
+            serde_json::to_string(tokens).map_err(|e| AuthError::Malformed(e.to_string()))?;
+        let ours = tokens.grant_id.clone();
+        let store = self.store.clone();
+        let saved = blocking(move || {
+            store.set_if(TOKENS_KEY, &json, &|current| {
+                let theirs = current
+                    .and_then(|c| serde_json::from_str::<TokenSet>(c).ok())
+                    .map(|t| t.grant_id);
+                match theirs {
+                    // Signed out elsewhere: nothing to refresh.
+                    None => false,
+                    Some(theirs) => theirs.is_none() || ours.is_none() || theirs == ours,
+                }
+            })
+        })
+        .await??;
+        if saved {
+            Ok(())
+        } else {
+            Err(AuthError::SessionReplaced)
+        }
+    }
+
+    /// The sign-in these tokens belong to (see `TokenSet::grant_id`).
+    pub fn grant_id(&self) -> Option<String> {
+        self.slot().as_ref().and_then(|t| t.grant_id.clone())
+    }
+
+    /// Another process signed out: forget the tokens here too (the store
+    /// is theirs to clear) and say why.
+    pub fn adopt_sign_out(&self, cause: SignedOutCause) {
+        *self.slot() = None;
+        self.state
+            .send_replace(AuthState::SignedOut { cause: Some(cause) });
+    }
+
+    /// Keep a freshly exchanged pair (saved first, then used); answers the
+    /// new sign-in's id.
+    pub async fn complete_login(&self, mut tokens: TokenSet) -> Result<String, AuthError> {
         let mut gate = self.gate.lock().await;
+        let grant_id = format!("{:032x}", rand::random::<u128>());
+        tokens.grant_id = Some(grant_id.clone());
         self.persist(&tokens).await?;
         *self.slot() = Some(tokens);
         *gate = RefreshGate::default();
@@ -223,7 +278,7 @@ impl Session {
             storage = self.store.kind().as_str(),
             "signed in to Fullscript"
         );
-        Ok(())
+        Ok(grant_id)
     }
 
     /// A valid access token, refreshed ahead of expiry when needed.
@@ -321,12 +376,16 @@ impl Session {
             self.end_locally(cause).await;
             return Err(AuthError::SignedOut(text));
         };
+        let grant_id = self.grant_id();
         let outcome = match self.oauth.refresh(&refresh).await {
             // Saved before first use: see the module comment.
-            Ok(new) => match self.persist(&new).await {
-                Ok(()) => Ok(new),
-                Err(e) => Err(e),
-            },
+            Ok(mut new) => {
+                new.grant_id = grant_id;
+                match self.persist_refreshed(&new).await {
+                    Ok(()) => Ok(new),
+                    Err(e) => Err(e),
+                }
+            }
             Err(e) => Err(e),
         };
         match outcome {
@@ -356,6 +415,16 @@ impl Session {
                 })
                 .await;
                 Err(AuthError::SignedOut(reason))
+            }
+            Err(AuthError::SessionReplaced) => {
+                // Follow the other process's sign-in (or sign-out).
+                tracing::info!(
+                    "the sign-in was replaced by another window or command; following it"
+                );
+                if let Err(e) = self.load().await {
+                    tracing::warn!(error = %e, "could not read the new sign-in");
+                }
+                Err(AuthError::SessionReplaced)
             }
             Err(e @ AuthError::Rejected { .. }) if e.is_client_rejected() => {
                 let reason = format!(
@@ -414,19 +483,34 @@ impl Session {
             was_signed_in: taken.is_some(),
             ..Default::default()
         };
+        let mut unrevoked = Vec::new();
         if let Some(tokens) = taken {
+            let now = Utc::now();
             let mut to_revoke = Vec::new();
             if let Some(r) = &tokens.refresh_token {
-                to_revoke.push(("refresh token", r.clone()));
+                let until = now
+                    .checked_add_signed(chrono::Duration::days(REFRESH_REVOCATION_RETRY_DAYS))
+                    .unwrap_or(now);
+                to_revoke.push(("refresh token", r.clone(), until));
             }
-            to_revoke.push(("access token", tokens.access_token.clone()));
-            for (what, token) in to_revoke {
+            let access_until = tokens
+                .expires_at
+                .unwrap_or_else(|| now + chrono::Duration::hours(2));
+            to_revoke.push(("access token", tokens.access_token.clone(), access_until));
+            for (what, token, until) in to_revoke {
                 if let Err(e) = self.oauth.revoke(&token).await {
                     report.revoke_errors.push(format!("{what}: {e}"));
-                    if e.is_transient() {
-                        report.unrevoked.push(token);
+                    if e.is_transient() || matches!(e, AuthError::Server { .. }) {
+                        unrevoked.push(PendingRevocation { token, until });
                     }
                 }
+            }
+        }
+        if !unrevoked.is_empty() {
+            report.queued = unrevoked.len();
+            if let Err(e) = self.add_pending_revocations(unrevoked).await {
+                tracing::error!(error = %e, "could not queue the revocations to retry");
+                report.queued = 0;
             }
         }
         let store = self.store.clone();
@@ -440,5 +524,59 @@ impl Session {
         });
         tracing::info!(revoke_failures = report.revoke_errors.len(), "signed out");
         report
+    }
+
+    async fn pending_revocations(&self) -> Result<Vec<PendingRevocation>, AuthError> {
+        let store = self.store.clone();
+        let raw = blocking(move || store.get(PENDING_REVOCATIONS_KEY)).await??;
+        Ok(raw
+            .and_then(|r| serde_json::from_str(&r).ok())
+            .unwrap_or_default())
+    }
+
+    async fn save_pending_revocations(&self, list: &[PendingRevocation]) -> Result<(), AuthError> {
+        let store = self.store.clone();
+        if list.is_empty() {
+            return Ok(blocking(move || store.delete(PENDING_REVOCATIONS_KEY)).await??);
+        }
+        let json = serde_json::to_string(list).map_err(|e| AuthError::Malformed(e.to_string()))?;
+        Ok(blocking(move || store.set(PENDING_REVOCATIONS_KEY, &json)).await??)
+    }
+
+    async fn add_pending_revocations(&self, more: Vec<PendingRevocation>) -> Result<(), AuthError> {
+        let mut list = self.pending_revocations().await?;
+        list.extend(more);
+        self.save_pending_revocations(&list).await
+    }
+
+    /// Try again to revoke what Fullscript could not be told at sign-out
+    /// (called at every start). A token past its retry time is dropped;
+    /// answers how many are still waiting.
+    pub async fn retry_pending_revocations(&self) -> usize {
+        let list = match self.pending_revocations().await {
+            Ok(l) if !l.is_empty() => l,
+            _ => return 0,
+        };
+        let now = Utc::now();
+        let mut left = Vec::new();
+        for p in list {
+            if p.until < now {
+                continue;
+            }
+            match self.oauth.revoke(&p.token).await {
+                Ok(()) => tracing::info!("a revocation left over from signing out went through"),
+                // Already unknown to Fullscript: nothing left to revoke.
+                Err(AuthError::Rejected { .. }) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "a revocation left over from signing out failed again; will retry");
+                    left.push(p);
+                }
+            }
+        }
+        let n = left.len();
+        if let Err(e) = self.save_pending_revocations(&left).await {
+            tracing::warn!(error = %e, "could not update the queued revocations");
+        }
+        n
     }
 }

@@ -40,6 +40,10 @@ pub enum StoreError {
         context: &'static str,
         source: std::io::Error,
     },
+    #[error(
+        "the sign-in changed in another window or command; this check's results were not kept"
+    )]
+    GrantChanged,
     #[error("local database {path} was written by a newer version of the app (schema {found}, this version knows {known})")]
     TooNew {
         path: PathBuf,
@@ -155,6 +159,10 @@ pub struct CycleCommit {
     pub seen_events: Vec<(String, String)>,
     pub cursor: Option<String>,
     pub baseline_done: bool,
+    /// The sign-in this cycle read with: if another process has signed in
+    /// anew meanwhile (the stored account names another grant), nothing is
+    /// written, so two grants never mix orders in one list.
+    pub grant_id: Option<String>,
 }
 
 /// An alert waiting to be shown, with what the notification needs.
@@ -577,6 +585,22 @@ impl Store {
         let now_s = ts(now);
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(self.err("begin cycle"))?;
+        if let Some(ours) = &c.grant_id {
+            let account: Option<String> = tx
+                .query_row(
+                    "SELECT value FROM meta WHERE key = ?1",
+                    [Meta::Account.key()],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(self.err("read account"))?;
+            let theirs = account
+                .and_then(|a| serde_json::from_str::<Account>(&a).ok())
+                .and_then(|a| a.grant_id);
+            if theirs.is_some_and(|t| &t != ours) {
+                return Err(StoreError::GrantChanged);
+            }
+        }
         {
             let mut upsert = tx
                 .prepare_cached(
@@ -723,6 +747,33 @@ impl Store {
         )
         .map_err(self.err("reset"))?;
         tx.commit().map_err(self.err("commit reset"))
+    }
+
+    /// Erase everything this database knows about patients and the clinic
+    /// (sign out and erase): the rows are deleted with `secure_delete` on
+    /// (freed pages are overwritten with zeros), the write-ahead log is
+    /// checkpointed and truncated, and the file is rebuilt (`VACUUM`), so
+    /// no name, test or link is left in the file or its journal.
+    pub fn erase(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        conn.pragma_update(None, "secure_delete", "ON")
+            .map_err(self.err("secure delete"))?;
+        let tx = conn.transaction().map_err(self.err("begin erase"))?;
+        tx.execute_batch(
+            "DELETE FROM lab_orders; DELETE FROM seen_events; DELETE FROM alerts;
+             DELETE FROM unreadable_orders; DELETE FROM meta;",
+        )
+        .map_err(self.err("erase"))?;
+        tx.commit().map_err(self.err("commit erase"))?;
+        let checkpoint = |conn: &Connection| {
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+                .optional()
+                .map(|_| ())
+        };
+        checkpoint(&conn).map_err(self.err("checkpoint"))?;
+        conn.execute_batch("VACUUM").map_err(self.err("vacuum"))?;
+        checkpoint(&conn).map_err(self.err("checkpoint"))?;
+        Ok(())
     }
 
     // ------------------------------------------------------------------ alerts

@@ -37,7 +37,7 @@ use tokio::sync::{broadcast, watch, Notify};
 use crate::api::{ApiError, EventsQuery, FullscriptClient};
 use crate::backoff::{jittered, Backoff};
 use crate::clock::Clock;
-use crate::config::{Config, Endpoints, NotifyStates};
+use crate::config::{Config, Endpoints, NotificationDetail, NotifyStates};
 use crate::detect::{self, AlertRules, Baseline, Tracked};
 use crate::lab::{LabEvent, LabOrder};
 use crate::notifier::Notifier;
@@ -71,7 +71,7 @@ pub struct WatchSettings {
     pub poll_interval_secs: u64,
     pub sweep_every: u32,
     pub notify_states: NotifyStates,
-    pub show_patient_names: bool,
+    pub notification_detail: NotificationDetail,
     pub sound: bool,
     pub summary_threshold: usize,
     /// Notifications are recorded silently until then.
@@ -84,7 +84,7 @@ impl WatchSettings {
             poll_interval_secs: c.poll_interval.as_secs(),
             sweep_every: c.sweep_every,
             notify_states: c.notify_states,
-            show_patient_names: c.show_patient_names,
+            notification_detail: c.notification_detail,
             sound: c.sound,
             summary_threshold: c.summary_threshold,
             paused_until: None,
@@ -134,6 +134,9 @@ pub enum CycleError {
     Store(#[from] StoreError),
     #[error("stopped")]
     Stopped,
+    /// Another process signed in anew or out: follow it at once.
+    #[error("the sign-in changed in another window or command")]
+    SignInChanged,
 }
 
 /// What a cycle gathered before it ended (well or not).
@@ -271,6 +274,8 @@ pub struct Watcher {
     clock: Clock,
     tracked: HashMap<String, Tracked>,
     unreadable: HashSet<String>,
+    /// Unknown states already logged (once each per run).
+    unknown_states_logged: HashSet<String>,
     cycle_no: u64,
     need_sweep: bool,
     /// After a 429 the full sweep waits until this cycle (see `cycle`).
@@ -313,6 +318,7 @@ impl Watcher {
             clock: Clock::system(),
             tracked,
             unreadable,
+            unknown_states_logged: HashSet::new(),
             cycle_no: 0,
             need_sweep: true,
             sweep_not_before: 0,
@@ -364,6 +370,7 @@ impl Watcher {
         &mut self,
         stop: &mut watch::Receiver<bool>,
     ) -> Result<CycleReport, CycleError> {
+        self.follow_other_processes().await?;
         let now = self.clock.now();
         let settings = self.settings();
         let baseline = self.baseline()?;
@@ -392,6 +399,16 @@ impl Watcher {
             _ = stopped(stop) => return Err(CycleError::Stopped),
         };
 
+        for o in &got.orders {
+            if let crate::lab::LabState::Other(state) = &o.state {
+                if self.unknown_states_logged.insert(state.clone()) {
+                    tracing::warn!(
+                        state = %state,
+                        "a lab order is in a state this version does not know; it is listed but never alerts"
+                    );
+                }
+            }
+        }
         let rules = AlertRules {
             notify: settings.notify_states,
             paused: settings.paused(now),
@@ -425,8 +442,12 @@ impl Watcher {
             seen_events: std::mem::take(&mut got.processed_events),
             cursor: got.cursor.take().map(ts),
             baseline_done: baseline != Baseline::Off && outcome.is_ok() && got.sweep_complete,
+            grant_id: self.api.session().grant_id(),
         };
-        let new_alert_ids = self.store.commit_cycle(&commit, now)?;
+        let new_alert_ids = match self.store.commit_cycle(&commit, now) {
+            Err(StoreError::GrantChanged) => return Err(CycleError::SignInChanged),
+            other => other?,
+        };
         self.remember(&commit);
         if !commit.upserts.is_empty()
             || !commit.removals.is_empty()
@@ -473,6 +494,31 @@ impl Watcher {
             delivered,
             skipped_records: skipped,
         })
+    }
+
+    /// The window, `login` and `logout` may run in other processes on the
+    /// same data directory. Their sign-out is followed here; their new
+    /// sign-in too (its tokens, and the list it started afresh), so two
+    /// grants never mix orders in one list or overwrite each other's tokens.
+    async fn follow_other_processes(&mut self) -> Result<(), CycleError> {
+        let session = self.api.session().clone();
+        if session.is_signed_in() {
+            if let Some(cause) = self.store.signed_out_reason()? {
+                tracing::info!("signed out in another window or command; following");
+                let text = cause.describe();
+                session.adopt_sign_out(cause);
+                return Err(ApiError::SignedOut(text).into());
+            }
+        }
+        let theirs = self.store.account()?.and_then(|a| a.grant_id);
+        if theirs.is_some() && theirs != session.grant_id() {
+            tracing::info!("signed in anew in another window or command; following");
+            session.load().await.map_err(ApiError::from)?;
+            self.tracked = self.store.load_tracked()?;
+            self.unreadable = self.store.unreadable_orders()?.into_keys().collect();
+            self.need_sweep = true;
+        }
+        Ok(())
     }
 
     /// [`Watcher::run_cycle_until`] without a way to stop it.
@@ -856,7 +902,7 @@ impl Watcher {
         hold_before_delivery_for_tests().await;
         let s = self.settings();
         let policy = Policy {
-            show_patient_names: s.show_patient_names,
+            detail: s.notification_detail,
             summary_threshold: s.summary_threshold,
             sound: s.sound,
         };
@@ -930,6 +976,8 @@ impl Watcher {
                 interval
             }
             Err(CycleError::Stopped) => Duration::ZERO,
+            // Follow the other process's sign-in right away.
+            Err(CycleError::SignInChanged) => Duration::from_secs(1),
             Err(CycleError::Api(e)) if e.needs_user() => {
                 let needs_config = matches!(e, ApiError::Auth(AuthError::NeedsConfiguration(_)));
                 let text = e.to_string();

@@ -57,6 +57,6 @@ async fn tokens_live_in_the_keychain_and_leave_it_on_logout() {
     assert_eq!(status.token_storage, "keychain");
     assert!(status.signed_in);
 
-    app.logout(&session2).await;
+    app.logout(&session2, false).await;
     assert_eq!(bus.lookup(&user), None, "logout removes the keychain entry");
 }

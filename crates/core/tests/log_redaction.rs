@@ -38,7 +38,7 @@ async fn no_token_or_secret_reaches_the_logs() {
     app.api(session.clone()).clinic().await.unwrap();
     let stored_after = secrets_file(w.dir.path());
     tracing::debug!(client = ?session.oauth(), "debug of the client");
-    app.logout(&session).await;
+    app.logout(&session, false).await;
 
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     assert!(

@@ -44,7 +44,7 @@ async fn full_login_through_the_consent_page() {
 #[tokio::test]
 async fn a_state_mismatch_is_rejected() {
     let w = world(SimConfig::default()).await;
-    let app = w.app("");
+    let app = w.app("login_timeout_secs = 2");
     let session = app.session().unwrap();
     let err = app
         .login(
@@ -63,13 +63,41 @@ async fn a_state_mismatch_is_rejected() {
         )
         .await
         .unwrap_err();
+    // Refused, and the sign-in kept waiting for the right answer until it gave up.
     assert!(
-        matches!(err, AppError::Auth(AuthError::StateMismatch)),
+        matches!(err, AppError::Auth(AuthError::TimedOut(_))),
         "{err}"
     );
     assert!(!session.is_signed_in());
     // The code was never exchanged.
     assert!(w.sim.control().requests_to("/api/oauth/token").is_empty());
+}
+
+#[tokio::test]
+async fn a_local_request_with_a_wrong_state_cannot_jam_the_sign_in() {
+    let w = world(SimConfig::default()).await;
+    let app = w.app("");
+    let session = app.session().unwrap();
+    let (status_tx, status_rx) = tokio::sync::oneshot::channel();
+    let jam_then_approve = move |url: &url::Url| {
+        let url = url.clone();
+        tokio::spawn(async move {
+            let location = press(&url, "approve").await;
+            // Another local program gets there first, with a made-up answer.
+            let mut forged = url::Url::parse(&location).unwrap();
+            forged.set_query(Some("code=stolen&state=guess"));
+            let status = http().get(forged).send().await.unwrap().status();
+            let _ = status_tx.send(status.as_u16());
+            let _ = http().get(location).send().await;
+        });
+    };
+    app.login(&session, jam_then_approve).await.unwrap();
+    assert_eq!(
+        status_rx.await.unwrap(),
+        400,
+        "the forged answer is refused"
+    );
+    assert!(session.is_signed_in(), "and the real one still signs in");
 }
 
 #[tokio::test]
@@ -361,7 +389,7 @@ async fn logout_revokes_at_fullscript_and_deletes_local_tokens() {
     let w = world(SimConfig::default()).await;
     let (app, session) = signed_in(&w, "").await;
     assert_eq!(w.sim.control().live_grants(), 1);
-    let report = app.logout(&session).await;
+    let report = app.logout(&session, false).await;
     assert!(
         report.was_signed_in && report.revoke_errors.is_empty() && report.local_error.is_none()
     );
@@ -391,7 +419,7 @@ async fn logout_deletes_locally_even_when_revocation_fails() {
             path_prefix: Some("/api/oauth/revoke".into()),
         })
         .unwrap();
-    let report = app.logout(&session).await;
+    let report = app.logout(&session, false).await;
     assert_eq!(report.revoke_errors.len(), 2);
     assert!(report.local_error.is_none());
     assert!(!secrets_file(w.dir.path()).contains("access_token"));
@@ -415,4 +443,88 @@ async fn a_different_clinic_signing_in_starts_a_fresh_list() {
     other.clinic.id = "another-clinic".into();
     app.remember_account(&other).unwrap();
     assert_eq!(app.store.baseline_at().unwrap(), None);
+}
+
+#[tokio::test]
+async fn sign_out_and_erase_leaves_no_patient_data_in_the_database_its_journal_or_the_logs() {
+    let w = world(SimConfig::default()).await;
+    let (app, session) = signed_in(&w, "").await;
+    let ctl = w.sim.control();
+    let p = ctl.add_patient("Zebulon", "Quartermaine");
+    let o = ctl
+        .add_order(
+            fsn_simulator::NewOrder::for_patient(&p.id)
+                .named("Xylophage Antibody Panel", &[])
+                .in_state("processing"),
+        )
+        .unwrap();
+    let notes = fsn_core::notifier::RecordingNotifier::default();
+    let mut watcher = app
+        .watcher(session.clone(), std::sync::Arc::new(notes.clone()))
+        .unwrap();
+    watcher.run_cycle().await.unwrap();
+    ctl.set_state_with_document(&o.id, "results_ready").unwrap();
+    watcher.run_cycle().await.unwrap();
+    drop(watcher);
+    assert_eq!(notes.taken().len(), 1);
+    let logs = app.paths.log_dir();
+    std::fs::create_dir_all(&logs).unwrap();
+    std::fs::write(
+        logs.join("fullscript-notifier.2026-11-27.log"),
+        "a log line\n",
+    )
+    .unwrap();
+    let db = app.paths.database();
+    let on_disk = |needle: &str| {
+        ["", "-wal", "-shm"].iter().any(|suffix| {
+            std::fs::read(format!("{}{suffix}", db.display()))
+                .is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle.as_bytes()))
+        })
+    };
+    assert!(
+        on_disk("Quartermaine"),
+        "the name was stored (or this test proves nothing)"
+    );
+
+    let report = app.logout(&session, true).await;
+    assert!(report.revoke_errors.is_empty() && report.local_error.is_none());
+    assert!(app.store.list_orders().unwrap().is_empty());
+    assert!(app.store.alerts().unwrap().is_empty());
+    assert!(app.account().is_none());
+    for needle in ["Quartermaine", "Zebulon", "Xylophage", "documents/"] {
+        assert!(!on_disk(needle), "{needle} is still in the database files");
+    }
+    assert_eq!(std::fs::read_dir(&logs).unwrap().count(), 0, "logs deleted");
+    assert!(!secrets_file(w.dir.path()).contains("access_token"));
+}
+
+#[tokio::test]
+async fn revocations_that_fail_at_sign_out_are_retried_at_the_next_start() {
+    let w = world(SimConfig::default()).await;
+    let (app, session) = signed_in(&w, "").await;
+    w.sim
+        .control()
+        .add_fault(FaultSpec {
+            kind: FaultKind::Status { status: 503 },
+            count: None,
+            for_secs: Some(60.0),
+            path_prefix: Some("/api/oauth/revoke".into()),
+        })
+        .unwrap();
+    let report = app.logout(&session, false).await;
+    assert_eq!(report.queued, 2, "{:?}", report.revoke_errors);
+    assert_eq!(w.sim.control().live_grants(), 1, "Fullscript was not told");
+    assert!(
+        secrets_file(w.dir.path()).contains("pending_revocations"),
+        "queued in the secret store"
+    );
+    // Still down at the next start: kept.
+    let again = app.session().unwrap();
+    assert_eq!(again.retry_pending_revocations().await, 2);
+    // Up again: revoked, and the queue is gone.
+    w.sim.control().clear_faults();
+    let later = app.session().unwrap();
+    assert_eq!(later.retry_pending_revocations().await, 0);
+    assert_eq!(w.sim.control().live_grants(), 0);
+    assert!(!secrets_file(w.dir.path()).contains("pending_revocations"));
 }

@@ -91,6 +91,12 @@ async fn other_transitions_and_unknown_states_stay_silent_but_update_the_list() 
     let row = &r.app.store.list_orders().unwrap()[0];
     assert_eq!(row.group, "other");
     assert_eq!(row.state_label, "Other");
+    // An unrecognised state is said, so a renamed result state cannot go unnoticed.
+    let status = r.app.status(Some(&r.session)).await;
+    assert_eq!(
+        status.unknown_states,
+        std::collections::BTreeMap::from([("specimen_lost_in_transit".to_string(), 1)])
+    );
 }
 
 #[tokio::test]

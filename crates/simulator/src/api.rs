@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use crate::faults::json_error;
 use crate::oauth::not_found;
-use crate::state::World;
+use crate::state::{ClinicAccount, World};
 use crate::Shared;
 
 /// Events older than this are gone (documented: "the past 30 days").
@@ -21,7 +21,7 @@ const DEFAULT_PAGE_SIZE: usize = 20;
 const MAX_PAGE_SIZE: usize = 100;
 
 /// Bearer authentication; 401 for a missing, unknown, expired or revoked token.
-fn authenticate(world: &mut World, headers: &HeaderMap) -> Result<(), Response> {
+fn authenticate(world: &mut World, headers: &HeaderMap) -> Result<ClinicAccount, Response> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -31,7 +31,7 @@ fn authenticate(world: &mut World, headers: &HeaderMap) -> Result<(), Response> 
     let problem = match token {
         None => "The access token is missing",
         Some(t) => match world.use_access_token(t) {
-            Ok(()) => return Ok(()),
+            Ok(account) => return Ok(account),
             Err(p) => p.description(),
         },
     };
@@ -88,13 +88,14 @@ fn one_page(count: usize) -> Value {
 
 pub async fn clinic(State(shared): State<Shared>, headers: HeaderMap) -> Response {
     let mut world = shared.lock();
-    if let Err(r) = authenticate(&mut world, &headers) {
-        return r;
-    }
+    let account = match authenticate(&mut world, &headers) {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
     Json(json!({
         "clinic": {
-            "id": world.clinic_id,
-            "name": world.clinic_name,
+            "id": account.clinic_id,
+            "name": account.clinic_name,
             "patient_count": world.patients.len(),
             "practitioner_count": 1,
             "integration_id": null,
@@ -110,14 +111,16 @@ pub async fn list_orders(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let mut world = shared.lock();
-    if let Err(r) = authenticate(&mut world, &headers) {
-        return r;
-    }
+    let account = match authenticate(&mut world, &headers) {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
     let patient = q.get("patient_id");
     let matching: Vec<usize> = world
         .orders
         .iter()
         .enumerate()
+        .filter(|(_, o)| o.clinic_id == account.clinic_id)
         .filter(|(_, o)| patient.is_none_or(|p| &o.patient_id == p))
         .map(|(i, _)| i)
         .collect();
@@ -146,10 +149,14 @@ pub async fn get_order(
     Path(id): Path<String>,
 ) -> Response {
     let mut world = shared.lock();
-    if let Err(r) = authenticate(&mut world, &headers) {
-        return r;
-    }
-    match world.order(&id) {
+    let account = match authenticate(&mut world, &headers) {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    match world
+        .order(&id)
+        .filter(|o| o.clinic_id == account.clinic_id)
+    {
         Some(o) => Json(json!({ "lab_order": world.order_json(o, true) })).into_response(),
         None => not_found(),
     }
@@ -236,9 +243,10 @@ pub async fn lab_order_events(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let mut world = shared.lock();
-    if let Err(r) = authenticate(&mut world, &headers) {
-        return r;
-    }
+    let account = match authenticate(&mut world, &headers) {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
     if !world.shape.events_enabled {
         return json_error(
             StatusCode::FORBIDDEN,
@@ -273,6 +281,7 @@ pub async fn lab_order_events(
         .events
         .iter()
         .enumerate()
+        .filter(|(_, e)| e.clinic_id == account.clinic_id)
         .filter(|(_, e)| e.created_at >= oldest)
         .filter(|(_, e)| {
             filter

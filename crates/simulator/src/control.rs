@@ -70,6 +70,13 @@ impl SimControl {
         self.shared.lock().corrupt_order(order_id, raw)
     }
 
+    /// From now on, sign-ins are for another clinic (a second practitioner's
+    /// account) and new orders belong to it; answers its id. Tokens already
+    /// issued keep seeing their own clinic.
+    pub fn switch_clinic(&self, name: &str) -> String {
+        self.shared.lock().switch_clinic(name)
+    }
+
     /// Undo [`SimControl::corrupt_order`]: the order renders normally again.
     pub fn restore_order(&self, order_id: &str) -> Result<(), String> {
         self.shared.lock().restore_order(order_id)
@@ -144,6 +151,29 @@ impl SimControl {
             .filter(|r| r.path.starts_with(prefix))
             .cloned()
             .collect()
+    }
+
+    /// Everything that must never appear in the app's logs or output: the
+    /// client secret, every token and code issued, every patient's names
+    /// and email (for the end-to-end suite's log scan).
+    pub fn sensitive_strings(&self) -> Vec<String> {
+        let world = self.shared.lock();
+        let mut out = vec![world.config.client_secret.clone()];
+        for g in world.grants.values() {
+            out.push(g.access_token.clone());
+            out.push(g.refresh_token.clone());
+        }
+        out.extend(world.codes.keys().cloned());
+        for p in world.patients.values() {
+            out.push(p.first_name.clone());
+            out.push(p.last_name.clone());
+            out.push(p.email.clone());
+        }
+        // Very short strings would match anything.
+        out.retain(|s| s.chars().count() >= 4);
+        out.sort();
+        out.dedup();
+        out
     }
 
     /// Requests being answered right now (a delayed one, for instance).

@@ -28,6 +28,11 @@ pub enum FaultKind {
         #[serde(default)]
         retry_after_raw: Option<String>,
     },
+    /// Answer 200 with a JSON body of this many megabytes, announced in
+    /// `Content-Length` or streamed without one.
+    HugeBody { megabytes: usize, chunked: bool },
+    /// Answer a redirect (`status` 301/302/307/308) to `location`.
+    Redirect { status: u16, location: String },
     /// The lab order list answers an empty first (and only) page.
     EmptyList,
     /// The lab order list answers only its first `keep` orders, as one page.
@@ -46,6 +51,8 @@ impl FaultKind {
             FaultKind::Status { status } => format!("status:{status}"),
             FaultKind::RateLimited { .. } => "rate_limited".into(),
             FaultKind::EmptyList => "empty_list".into(),
+            FaultKind::HugeBody { megabytes, .. } => format!("huge_body:{megabytes}MB"),
+            FaultKind::Redirect { status, .. } => format!("redirect:{status}"),
             FaultKind::TruncatedList { keep } => format!("truncated_list:{keep}"),
             FaultKind::Delay { delay_ms } => format!("delay:{delay_ms}ms"),
             FaultKind::MalformedJson => "malformed_json".into(),
@@ -153,6 +160,37 @@ fn fault_response(kind: &FaultKind) -> Response {
                 .or_else(|| retry_after_secs.map(|s| s.to_string()));
             if let Some(v) = value.and_then(|v| HeaderValue::from_str(&v).ok()) {
                 resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            resp
+        }
+        FaultKind::HugeBody { megabytes, chunked } => {
+            // `{"lab_orders": [], "padding": "xxxx…"}`
+            let size = megabytes.saturating_mul(1024 * 1024);
+            let head = Bytes::from_static(b"{\"lab_orders\": [], \"padding\": \"");
+            let tail = Bytes::from_static(b"\"}");
+            let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
+            let chunks = size / chunk.len() + 1;
+            let total = head.len() + chunks * chunk.len() + tail.len();
+            let parts: Vec<Result<Bytes, std::io::Error>> = std::iter::once(head)
+                .chain(std::iter::repeat_n(chunk, chunks))
+                .chain(std::iter::once(tail))
+                .map(Ok)
+                .collect();
+            let mut builder = Response::builder()
+                .status(StatusCode::OK)
+                .header(header::CONTENT_TYPE, "application/json");
+            if !chunked {
+                builder = builder.header(header::CONTENT_LENGTH, total);
+            }
+            builder
+                .body(Body::from_stream(futures_util::stream::iter(parts)))
+                .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+        }
+        FaultKind::Redirect { status, location } => {
+            let code = StatusCode::from_u16(*status).unwrap_or(StatusCode::TEMPORARY_REDIRECT);
+            let mut resp = code.into_response();
+            if let Ok(v) = HeaderValue::from_str(location) {
+                resp.headers_mut().insert(header::LOCATION, v);
             }
             resp
         }

@@ -217,7 +217,7 @@ fn token_response(world: &World, grant: &Grant) -> Value {
         "refresh_token": grant.refresh_token,
         "scope": "clinic:read patients:read patients:order_history",
         "created_at": created_at,
-        "resource_owner": { "id": world.practitioner_id, "type": "Practitioner" },
+        "resource_owner": { "id": grant.account.practitioner_id, "type": "Practitioner" },
     });
     if world.shape.wrap_token_response {
         json!({ "oauth": body })

@@ -146,6 +146,8 @@ pub struct LabOrder {
     pub state: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The clinic the order belongs to (only its practitioners' tokens see it).
+    pub clinic_id: String,
     /// When set, the order is rendered with this raw JSON instead (a "bad record" for tolerance tests).
     #[serde(skip)]
     pub raw_override: Option<Value>,
@@ -157,6 +159,7 @@ pub struct LabEvent {
     pub created_at: DateTime<Utc>,
     pub order_id: String,
     pub state: String,
+    pub clinic_id: String,
 }
 
 #[derive(Debug, Clone)]
@@ -183,6 +186,16 @@ pub struct Grant {
     pub previous: Option<u64>,
     /// A grant that was refreshed already (its successor).
     pub successor: Option<u64>,
+    /// Whose sign-in this is: the clinic and practitioner signing in at the time.
+    pub account: ClinicAccount,
+}
+
+/// A clinic and the practitioner who signs in for it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ClinicAccount {
+    pub clinic_id: String,
+    pub clinic_name: String,
+    pub practitioner_id: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -353,6 +366,7 @@ impl World {
             state: "purchased".into(),
             created_at: now,
             updated_at: now,
+            clinic_id: self.clinic_id.clone(),
             raw_override: None,
         };
         self.order_index.insert(id.clone(), self.orders.len());
@@ -478,11 +492,13 @@ impl World {
         order.state = state.to_string();
         order.updated_at = now;
         if raise_event && is_event_state(state) {
+            let clinic_id = order.clinic_id.clone();
             self.events.push(LabEvent {
                 id: uuid::Uuid::new_v4().to_string(),
                 created_at: now,
                 order_id: id.to_string(),
                 state: state.to_string(),
+                clinic_id,
             });
         }
         Ok(())
@@ -597,7 +613,7 @@ impl World {
             "id": event.id,
             "type": "lab_order.updated",
             "created_at": stamp(event.created_at, &self.shape.timestamps),
-            "clinic_id": self.clinic_id,
+            "clinic_id": event.clinic_id,
             "data": {
                 "lab_order": {
                     "id": event.order_id,
@@ -631,7 +647,29 @@ impl World {
         code
     }
 
+    /// The clinic a new sign-in is for (what the consent page signs in as).
+    pub fn current_account(&self) -> ClinicAccount {
+        ClinicAccount {
+            clinic_id: self.clinic_id.clone(),
+            clinic_name: self.clinic_name.clone(),
+            practitioner_id: self.practitioner_id.clone(),
+        }
+    }
+
+    /// From now on, sign-ins are for another clinic (a second practitioner
+    /// account); new orders belong to it. Answers its id.
+    pub fn switch_clinic(&mut self, name: &str) -> String {
+        self.clinic_id = uuid::Uuid::new_v4().to_string();
+        self.clinic_name = name.to_string();
+        self.practitioner_id = uuid::Uuid::new_v4().to_string();
+        self.clinic_id.clone()
+    }
+
     pub fn issue_grant(&mut self, previous: Option<u64>) -> Grant {
+        let account = previous
+            .and_then(|p| self.grants.get(&p))
+            .map(|g| g.account.clone())
+            .unwrap_or_else(|| self.current_account());
         let id = self.next_grant;
         self.next_grant += 1;
         let grant = Grant {
@@ -644,6 +682,7 @@ impl World {
             access_used: false,
             previous,
             successor: None,
+            account,
         };
         self.access_index.insert(grant.access_token.clone(), id);
         self.refresh_index.insert(grant.refresh_token.clone(), id);
@@ -657,8 +696,9 @@ impl World {
         }
     }
 
-    /// Check a bearer token; on its first use, retire the grant it was refreshed from.
-    pub fn use_access_token(&mut self, token: &str) -> Result<(), TokenProblem> {
+    /// Check a bearer token; on its first use, retire the grant it was
+    /// refreshed from. Answers whose sign-in it is.
+    pub fn use_access_token(&mut self, token: &str) -> Result<ClinicAccount, TokenProblem> {
         let now = self.now();
         let id = *self.access_index.get(token).ok_or(TokenProblem::Unknown)?;
         let grant = self.grants.get_mut(&id).ok_or(TokenProblem::Unknown)?;
@@ -668,13 +708,14 @@ impl World {
         if now >= grant.created_at + chrono::Duration::seconds(grant.expires_in) {
             return Err(TokenProblem::Expired);
         }
+        let account = grant.account.clone();
         if !grant.access_used {
             grant.access_used = true;
             if let Some(prev) = grant.previous {
                 self.revoke_grant(prev);
             }
         }
-        Ok(())
+        Ok(account)
     }
 
     /// Refresh: a new pair; the old refresh token stays valid until the new access token is used.

@@ -94,8 +94,8 @@ pub async fn cancel_sign_in(ctl: Ctl<'_>) -> CmdResult<()> {
 }
 
 #[tauri::command]
-pub async fn sign_out(ctl: Ctl<'_>) -> CmdResult<SignedOut> {
-    ctl.sign_out().await
+pub async fn sign_out(ctl: Ctl<'_>, erase: Option<bool>) -> CmdResult<SignedOut> {
+    ctl.sign_out(erase.unwrap_or(false)).await
 }
 
 #[tauri::command]

@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Local, TimeZone, Utc};
 use fsn_core::app::ClickOutcome;
-use fsn_core::config::{write_settings, Environment, NotifyStates, SettingsUpdate};
+use fsn_core::config::{
+    write_settings, Environment, NotificationDetail, NotifyStates, SettingsUpdate,
+};
 use fsn_core::notifier::{DesktopNotifier, Notifier};
 use fsn_core::opener::{BrowserOpener, Opener, UrlGuard};
 use fsn_core::policy::Notification;
@@ -103,6 +105,11 @@ pub struct Snapshot {
 pub struct Settings {
     pub poll_interval_secs: u64,
     pub notify_states: NotifyStates,
+    /// `full`, `test` or `generic`; when absent, `show_patient_names` decides.
+    #[serde(default)]
+    pub notification_detail: Option<NotificationDetail>,
+    /// `notification_detail == full` (older pages send only this).
+    #[serde(default)]
     pub show_patient_names: bool,
     pub sound: bool,
     pub launch_at_login: bool,
@@ -119,7 +126,10 @@ pub struct SignInStarted {
 #[derive(Debug, Serialize)]
 pub struct SignedOut {
     pub revoke_errors: Vec<String>,
+    /// Revocations that failed, retried at the next start.
+    pub queued: usize,
     pub local_error: Option<String>,
+    pub erased: bool,
 }
 
 struct Running {
@@ -263,6 +273,9 @@ impl Controller {
         let mut svc = self.services.lock().await;
         self.reload(&mut svc);
         if let Some(session) = svc.session.clone() {
+            // Revocations a sign-out could not get through: tried again, in the background.
+            let retry = session.clone();
+            tauri::async_runtime::spawn(async move { retry.retry_pending_revocations().await });
             match session.load().await {
                 Ok(true) => {
                     if let Err(e) = self.start_watching(&mut svc).await {
@@ -494,6 +507,7 @@ impl Controller {
         Ok(Settings {
             poll_interval_secs: config.poll_interval.as_secs(),
             notify_states: config.notify_states,
+            notification_detail: Some(config.notification_detail),
             show_patient_names: config.show_patient_names,
             sound: config.sound,
             launch_at_login: self.shell.launch_at_login().unwrap_or(false),
@@ -508,7 +522,13 @@ impl Controller {
             &SettingsUpdate {
                 poll_interval_secs: Some(settings.poll_interval_secs),
                 notify_states: Some(settings.notify_states),
-                show_patient_names: Some(settings.show_patient_names),
+                notification_detail: Some(settings.notification_detail.unwrap_or(
+                    if settings.show_patient_names {
+                        NotificationDetail::Full
+                    } else {
+                        NotificationDetail::Test
+                    },
+                )),
                 sound: Some(settings.sound),
                 ..Default::default()
             },
@@ -517,7 +537,7 @@ impl Controller {
             w.update_settings(|s| {
                 s.poll_interval_secs = config.poll_interval.as_secs();
                 s.notify_states = config.notify_states;
-                s.show_patient_names = config.show_patient_names;
+                s.notification_detail = config.notification_detail;
                 s.sound = config.sound;
             });
         }
@@ -683,7 +703,9 @@ impl Controller {
         Ok(())
     }
 
-    pub async fn sign_out(&self) -> CmdResult<SignedOut> {
+    /// Sign out (revoke, delete the tokens); with `erase`, also erase the
+    /// lab orders, alerts and logs kept on this computer.
+    pub async fn sign_out(&self, erase: bool) -> CmdResult<SignedOut> {
         self.stop_watching().await;
         let svc = self.services.lock().await;
         let (core, session) = (svc.core.clone(), svc.session.clone());
@@ -691,11 +713,13 @@ impl Controller {
         let (Some(core), Some(session)) = (core, session) else {
             return Err(CommandError::msg("Not signed in."));
         };
-        let report = core.logout(&session).await;
+        let report = core.logout(&session, erase).await;
         self.changed();
         Ok(SignedOut {
             revoke_errors: report.revoke_errors,
+            queued: report.queued,
             local_error: report.local_error,
+            erased: erase,
         })
     }
 

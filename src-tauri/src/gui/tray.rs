@@ -67,7 +67,7 @@ fn on_menu<R: Runtime>(app: &AppHandle<R>, id: &str) {
         }
         "sign-out" => {
             tauri::async_runtime::spawn(async move {
-                let _ = ctl.sign_out().await;
+                let _ = ctl.sign_out(false).await;
                 ctl.show_window();
             });
         }
