@@ -446,7 +446,10 @@ impl App {
     pub async fn status(&self, session: Option<&Session>) -> StatusReport {
         let (signed_in, expires_at, owner_live, auth) = match session {
             Some(s) => {
-                let loaded = s.is_signed_in() || matches!(s.load().await, Ok(true));
+                // Read the saved sign-in only if this session never has: a
+                // loaded session answers at once, even while a refresh hangs.
+                let loaded =
+                    s.is_signed_in() || (!s.is_loaded() && matches!(s.load().await, Ok(true)));
                 (loaded, s.expires_at(), s.resource_owner(), Some(s.state()))
             }
             None => (false, None, None, None),

@@ -105,6 +105,8 @@ pub struct Session {
     state: watch::Sender<AuthState>,
     /// The API refused a just-refreshed token this many times in a row.
     refused_after_refresh: AtomicU32,
+    /// Whether this session knows its state (loaded, signed in or out here).
+    loaded: std::sync::atomic::AtomicBool,
     retry_base: Duration,
     retry_cap: Duration,
     on_signed_out: Option<SignedOutHook>,
@@ -130,6 +132,7 @@ impl Session {
             gate: AsyncMutex::new(RefreshGate::default()),
             state,
             refused_after_refresh: AtomicU32::new(0),
+            loaded: std::sync::atomic::AtomicBool::new(false),
             retry_base: Duration::from_secs(5),
             retry_cap: Duration::from_secs(300),
             on_signed_out: None,
@@ -169,8 +172,20 @@ impl Session {
         self.tokens.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Read saved tokens. `Ok(false)`: nobody is signed in.
+    /// Read saved tokens. `Ok(false)`: nobody is signed in. Waits for a
+    /// sign-in, refresh or sign-out in progress, so it never reads tokens
+    /// that are about to be replaced or deleted.
     pub async fn load(&self) -> Result<bool, AuthError> {
+        let _gate = self.gate.lock().await;
+        self.load_unlocked().await
+    }
+
+    /// Has this session read (or set) its tokens yet?
+    pub fn is_loaded(&self) -> bool {
+        self.loaded.load(Ordering::SeqCst)
+    }
+
+    async fn load_unlocked(&self) -> Result<bool, AuthError> {
         let store = self.store.clone();
         let raw = blocking(move || store.get(TOKENS_KEY)).await??;
         let tokens = match raw {
@@ -185,6 +200,7 @@ impl Session {
         };
         let signed_in = tokens.is_some();
         *self.slot() = tokens;
+        self.loaded.store(true, Ordering::SeqCst);
         self.state.send_if_modified(|s| {
             let next = if signed_in {
                 AuthState::SignedIn
@@ -271,6 +287,7 @@ impl Session {
         tokens.grant_id = Some(grant_id.clone());
         self.persist(&tokens).await?;
         *self.slot() = Some(tokens);
+        self.loaded.store(true, Ordering::SeqCst);
         *gate = RefreshGate::default();
         self.refused_after_refresh.store(0, Ordering::Relaxed);
         self.state.send_replace(AuthState::SignedIn);
@@ -421,7 +438,7 @@ impl Session {
                 tracing::info!(
                     "the sign-in was replaced by another window or command; following it"
                 );
-                if let Err(e) = self.load().await {
+                if let Err(e) = self.load_unlocked().await {
                     tracing::warn!(error = %e, "could not read the new sign-in");
                 }
                 Err(AuthError::SessionReplaced)
@@ -479,6 +496,7 @@ impl Session {
     pub async fn sign_out(&self) -> SignOutReport {
         let _gate = self.gate.lock().await;
         let taken = self.slot().take();
+        self.loaded.store(true, Ordering::SeqCst);
         let mut report = SignOutReport {
             was_signed_in: taken.is_some(),
             ..Default::default()
