@@ -115,7 +115,7 @@ esac
 exit 0
 "#;
 
-const DUNSTRC: &str = "[global]\n    mouse_left_click = do_action, close_current\n    history_length = 100\n    show_indicators = yes\n[urgency_low]\n    timeout = 0\n[urgency_normal]\n    timeout = 0\n[urgency_critical]\n    timeout = 0\n";
+const DUNSTRC: &str = "[global]\n    markup = full\n    mouse_left_click = do_action, close_current\n    history_length = 100\n    show_indicators = yes\n[urgency_low]\n    timeout = 0\n[urgency_normal]\n    timeout = 0\n[urgency_critical]\n    timeout = 0\n";
 
 impl Desktop {
     pub fn start(opts: Options) -> Desktop {

@@ -261,7 +261,7 @@ async fn a_login_to_a_second_clinic_beside_a_running_watch_never_mixes_the_two()
         d.notifications()
     );
     // The watcher never wrote its old tokens over the new ones.
-    let secrets = std::fs::read_to_string(d.home().join("data/secrets.json")).unwrap();
+    let secrets = std::fs::read_to_string(d.data_dir().join("secrets.json")).unwrap();
     let status = d.status_json();
     assert_eq!(status["signed_in"], true);
     assert!(secrets.contains("grant_id"), "{secrets}");
@@ -285,7 +285,7 @@ async fn logout_erase_leaves_no_orders_or_logs_behind() {
     assert_eq!(s["signed_in"], false);
     assert_eq!(s["orders_by_state"], serde_json::json!({}));
     assert!(s["clinic"].is_null());
-    let db = d.home().join("data/lab-notifier.sqlite3");
+    let db = d.data_dir().join("lab-notifier.sqlite3");
     let bytes = std::fs::read(&db).unwrap_or_default();
     assert!(
         !bytes.windows(6).any(|w| w == b"Rasure"),

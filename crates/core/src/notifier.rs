@@ -71,8 +71,9 @@ impl DesktopNotifier {
         *self.body_markup.get_or_init(|| {
             #[cfg(all(unix, not(target_os = "macos")))]
             {
-                notify_rust::get_capabilities()
-                    .map(|caps| caps.iter().any(|c| c == "body-markup"))
+                let caps = notify_rust::get_capabilities();
+                tracing::debug!(?caps, "notification daemon capabilities");
+                caps.map(|caps| caps.iter().any(|c| c == "body-markup"))
                     // Unknown: escaping is the safe mistake.
                     .unwrap_or(true)
             }
@@ -88,6 +89,7 @@ impl DesktopNotifier {
         self
     }
 
+    #[cfg(not(all(target_os = "macos", fsn_typecheck_only)))]
     fn build(&self, n: &Notification) -> notify_rust::Notification {
         use crate::policy::{plain_text, MAX_BODY_CHARS, MAX_SUMMARY_CHARS};
         let mut native = notify_rust::Notification::new();
@@ -128,6 +130,22 @@ impl DesktopNotifier {
 }
 
 impl Notifier for DesktopNotifier {
+    /// A type-check of the macOS build on Linux (`--cfg fsn_typecheck_only`,
+    /// never a real build) has no notification backend.
+    #[cfg(all(target_os = "macos", fsn_typecheck_only))]
+    fn show(&self, _n: &Notification) -> Result<(), NotifyError> {
+        let _ = (
+            &self.on_click,
+            &self.waiting,
+            &self.desktop_entry,
+            &self.app_id,
+        );
+        Err(NotifyError::Unavailable(
+            "this build has no macOS notification backend".into(),
+        ))
+    }
+
+    #[cfg(not(all(target_os = "macos", fsn_typecheck_only)))]
     fn show(&self, n: &Notification) -> Result<(), NotifyError> {
         let handle = self
             .build(n)

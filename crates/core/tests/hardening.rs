@@ -159,3 +159,27 @@ fn the_secrets_file_loses_nothing_when_two_processes_write_at_once() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
     let _ = Arc::new(store);
 }
+
+#[tokio::test]
+async fn a_refresh_never_writes_over_a_newer_sign_in_from_another_process() {
+    let w = world(SimConfig::default()).await;
+    let (app, first) = signed_in(&w, "").await;
+    // Another process signs in anew on the same data directory.
+    let other = fsn_core::App::open(w.paths()).unwrap();
+    let second = other.session().unwrap();
+    other.login(&second, approve()).await.unwrap();
+    let newest = secrets_file(w.dir.path());
+    assert_ne!(first.grant_id(), second.grant_id());
+
+    // The first one's token runs out: its refresh must not put its own
+    // (older) sign-in back over the newer one; it follows the newer one.
+    w.sim.control().expire_access_tokens();
+    let err = app.api(first.clone()).clinic().await.unwrap_err();
+    assert!(err.to_string().contains("replaced"), "{err}");
+    assert_eq!(
+        secrets_file(w.dir.path()),
+        newest,
+        "the newer sign-in is untouched"
+    );
+    assert_eq!(first.grant_id(), second.grant_id(), "and followed");
+}
