@@ -33,7 +33,7 @@ for target in aarch64-apple-darwin x86_64-apple-darwin; do
   arch=${target%%-*}
   var=$(echo "$target" | tr 'a-z-' 'A-Z_')
   env "CC_${target//-/_}=$tools/cc-$arch" "AR_${target//-/_}=$tools/ar" \
-    "CARGO_TARGET_${var}_RUSTFLAGS=--cfg fsn_typecheck_only" \
+    "CARGO_TARGET_${var}_RUSTFLAGS=--cfg fsn_typecheck_only -D warnings" \
     cargo check --workspace --target "$target" --locked
   echo "macos: $target type-checks"
 done

@@ -18,7 +18,7 @@ stage() {
   if "$@"; then echo "==> [$name] ok ($(( $(date +%s) - t0 ))s)"
   else local rc=$?; echo "==> [$name] FAILED ($(( $(date +%s) - t0 ))s)"; exit $rc; fi
 }
-stage setup scripts/setup.sh
+stage setup scripts/setup.sh --windows --macos
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
 export CARGO_TERM_COLOR=never NO_AT_BRIDGE=1
 stage format cargo fmt --all -- --check
@@ -28,6 +28,11 @@ stage clippy cargo clippy --workspace --all-targets --locked -- -D warnings
 stage unit-and-integration cargo test --workspace --locked
 # A debug .deb of the binaries just built, installed into a scratch root by the package test.
 stage package scripts/bundle.sh --debug --prebuilt
+# Windows: cross-built (the Tauri app included), the core's tests and a
+# command-line journey under Wine, the installer installed and removed.
+stage windows scripts/windows.sh
+# macOS: type-checked for both architectures (linking needs Apple's SDK).
+stage macos scripts/macos.sh
 # The desktop scenarios print a line each; a failure prints the app's log and
 # the notification daemon's history. Screenshots land in tests/artifacts/.
 e2e() {

@@ -11,7 +11,11 @@ use std::process::ExitCode;
 use clap::Parser;
 use fsn_cli::{fail, Cli, Command};
 
-/// The headless build installed beside this binary, if any.
+/// The headless build installed beside this binary, if any. (Unix: there
+/// the window toolkit's libraries are mapped at start, so `watch` replaces
+/// itself with the build that has none. On Windows nothing of WebView2 loads
+/// until a window is made, so the commands run in-process.)
+#[cfg(unix)]
 fn headless_sibling() -> Option<std::path::PathBuf> {
     let exe = std::env::current_exe().ok()?;
     let sibling = exe.parent()?.join("fullscript-notifier-headless");

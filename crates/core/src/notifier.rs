@@ -139,6 +139,8 @@ impl Notifier for DesktopNotifier {
             &self.waiting,
             &self.desktop_entry,
             &self.app_id,
+            self.body_markup(),
+            MAX_WAITING,
         );
         Err(NotifyError::Unavailable(
             "this build has no macOS notification backend".into(),

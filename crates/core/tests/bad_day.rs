@@ -727,6 +727,8 @@ async fn a_damaged_database_is_rebuilt_silently_and_says_so() {
     w.run_cycle().await.unwrap();
     drop(w);
     let db = app.paths.database();
+    // Closed, as at a real start (the session's sign-out hook holds the store too).
+    drop(session);
     drop(app);
     // Damaged while the app was not running (its journal lost too); a result
     // arrived meanwhile.
@@ -748,6 +750,8 @@ async fn a_damaged_database_is_rebuilt_silently_and_says_so() {
     sim.set_state(&new.id, "results_ready").unwrap();
 
     let app = fsn_core::App::open(world.paths()).unwrap();
+    let session = app.session().unwrap();
+    assert!(session.load().await.unwrap());
     let status = app.status(Some(&session)).await;
     let rebuilt = status.local_history_rebuilt.expect("said in status");
     assert!(std::path::Path::new(&rebuilt.kept_as).exists());

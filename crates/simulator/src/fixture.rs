@@ -4,8 +4,17 @@
 
 use crate::{SimConfig, Simulator, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET};
 
-/// A free loopback port (for a sign-in redirect each test owns).
+/// A free loopback port (for a sign-in redirect each test owns), bound
+/// later. Chosen at random below the kernel's ephemeral range (32768 and
+/// up on Linux): a port the kernel hands out itself may meanwhile become the
+/// local end of some test's outgoing connection, and the later bind fail.
 pub fn free_port() -> u16 {
+    for _ in 0..200 {
+        let port = rand::random_range(20_000..32_000);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
