@@ -165,7 +165,7 @@ async fn the_windows_command_line_signs_in_watches_and_signs_out_under_wine() {
     );
 
     // Sign in: the browser stub records the URL; this test presses "Authorize".
-    let mut login = wine
+    let login = wine
         .command(&["login"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
