@@ -10,9 +10,10 @@
 # macOS .dmg and Windows installers are configured in src-tauri/tauri.conf.json;
 # the Windows NSIS installer is built here by scripts/windows.sh.
 #
-# To ship a package with the clinic's Fullscript registration built in (one
-# button at sign-in, nothing to type), set FSN_BUILD_CLIENT_ID and
-# FSN_BUILD_ENVIRONMENT (us-production, ca-production, ...) for this script.
+# Update signatures: with TAURI_SIGNING_PRIVATE_KEY (and
+# TAURI_SIGNING_PRIVATE_KEY_PASSWORD) set, each package gets its `.sig` for
+# the updater (scripts/release.sh); without a key, packages are built
+# unsigned (fine for installing by hand).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 profile=release; flag=--release; tauri_flag=; bundles=deb; features=--features=fullscript-notifier/custom-protocol
@@ -34,5 +35,9 @@ fi
 # The headless build goes into the package beside the app (see tauri.conf.json).
 mkdir -p target/bundle-extra
 cp "target/$profile/fullscript-notifier-headless" target/bundle-extra/
-(cd src-tauri && ../scripts/tauri bundle $tauri_flag --bundles "$bundles" --ci)
+config=()
+if [ -z "${TAURI_SIGNING_PRIVATE_KEY:-}" ]; then
+  config=(--config '{"bundle":{"createUpdaterArtifacts":false}}')
+fi
+(cd src-tauri && ../scripts/tauri bundle $tauri_flag --bundles "$bundles" --ci "${config[@]}")
 ls -l "target/$profile/bundle/"*/* 2>/dev/null || true

@@ -26,8 +26,17 @@ stage build cargo build --workspace --all-targets --locked
 stage clippy cargo clippy --workspace --all-targets --locked -- -D warnings
 # Unit and integration tests (the desktop scenarios skip themselves here).
 stage unit-and-integration cargo test --workspace --locked
-# A debug .deb of the binaries just built, installed into a scratch root by the package test.
-stage package scripts/bundle.sh --debug --prebuilt
+# A debug .deb of the binaries just built, signed for the updater with a key
+# made for this run (never one from the repository): the package test
+# installs it, the update test serves it as a newer version.
+package() {
+  local dir=target/update-test-key
+  mkdir -p "$dir"
+  scripts/tauri signer generate --ci --force -w "$dir/key" -p "" >/dev/null
+  TAURI_SIGNING_PRIVATE_KEY="$(cat "$dir/key")" TAURI_SIGNING_PRIVATE_KEY_PASSWORD="" \
+    scripts/bundle.sh --debug --prebuilt
+}
+stage package package
 # Windows: cross-built (the Tauri app included), the core's tests and a
 # command-line journey under Wine, the installer installed and removed.
 stage windows scripts/windows.sh
@@ -39,7 +48,7 @@ e2e() {
   local log; log=$(mktemp)
   local rc=0
   FSN_E2E=1 cargo test --workspace --locked \
-    --test app --test cli --test kill_restart --test notifier_daemon --test package \
+    --test app --test cli --test kill_restart --test notifier_daemon --test package --test update \
     -- --test-threads=1 --nocapture 2>&1 | tee "$log" || rc=$?
   local passed failed
   passed=$(grep -oE '[0-9]+ passed' "$log" | awk '{s+=$1} END {print s+0}')

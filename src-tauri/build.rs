@@ -17,6 +17,9 @@ fn main() {
             "cancel_sign_in",
             "sign_out",
             "take_highlight",
+            "check_for_update",
+            "install_update",
+            "restart_to_update",
         ]),
     ))
     .expect("failed to run tauri-build");

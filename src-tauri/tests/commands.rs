@@ -89,6 +89,10 @@ impl Shell for RecordingShell {
         *self.autostart.lock().unwrap() = on;
         Ok(())
     }
+    fn install_update(&self, _feed: url::Url) -> fullscript_notifier::gui::InstallFuture<'_> {
+        Box::pin(async { Ok(fullscript_notifier::gui::InstallOutcome::UpToDate) })
+    }
+    fn restart(&self) {}
 }
 
 #[test]

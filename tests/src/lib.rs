@@ -57,6 +57,25 @@ pub fn skip() -> bool {
     true
 }
 
+/// The newest `.deb` the bundler wrote (`scripts/bundle.sh`, run by the
+/// test script before the end-to-end stage).
+pub fn newest_deb() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("target");
+    let mut debs: Vec<PathBuf> = ["debug", "release"]
+        .iter()
+        .filter_map(|p| std::fs::read_dir(root.join(p).join("bundle/deb")).ok())
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "deb"))
+        .collect();
+    debs.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+    debs.pop()
+        .expect("no .deb found: run scripts/bundle.sh --debug first")
+}
+
 /// Poll `f` until it answers `Some`, or give up after `timeout`.
 pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();
@@ -782,5 +801,94 @@ method call time=2 sender=:1.5 -> destination=org.freedesktop.Notifications seri
         assert_eq!(n[0].summary, "Lab results ready");
         assert_eq!(n[0].body, "Thyroid Panel · Quest Diagnostics");
         assert_eq!(n[0].actions, ["default", "Open results"]);
+    }
+}
+
+/// Driving the window app through WebDriver (tauri-driver).
+pub mod ui {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use serde_json::json;
+    use thirtyfour::prelude::*;
+    use thirtyfour::Capabilities;
+
+    use super::{app_binary, Desktop};
+
+    /// How long a scenario waits for anything.
+    pub const TIMEOUT: Duration = Duration::from_secs(40);
+
+    /// Poll an async condition until it holds (or fail after [`TIMEOUT`]).
+    #[macro_export]
+    macro_rules! until {
+        ($what:expr, $cond:expr) => {{
+            let start = std::time::Instant::now();
+            loop {
+                if $cond {
+                    break;
+                }
+                if start.elapsed() > $crate::ui::TIMEOUT {
+                    panic!("timed out waiting for {}", $what);
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+            }
+        }};
+    }
+
+    /// Start the app (as built) under WebDriver.
+    pub async fn launch(d: &mut Desktop, args: &[&str]) -> WebDriver {
+        launch_binary(d, &app_binary(), args).await
+    }
+
+    /// Start this build of the app under WebDriver.
+    pub async fn launch_binary(d: &mut Desktop, binary: &Path, args: &[&str]) -> WebDriver {
+        let url = d.start_driver();
+        let mut caps = Capabilities::new();
+        caps.set(
+            "tauri:options",
+            json!({"application": binary.display().to_string(), "args": args}),
+        )
+        .unwrap();
+        // If the app died at start, session creation would hang: bound it.
+        let driver = tokio::time::timeout(Duration::from_secs(90), WebDriver::new(url, caps))
+            .await
+            .expect("WebDriver session within 90 s")
+            .expect("WebDriver session");
+        driver
+            .set_implicit_wait_timeout(Duration::from_millis(0))
+            .await
+            .unwrap();
+        driver
+    }
+
+    pub async fn text(driver: &WebDriver, css: &str) -> String {
+        match driver.find(By::Css(css)).await {
+            Ok(e) => e.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        }
+    }
+
+    pub async fn attr(driver: &WebDriver, css: &str, name: &str) -> String {
+        match driver.find(By::Css(css)).await {
+            Ok(e) => e.attr(name).await.ok().flatten().unwrap_or_default(),
+            Err(_) => String::new(),
+        }
+    }
+
+    pub async fn visible(driver: &WebDriver, css: &str) -> bool {
+        match driver.find(By::Css(css)).await {
+            Ok(e) => e.is_displayed().await.unwrap_or(false),
+            Err(_) => false,
+        }
+    }
+
+    pub async fn click(driver: &WebDriver, css: &str) {
+        driver
+            .find(By::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("{css}: {e}"))
+            .click()
+            .await
+            .unwrap();
     }
 }

@@ -5,84 +5,14 @@
 //! browser was asked to open, the page's DOM, the simulator's request log.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use fsn_e2e::ui::*;
 use fsn_e2e::*;
-use serde_json::json;
 use thirtyfour::prelude::*;
-use thirtyfour::Capabilities;
-
-const TIMEOUT: Duration = Duration::from_secs(40);
 
 fn artifacts() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("artifacts")
-}
-
-async fn launch(d: &mut Desktop, args: &[&str]) -> WebDriver {
-    let url = d.start_driver();
-    let mut caps = Capabilities::new();
-    caps.set(
-        "tauri:options",
-        json!({"application": app_binary().display().to_string(), "args": args}),
-    )
-    .unwrap();
-    // If the app died at start, session creation would hang: bound it.
-    let driver = tokio::time::timeout(Duration::from_secs(90), WebDriver::new(url, caps))
-        .await
-        .expect("WebDriver session within 90 s")
-        .expect("WebDriver session");
-    driver
-        .set_implicit_wait_timeout(Duration::from_millis(0))
-        .await
-        .unwrap();
-    driver
-}
-
-/// Poll an async condition until it holds.
-macro_rules! until {
-    ($what:expr, $cond:expr) => {{
-        let start = Instant::now();
-        loop {
-            if $cond {
-                break;
-            }
-            if start.elapsed() > TIMEOUT {
-                panic!("timed out waiting for {}", $what);
-            }
-            tokio::time::sleep(Duration::from_millis(150)).await;
-        }
-    }};
-}
-
-async fn text(driver: &WebDriver, css: &str) -> String {
-    match driver.find(By::Css(css)).await {
-        Ok(e) => e.text().await.unwrap_or_default(),
-        Err(_) => String::new(),
-    }
-}
-
-async fn attr(driver: &WebDriver, css: &str, name: &str) -> String {
-    match driver.find(By::Css(css)).await {
-        Ok(e) => e.attr(name).await.ok().flatten().unwrap_or_default(),
-        Err(_) => String::new(),
-    }
-}
-
-async fn visible(driver: &WebDriver, css: &str) -> bool {
-    match driver.find(By::Css(css)).await {
-        Ok(e) => e.is_displayed().await.unwrap_or(false),
-        Err(_) => false,
-    }
-}
-
-async fn click(driver: &WebDriver, css: &str) {
-    driver
-        .find(By::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("{css}: {e}"))
-        .click()
-        .await
-        .unwrap();
 }
 
 fn row(id: &str) -> String {

@@ -2,25 +2,10 @@
 //! build, a desktop entry and icons. `scripts/bundle.sh --debug` (run by the
 //! test script before this suite) builds the package.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
-fn newest_deb() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join("target");
-    let mut debs: Vec<PathBuf> = ["debug", "release"]
-        .iter()
-        .filter_map(|p| std::fs::read_dir(root.join(p).join("bundle/deb")).ok())
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "deb"))
-        .collect();
-    debs.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
-    debs.pop()
-        .expect("no .deb found: run scripts/bundle.sh --debug first")
-}
+use fsn_e2e::newest_deb;
 
 #[test]
 fn the_deb_installs_into_a_scratch_root_and_runs() {

@@ -178,7 +178,6 @@ async fn the_windows_command_line_signs_in_watches_and_signs_out_under_wine() {
         let line = text.lines().next()?.trim().trim_matches('"').to_string();
         line.contains("/oauth/authorize").then_some(line)
     });
-    eprintln!("authorize URL from the stub browser: {url}");
     approve(&url);
     let out = login.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

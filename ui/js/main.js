@@ -28,11 +28,33 @@ const CONNECTION = {
 
 const plural = (n, one, many) => (n === 1 ? one : many.replace("N", String(n)));
 
-function banner(text, kind = "") {
+function banner(text, kind = "", action = null) {
   const div = document.createElement("div");
   div.className = "banner " + kind;
   div.textContent = text;
+  if (action) {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.id = action.id;
+    b.textContent = action.label;
+    b.addEventListener("click", action.run);
+    div.append(" ", b);
+  }
   return div;
+}
+
+async function installUpdate(ev) {
+  const button = ev.target;
+  button.disabled = true;
+  button.textContent = "Installing…";
+  try {
+    const r = await call("install_update");
+    if (r.kind === "up_to_date") $("banners").prepend(banner("No update is available after all."));
+  } catch {
+    // The snapshot that follows shows why (update_problem) and offers "Try again".
+    button.disabled = false;
+    button.textContent = "Try again";
+  }
 }
 
 function renderBanners(s) {
@@ -85,6 +107,24 @@ function renderBanners(s) {
     );
   }
   if (s.connection === "restarting" && s.last_error) list.push(banner(s.last_error, "warn"));
+  if (s.update_installed) {
+    list.push(
+      banner(`Update ${s.update_installed} is installed. It takes effect when the app restarts.`, "", {
+        id: "restart-update",
+        label: "Restart now",
+        run: () => call("restart_to_update"),
+      }),
+    );
+  } else if (s.update_available) {
+    list.push(
+      banner(`Update available: ${s.update_available.version}`, "", {
+        id: "install-update",
+        label: s.update_problem ? "Try again" : "Install",
+        run: installUpdate,
+      }),
+    );
+    if (s.update_problem) list.push(banner(s.update_problem, "bad"));
+  }
   if (s.demo) list.push(banner("Demo: invented patients and results from the built-in simulator."));
   $("banners").replaceChildren(...list);
 }
@@ -266,6 +306,15 @@ $("open-settings").addEventListener("click", async () => {
   }
 });
 $("settings-cancel").addEventListener("click", () => dialog.close());
+$("check-update").addEventListener("click", async () => {
+  $("update-note").textContent = "Checking…";
+  try {
+    const u = await call("check_for_update");
+    $("update-note").textContent = u ? `Version ${u.version} is available.` : "This is the newest version.";
+  } catch (e) {
+    $("update-note").textContent = String(e);
+  }
+});
 $("settings-save").addEventListener("click", async () => {
   try {
     await call("save_settings", {

@@ -485,6 +485,7 @@ async fn watch(app: &Arc<App>, once: bool, verbose: bool) -> ExitCode {
         stop_rx,
     ));
     spawn_check_now_on_sigusr1(handle.clone());
+    let update_checks = app.spawn_update_checks(|| {});
     println!(
         "watching lab orders (Ctrl-C to stop; `kill -USR1 {}` checks now)",
         std::process::id()
@@ -519,6 +520,7 @@ async fn watch(app: &Arc<App>, once: bool, verbose: bool) -> ExitCode {
         }
     };
     // A graceful stop: a delivery in progress finishes first.
+    update_checks.abort();
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(30), run).await;
     printer.abort();

@@ -93,6 +93,11 @@ pub struct StatusReport {
     pub alerts_pending: usize,
     pub unseen: usize,
     pub paused_until: Option<String>,
+    /// A newer version found by the daily look at the update feed.
+    pub update_available: Option<crate::update::UpdateInfo>,
+    pub update_checked_at: Option<String>,
+    /// Why the last look at the update feed failed, if it did.
+    pub update_error: Option<String>,
     pub config_file: String,
     pub data_dir: String,
 }
@@ -472,6 +477,7 @@ impl App {
         };
         let unreadable = self.store.unreadable_orders().unwrap_or_default();
         let orders_by_state = self.store.counts_by_state().unwrap_or_default();
+        let update = self.store.update_state().ok().flatten();
         watch.skipped_records = watch.skipped_records.max(unreadable.len());
         StatusReport {
             signed_in,
@@ -498,9 +504,67 @@ impl App {
             alerts_pending: self.store.pending_count().unwrap_or(0),
             unseen: self.store.unseen_count().unwrap_or(0),
             paused_until: self.paused_until().map(ts),
+            update_available: update.as_ref().and_then(|u| u.available.clone()),
+            update_error: update.as_ref().and_then(|u| u.error.clone()),
+            update_checked_at: update.map(|u| u.checked_at),
             config_file: self.paths.config_file.display().to_string(),
             data_dir: self.paths.data_dir.display().to_string(),
         }
+    }
+
+    // ------------------------------------------------------------ updates
+
+    /// Look at the update feed now; the answer is kept for `status` and the window.
+    pub async fn check_for_update(
+        &self,
+    ) -> Result<Option<crate::update::UpdateInfo>, crate::update::UpdateError> {
+        let result = crate::update::check(
+            &self.http,
+            &self.config.update_url,
+            env!("CARGO_PKG_VERSION"),
+        )
+        .await;
+        let (available, error) = match &result {
+            Ok(a) => (a.clone(), None),
+            Err(e) => {
+                tracing::info!(error = %e, "could not look for updates");
+                (None, Some(e.to_string()))
+            }
+        };
+        if let Some(u) = &available {
+            tracing::info!(version = %u.version, "an update is available");
+        }
+        let state = crate::update::UpdateState {
+            checked_at: ts(Utc::now()),
+            available: available.clone(),
+            error,
+        };
+        if let Err(e) = self.store.set_update_state(&state) {
+            tracing::warn!(error = %e, "could not keep the update check's result");
+        }
+        result
+    }
+
+    /// Look at the update feed once a day (unless `update_check = "never"`),
+    /// for as long as the returned task runs; `checked` is called after each look.
+    pub fn spawn_update_checks(
+        self: &Arc<Self>,
+        checked: impl Fn() + Send + 'static,
+    ) -> tokio::task::JoinHandle<()> {
+        let app = self.clone();
+        tokio::spawn(async move {
+            if app.config.update_check == crate::config::UpdateCheck::Never {
+                return;
+            }
+            loop {
+                let last = app.store.update_state().ok().flatten();
+                if crate::update::due(last.as_ref(), Utc::now()) {
+                    let _ = app.check_for_update().await;
+                    checked();
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+            }
+        })
     }
 
     /// The "still running in the tray" notice, the first time only.

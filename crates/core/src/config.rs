@@ -227,6 +227,10 @@ pub struct Config {
     pub token_storage: TokenStorageChoice,
     /// How long `login` waits for the browser to come back.
     pub login_timeout: Duration,
+    /// The update feed (`latest.json`); https, or http on this computer.
+    pub update_url: Url,
+    /// Check the feed once a day (`daily`) or never.
+    pub update_check: UpdateCheck,
     /// Unknown keys found in the file (reported, not fatal: a newer version may have written them).
     pub unknown_keys: Vec<String>,
     /// The file itself holds `client_secret` (so it must stay private).
@@ -265,6 +269,8 @@ struct ConfigFile {
     request_budget_per_5min: Option<i64>,
     token_storage: Option<String>,
     login_timeout_secs: Option<i64>,
+    update_url: Option<String>,
+    update_check: Option<String>,
 }
 
 const KNOWN_KEYS: &[&str] = &[
@@ -290,7 +296,21 @@ const KNOWN_KEYS: &[&str] = &[
     "request_budget_per_5min",
     "token_storage",
     "login_timeout_secs",
+    "update_url",
+    "update_check",
 ];
+
+/// Where releases are published (the update feed the app reads by default).
+pub const DEFAULT_UPDATE_URL: &str =
+    "https://example.invalid/fullscript-lab-notifier/releases/latest/download/latest.json";
+
+/// Whether the app looks for updates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpdateCheck {
+    Daily,
+    Never,
+}
 
 /// Where the config file and the data directory are.
 #[derive(Debug, Clone)]
@@ -622,6 +642,26 @@ impl Config {
                 ))
             }
         };
+        let update_url = {
+            let raw = file
+                .update_url
+                .clone()
+                .unwrap_or_else(|| DEFAULT_UPDATE_URL.into());
+            let url = Url::parse(&raw)
+                .map_err(|e| err("update_url", format!("not a URL ({e}): {raw}")))?;
+            crate::update::check_transport(&url).map_err(|e| err("update_url", e.to_string()))?;
+            url
+        };
+        let update_check = match file.update_check.as_deref() {
+            None | Some("daily") => UpdateCheck::Daily,
+            Some("never") => UpdateCheck::Never,
+            Some(other) => {
+                return Err(err(
+                    "update_check",
+                    format!("`{other}` is not one of daily, never"),
+                ))
+            }
+        };
         let login_timeout = file.login_timeout_secs.unwrap_or(300);
         if !(1..=3600).contains(&login_timeout) {
             return Err(err(
@@ -658,6 +698,8 @@ impl Config {
             request_budget_per_5min: budget as u32,
             token_storage,
             login_timeout: Duration::from_secs(login_timeout as u64),
+            update_url,
+            update_check,
             unknown_keys,
             client_secret_in_file,
         })
@@ -889,6 +931,19 @@ api_base = "http://example.com/api"
                 .unwrap_err()
                 .key,
             "notification_detail"
+        );
+    }
+
+    #[test]
+    fn update_feeds_need_https_except_on_this_computer() {
+        assert_eq!(parse("").unwrap().update_url.as_str(), DEFAULT_UPDATE_URL);
+        assert_eq!(parse("").unwrap().update_check, UpdateCheck::Daily);
+        assert!(parse("update_url = \"http://127.0.0.1:8080/latest.json\"").is_ok());
+        let e = parse("update_url = \"http://updates.example.com/latest.json\"").unwrap_err();
+        assert_eq!(e.key, "update_url");
+        assert_eq!(
+            parse("update_check = \"weekly\"").unwrap_err().key,
+            "update_check"
         );
     }
 

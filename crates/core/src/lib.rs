@@ -23,6 +23,7 @@ pub mod status;
 pub mod store;
 pub mod supervise;
 pub mod timestamp;
+pub mod update;
 pub mod watcher;
 
 pub use api::Account;

@@ -9,8 +9,18 @@
 //! headless.
 //!
 //! macOS and Windows use notify-rust's `wait_for_response`, which maps a body
-//! click to `NotificationResponse::Default` on every backend; those paths
-//! compile there but are not exercised by this repository's tests.
+//! click to `NotificationResponse::Default` on every backend:
+//! * Windows (WinRT toasts): the toast carries the app's AppUserModelID
+//!   (`app_id`, registered by the installer) and the click arrives through
+//!   the toast's `Activated` event on the waiting thread, while the process
+//!   lives. Built and run under Wine in CI, where toasts fail (Wine has no
+//!   WinRT): the alert stays queued, as designed.
+//! * macOS (NSUserNotificationCenter): `show()` only prepares the
+//!   notification; the waiting thread hands it to the system and receives
+//!   the click, which the system delivers on the main run loop. The window
+//!   app runs that loop; `watch` does not, so from `watch` notifications are
+//!   shown but clicks are not received. The system attributes notifications
+//!   to the bundle identifier of a signed `.app`. Type-checked only in CI.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -153,7 +163,10 @@ impl Notifier for DesktopNotifier {
             .build(n)
             .show()
             .map_err(|e| NotifyError::Unavailable(e.to_string()))?;
-        if self.waiting.load(Ordering::Relaxed) >= MAX_WAITING {
+        // On macOS (NSUserNotificationCenter) the notification is handed to
+        // the system by the waiter itself: it must always run.
+        let waiter_sends = cfg!(target_os = "macos");
+        if !waiter_sends && self.waiting.load(Ordering::Relaxed) >= MAX_WAITING {
             tracing::debug!(
                 "too many open notifications; this one is shown without a click handler"
             );

@@ -113,6 +113,8 @@ enum Meta {
     ToldStillRunning,
     /// JSON [`Rebuilt`]: the database was damaged and started afresh.
     Rebuilt,
+    /// JSON [`crate::update::UpdateState`]: the last look at the update feed.
+    Update,
 }
 
 impl Meta {
@@ -126,6 +128,7 @@ impl Meta {
             Meta::WatchStatus => "watch_status",
             Meta::ToldStillRunning => "told_still_running",
             Meta::Rebuilt => "rebuilt",
+            Meta::Update => "update",
         }
     }
 }
@@ -507,6 +510,14 @@ impl Store {
 
     fn set_rebuilt(&self, r: &Rebuilt) -> Result<(), StoreError> {
         self.meta_put_json(Meta::Rebuilt, r)
+    }
+
+    pub fn update_state(&self) -> Result<Option<crate::update::UpdateState>, StoreError> {
+        self.meta_json(Meta::Update)
+    }
+
+    pub fn set_update_state(&self, state: &crate::update::UpdateState) -> Result<(), StoreError> {
+        self.meta_put_json(Meta::Update, state)
     }
 
     /// The practitioner has read that local history was rebuilt.

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use fsn_core::store::OrderRow;
 use tauri::{Runtime, State};
 
-use super::controller::{CmdResult, Controller, Settings, SignInStarted, SignedOut, Snapshot};
+use super::controller::{
+    CmdResult, Controller, InstallOutcome, Settings, SignInStarted, SignedOut, Snapshot,
+};
 
 type Ctl<'a> = State<'a, Arc<Controller>>;
 
@@ -25,6 +27,9 @@ pub fn register<R: Runtime>(builder: tauri::Builder<R>) -> tauri::Builder<R> {
         cancel_sign_in,
         sign_out,
         take_highlight,
+        check_for_update,
+        install_update,
+        restart_to_update,
     ])
 }
 
@@ -101,4 +106,19 @@ pub async fn sign_out(ctl: Ctl<'_>, erase: Option<bool>) -> CmdResult<SignedOut>
 #[tauri::command]
 pub fn take_highlight(ctl: Ctl<'_>) -> Option<String> {
     ctl.take_highlight()
+}
+
+#[tauri::command]
+pub async fn check_for_update(ctl: Ctl<'_>) -> CmdResult<Option<fsn_core::update::UpdateInfo>> {
+    ctl.check_for_update().await
+}
+
+#[tauri::command]
+pub async fn install_update(ctl: Ctl<'_>) -> CmdResult<InstallOutcome> {
+    ctl.install_update().await
+}
+
+#[tauri::command]
+pub fn restart_to_update(ctl: Ctl<'_>) {
+    ctl.restart_to_update()
 }

@@ -44,6 +44,20 @@ pub enum Update {
     SignIn { ok: bool, message: String },
 }
 
+/// What installing an update did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum InstallOutcome {
+    /// Installed; it takes effect when the app restarts (the practitioner decides when).
+    Installed { version: String },
+    /// The feed has nothing newer after all.
+    UpToDate,
+}
+
+pub type InstallFuture<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<InstallOutcome, String>> + Send + 'a>,
+>;
+
 /// The window app's effects on the desktop, behind one small trait.
 pub trait Shell: Send + Sync + 'static {
     /// Show the window (creating it if it was closed).
@@ -53,6 +67,11 @@ pub trait Shell: Send + Sync + 'static {
     /// Is the app launched at log-in? (`None`: unknown on this desktop.)
     fn launch_at_login(&self) -> Option<bool>;
     fn set_launch_at_login(&self, on: bool) -> Result<(), String>;
+    /// Download, verify and install the update the feed offers (the
+    /// official updater plugin); never restarts by itself.
+    fn install_update(&self, feed: url::Url) -> InstallFuture<'_>;
+    /// Restart into the installed update (only when the practitioner asks).
+    fn restart(&self);
 }
 
 /// Follows the sign-in page itself instead of the system browser (the demo
@@ -99,6 +118,10 @@ pub struct Snapshot {
     pub watching: bool,
     /// A problem to show (a bad config file, a keychain failure, …).
     pub error: Option<String>,
+    /// An update installed in this run, waiting for the practitioner to restart.
+    pub update_installed: Option<String>,
+    /// Why the last attempt to install an update failed.
+    pub update_problem: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -164,6 +187,12 @@ pub struct Controller {
     core_now: Mutex<Option<Arc<App>>>,
     highlight: Mutex<Option<String>>,
     sign_in_task: Mutex<Option<JoinHandle<()>>>,
+    /// The daily look at the update feed.
+    update_checks: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// An update installed in this run, waiting for a restart.
+    installed_update: Mutex<Option<String>>,
+    /// Why the last attempt to install an update failed.
+    update_problem: Mutex<Option<String>>,
 }
 
 /// Where the notification icon is written (an absolute path works whether
@@ -199,6 +228,9 @@ impl Controller {
             core_now: Mutex::new(None),
             highlight: Mutex::new(None),
             sign_in_task: Mutex::new(None),
+            update_checks: Mutex::new(None),
+            installed_update: Mutex::new(None),
+            update_problem: Mutex::new(None),
         })
     }
 
@@ -225,6 +257,15 @@ impl Controller {
                     svc.session = core.session().ok();
                 }
                 *lock(&self.core_now) = Some(core.clone());
+                let me = self.me.clone();
+                let checks = core.spawn_update_checks(move || {
+                    if let Some(c) = me.upgrade() {
+                        c.refresh();
+                    }
+                });
+                if let Some(old) = lock(&self.update_checks).replace(checks) {
+                    old.abort();
+                }
                 svc.core = Some(core);
             }
             Err(e) => {
@@ -448,6 +489,8 @@ impl Controller {
                 .is_some_and(|c| c.config.client_secret.is_some()),
             watching,
             error,
+            update_installed: self.installed_update(),
+            update_problem: lock(&self.update_problem).clone(),
         }
     }
 
@@ -763,5 +806,53 @@ impl Controller {
 
     pub fn show_window(&self) {
         self.shell.show_window();
+    }
+
+    // ------------------------------------------------------------ updates
+
+    /// Look at the update feed now (Settings → "Check for updates").
+    pub async fn check_for_update(&self) -> CmdResult<Option<fsn_core::update::UpdateInfo>> {
+        let core = self.core().await?;
+        let found = core.check_for_update().await;
+        self.refresh();
+        found.map_err(|e| CommandError::Message(e.to_string()))
+    }
+
+    /// Install the available update: downloaded, its signature verified,
+    /// installed. It takes effect at the next start, which the practitioner
+    /// chooses ([`Controller::restart_to_update`]).
+    pub async fn install_update(&self) -> CmdResult<InstallOutcome> {
+        let core = self.core().await?;
+        let outcome = match self
+            .shell
+            .install_update(core.config.update_url.clone())
+            .await
+        {
+            Ok(o) => {
+                *lock(&self.update_problem) = None;
+                o
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the update was not installed");
+                *lock(&self.update_problem) = Some(e.clone());
+                self.refresh();
+                return Err(CommandError::Message(e));
+            }
+        };
+        if let InstallOutcome::Installed { version } = &outcome {
+            tracing::info!(version = %version, "update installed; it takes effect at the next start");
+            *lock(&self.installed_update) = Some(version.clone());
+        }
+        self.refresh();
+        Ok(outcome)
+    }
+
+    pub fn restart_to_update(&self) {
+        self.shell.restart();
+    }
+
+    /// An update installed in this run (waiting for a restart).
+    pub fn installed_update(&self) -> Option<String> {
+        lock(&self.installed_update).clone()
     }
 }

@@ -35,8 +35,14 @@ pub fn create<R: Runtime>(app: &AppHandle<R>) -> tauri::Result<()> {
     )?;
     let sign_out = MenuItem::with_id(app, "sign-out", "Sign out", true, None::<&str>)?;
     let quit = MenuItem::with_id(app, "quit", "Quit", true, None::<&str>)?;
+    // Shown once an update is found (its text says which); it opens the window.
+    let update = MenuItem::with_id(app, "update", "No update available", false, None::<&str>)?;
     let sep = PredefinedMenuItem::separator(app)?;
-    let menu = Menu::with_items(app, &[&open, &check, &pause, &sep, &sign_out, &quit])?;
+    let menu = Menu::with_items(
+        app,
+        &[&open, &check, &pause, &sep, &update, &sep, &sign_out, &quit],
+    )?;
+    app.manage(TrayItems { update });
     let mut builder = TrayIconBuilder::with_id(TRAY_ID)
         .tooltip("Fullscript Lab Notifier")
         .menu(&menu)
@@ -51,7 +57,7 @@ pub fn create<R: Runtime>(app: &AppHandle<R>) -> tauri::Result<()> {
 fn on_menu<R: Runtime>(app: &AppHandle<R>, id: &str) {
     let ctl = app.state::<Arc<Controller>>().inner().clone();
     match id {
-        "open" => ctl.show_window(),
+        "open" | "update" => ctl.show_window(),
         "check" => {
             tauri::async_runtime::spawn(async move {
                 let _ = ctl.check_now().await;
@@ -76,7 +82,25 @@ fn on_menu<R: Runtime>(app: &AppHandle<R>, id: &str) {
     }
 }
 
+/// Menu items whose text follows the app's state.
+struct TrayItems<R: Runtime> {
+    update: MenuItem<R>,
+}
+
 pub fn update<R: Runtime>(app: &AppHandle<R>, snapshot: &Snapshot) {
+    if let Some(items) = app.try_state::<TrayItems<R>>() {
+        let offered = snapshot
+            .report
+            .as_ref()
+            .and_then(|r| r.update_available.as_ref());
+        let (text, enabled) = match (&snapshot.update_installed, offered) {
+            (Some(v), _) => (format!("Update {v} installed: restart to use it"), true),
+            (None, Some(u)) => (format!("Update available: {}", u.version), true),
+            (None, None) => ("No update available".to_string(), false),
+        };
+        let _ = items.update.set_text(text);
+        let _ = items.update.set_enabled(enabled);
+    }
     let Some(tray) = app.tray_by_id(TRAY_ID) else {
         return;
     };

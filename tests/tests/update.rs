@@ -1,0 +1,214 @@
+//! Staying current: an installed build (the test script's signed `.deb`,
+//! unpacked) finds a newer version on a local update server, downloads it,
+//! verifies its signature against the key it was built to trust, and
+//! installs it through the system's package tool (a recording `pkexec`
+//! here) without restarting by itself; a tampered package is refused, and a
+//! feed that points at plain http on another host is refused. The key is
+//! made by the test script for this run (`target/update-test-key`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use fsn_e2e::ui::*;
+use fsn_e2e::*;
+
+fn update_key() -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/update-test-key/key.pub");
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (scripts/test.sh makes it)", path.display()))
+        .trim()
+        .to_string()
+}
+
+/// The `.deb` unpacked into a scratch root: the installed app.
+fn install(deb: &Path, root: &Path) -> PathBuf {
+    let ok = Command::new("dpkg")
+        .arg("-x")
+        .arg(deb)
+        .arg(root)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "dpkg -x {}", deb.display());
+    root.join("usr/bin/fullscript-notifier")
+}
+
+/// Signs `file` for `version` with this run's key, as `scripts/release.sh`
+/// does for a real release: the version is bound into the signature, so the
+/// feed cannot pair a new version number with an older package.
+fn sign(file: &Path, version: &str) -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = Command::new(root.join("scripts/tauri"))
+        .args(["signer", "sign", "--app-version", version, "-f"])
+        .arg(root.join("target/update-test-key/key"))
+        .args(["-p", ""])
+        .arg(file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "tauri signer sign: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read_to_string(format!("{}.sig", file.display())).unwrap()
+}
+
+fn feed(version: &str, url: &str, signature: &str) -> String {
+    serde_json::json!({
+        "version": version,
+        "notes": "Faster checks.",
+        "pub_date": "2026-11-27T12:00:00Z",
+        "platforms": {
+            "linux-x86_64-deb": {"signature": signature, "url": url},
+            "linux-x86_64": {"signature": signature, "url": url}
+        }
+    })
+    .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_installed_build_installs_a_signed_update_and_refuses_a_tampered_or_insecure_one() {
+    if fsn_e2e::skip() {
+        return;
+    }
+    let deb = newest_deb();
+    // The bundler signed the package (createUpdaterArtifacts) for this
+    // version; the update is the same package published as 0.2.0.
+    assert!(
+        Path::new(&format!("{}.sig", deb.display())).exists(),
+        "the bundler signs its packages"
+    );
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let (mut d, _sim) = signed_in(
+        Options {
+            display: true,
+            keyring: false,
+        },
+        &format!("update_url = \"{base}/latest.json\""),
+    )
+    .await;
+    let installed = install(&deb, &d.home().join("root"));
+
+    // The update server: a tampered package first (one byte changed), signed
+    // as the real one.
+    let updates = d.home().join("updates");
+    std::fs::create_dir_all(&updates).unwrap();
+    let genuine = std::fs::read(&deb).unwrap();
+    let mut tampered = genuine.clone();
+    let middle = tampered.len() / 2;
+    tampered[middle] ^= 0x5a;
+    std::fs::write(updates.join("app.deb"), &genuine).unwrap();
+    std::fs::write(updates.join("tampered.deb"), &tampered).unwrap();
+    let signature = sign(&updates.join("app.deb"), "0.2.0");
+    std::fs::write(
+        updates.join("latest.json"),
+        feed("0.2.0", &format!("{base}/tampered.deb"), &signature),
+    )
+    .unwrap();
+    let mut server = Command::new("python3");
+    server
+        .args([
+            "-m",
+            "http.server",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .current_dir(&updates)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    d.spawn("update-server", server);
+    wait_for("the update server", TIMEOUT, || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+    });
+
+    // The system's privileged installer, recorded: `pkexec dpkg -i <package>`.
+    let bin = d.home().join("fake-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::write(
+        bin.join("pkexec"),
+        "#!/bin/sh\necho \"$@\" >> \"$FSN_E2E_DIR/pkexec.log\"\ncp \"$3\" \"$FSN_E2E_DIR/installed.deb\"\n",
+    )
+    .unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(bin.join("pkexec"), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+    }
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    d.set_env("PATH", &path);
+    d.set_env("FSN_TEST_UPDATE_PUBKEY", &update_key());
+
+    let driver = launch_binary(&mut d, &installed, &[]).await;
+    until!(
+        "the update to be offered",
+        text(&driver, "#banners")
+            .await
+            .contains("Update available: 0.2.0")
+    );
+    // The headless build says so too.
+    assert_eq!(d.status_json()["update_available"]["version"], "0.2.0");
+    eprintln!("scenario: the installed build finds 0.2.0 ... ok");
+
+    click(&driver, "#install-update").await;
+    until!(
+        "the tampered package to be refused",
+        text(&driver, "#banners")
+            .await
+            .contains("signature does not match")
+    );
+    assert!(
+        !d.home().join("pkexec.log").exists(),
+        "nothing was installed"
+    );
+    eprintln!("scenario: a tampered package is refused ... ok");
+
+    // The genuine package: downloaded, verified, installed; no restart.
+    std::fs::write(
+        updates.join("latest.json"),
+        feed("0.2.0", &format!("{base}/app.deb"), &signature),
+    )
+    .unwrap();
+    click(&driver, "#install-update").await;
+    until!(
+        "the update to be installed",
+        visible(&driver, "#restart-update").await
+    );
+    let log = std::fs::read_to_string(d.home().join("pkexec.log")).unwrap();
+    assert!(log.starts_with("dpkg -i "), "{log}");
+    assert_eq!(
+        std::fs::read(d.home().join("installed.deb")).unwrap(),
+        genuine,
+        "the package installed is the one published"
+    );
+    assert!(
+        text(&driver, "#banners")
+            .await
+            .contains("takes effect when the app restarts"),
+        "installed, not restarted"
+    );
+    eprintln!("scenario: the signed package is installed, the restart is left to the user ... ok");
+
+    // A feed pointing at plain http on another host is refused.
+    std::fs::write(
+        updates.join("latest.json"),
+        feed("0.3.0", "http://updates.example.com/app.deb", &signature),
+    )
+    .unwrap();
+    click(&driver, "#open-settings").await;
+    until!("the settings", visible(&driver, "#check-update").await);
+    click(&driver, "#check-update").await;
+    until!(
+        "the insecure feed to be refused",
+        text(&driver, "#update-note").await.contains("https")
+    );
+    let s = d.status_json();
+    assert!(s["update_available"].is_null(), "{s}");
+    eprintln!("scenario: plain http to another host is refused ... ok");
+    driver.quit().await.unwrap();
+}
