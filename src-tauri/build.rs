@@ -19,6 +19,7 @@ fn main() {
             "take_highlight",
             "check_for_update",
             "install_update",
+            "download_update",
             "restart_to_update",
         ]),
     ))

@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use fsn_core::opener::{RecordingOpener, UrlGuard};
-use fullscript_notifier::gui::{commands, Controller, Shell, Update};
+use fullscript_notifier::gui::{
+    commands, Controller, InstallOutcome, InstallProblem, Shell, Update,
+};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use tauri::test::{
@@ -66,6 +68,8 @@ struct RecordingShell {
     windows_shown: Mutex<usize>,
     updates: Mutex<Vec<String>>,
     autostart: Mutex<bool>,
+    /// What the next attempts to install an update answer (then "up to date").
+    installs: Mutex<Vec<Result<InstallOutcome, InstallProblem>>>,
 }
 
 impl Shell for RecordingShell {
@@ -90,7 +94,13 @@ impl Shell for RecordingShell {
         Ok(())
     }
     fn install_update(&self, _feed: url::Url) -> fullscript_notifier::gui::InstallFuture<'_> {
-        Box::pin(async { Ok(fullscript_notifier::gui::InstallOutcome::UpToDate) })
+        let mut queue = self.installs.lock().unwrap();
+        let next = if queue.is_empty() {
+            Ok(InstallOutcome::UpToDate)
+        } else {
+            queue.remove(0)
+        };
+        Box::pin(async move { next })
     }
     fn restart(&self) {}
 }
@@ -293,6 +303,59 @@ fn sign_in_list_open_mark_seen_check_now_settings_and_sign_out() {
         invoke::<Option<String>>(&w, "take_highlight", json!({})).unwrap(),
         None
     );
+
+    // Updates. A package this copy cannot install is offered for download,
+    // on the update feed's own host only; a tampered one never is.
+    let feed_host = fsn_core::config::DEFAULT_UPDATE_URL
+        .parse::<url::Url>()
+        .unwrap();
+    let package = feed_host
+        .join("fullscript-notifier_0.2.0_amd64.deb")
+        .unwrap();
+    shell.installs.lock().unwrap().extend([
+        Err(InstallProblem::BadSignature),
+        Err(InstallProblem::CannotInstallItself {
+            reason: "dpkg needs an administrator".into(),
+            download: Some(package.clone()),
+        }),
+        Err(InstallProblem::CannotInstallItself {
+            reason: "dpkg needs an administrator".into(),
+            download: Some("https://elsewhere.example/app.deb".parse().unwrap()),
+        }),
+        Ok(InstallOutcome::Installed {
+            version: "0.2.0".into(),
+        }),
+    ]);
+    let err = invoke::<Value>(&w, "install_update", json!({})).unwrap_err();
+    assert!(err.contains("signature does not match"), "{err}");
+    let snap: Value = invoke(&w, "snapshot", json!({})).unwrap();
+    assert_eq!(snap["offer_update_download"], false);
+    assert!(invoke::<String>(&w, "download_update", json!({})).is_err());
+    assert!(opener.taken().is_empty());
+
+    let err = invoke::<Value>(&w, "install_update", json!({})).unwrap_err();
+    assert!(err.contains("could not install the update itself"), "{err}");
+    let snap: Value = invoke(&w, "snapshot", json!({})).unwrap();
+    assert_eq!(snap["offer_update_download"], true);
+    assert!(snap["update_problem"]
+        .as_str()
+        .unwrap()
+        .contains("needs an administrator"));
+    let opened: String = invoke(&w, "download_update", json!({})).unwrap();
+    assert_eq!(opened, package.as_str());
+    assert_eq!(opener.taken(), vec![package]);
+
+    invoke::<Value>(&w, "install_update", json!({})).unwrap_err();
+    let err = invoke::<String>(&w, "download_update", json!({})).unwrap_err();
+    assert!(err.contains("elsewhere.example"), "{err}");
+    assert!(opener.taken().is_empty());
+
+    let done: Value = invoke(&w, "install_update", json!({})).unwrap();
+    assert_eq!(done, json!({"kind": "installed", "version": "0.2.0"}));
+    let snap: Value = invoke(&w, "snapshot", json!({})).unwrap();
+    assert_eq!(snap["update_installed"], "0.2.0");
+    assert!(snap["update_problem"].is_null());
+    assert_eq!(snap["offer_update_download"], false);
 
     // Sign out: revoked at the simulator, local tokens gone, watcher stopped.
     let out: Value = invoke(&w, "sign_out", json!({})).unwrap();

@@ -2,8 +2,10 @@
 //! unpacked) finds a newer version on a local update server, downloads it,
 //! verifies its signature against the key it was built to trust, and
 //! installs it through the system's package tool (a recording `pkexec`
-//! here) without restarting by itself; a tampered package is refused, and a
-//! feed that points at plain http on another host is refused. The key is
+//! here) without restarting by itself. When it cannot install the package
+//! itself (no administrator), it offers the package for download instead; a
+//! tampered package is refused, and a feed that points at plain http on
+//! another host is refused. The key is
 //! made by the test script for this run (`target/update-test-key`).
 
 use std::path::{Path, PathBuf};
@@ -123,18 +125,19 @@ async fn an_installed_build_installs_a_signed_update_and_refuses_a_tampered_or_i
         std::net::TcpStream::connect(("127.0.0.1", port)).ok()
     });
 
-    // The system's privileged installer, recorded: `pkexec dpkg -i <package>`.
+    // The system's privileged installers. First none that works (the
+    // practitioner is no administrator: pkexec, the graphical password
+    // prompts and sudo all fail), later a recording `pkexec dpkg -i <package>`.
     let bin = d.home().join("fake-bin");
     std::fs::create_dir_all(&bin).unwrap();
-    std::fs::write(
-        bin.join("pkexec"),
-        "#!/bin/sh\necho \"$@\" >> \"$FSN_E2E_DIR/pkexec.log\"\ncp \"$3\" \"$FSN_E2E_DIR/installed.deb\"\n",
-    )
-    .unwrap();
-    {
+    let script = |name: &str, body: &str| {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(bin.join("pkexec"), std::fs::Permissions::from_mode(0o755))
-            .unwrap();
+        let path = bin.join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    for name in ["pkexec", "zenity", "kdialog", "sudo"] {
+        script(name, "exit 1");
     }
     let path = format!(
         "{}:{}",
@@ -166,14 +169,45 @@ async fn an_installed_build_installs_a_signed_update_and_refuses_a_tampered_or_i
         !d.home().join("pkexec.log").exists(),
         "nothing was installed"
     );
+    assert!(
+        !visible(&driver, "#download-update").await,
+        "a tampered package is not offered for download either"
+    );
     eprintln!("scenario: a tampered package is refused ... ok");
 
-    // The genuine package: downloaded, verified, installed; no restart.
+    // The genuine package, but no administrator: offered for download.
     std::fs::write(
         updates.join("latest.json"),
         feed("0.2.0", &format!("{base}/app.deb"), &signature),
     )
     .unwrap();
+    assert_eq!(d.status_json()["update_available"]["version"], "0.2.0");
+    let before = d.opened_urls().len();
+    click(&driver, "#install-update").await;
+    until!(
+        "the download to be offered",
+        visible(&driver, "#download-update").await
+    );
+    assert!(
+        text(&driver, "#banners")
+            .await
+            .contains("could not install the update itself"),
+        "{}",
+        text(&driver, "#banners").await
+    );
+    click(&driver, "#download-update").await;
+    let opened = wait_for("the package to open in the browser", TIMEOUT, || {
+        d.opened_urls().get(before).cloned()
+    });
+    assert_eq!(opened, format!("{base}/app.deb"));
+    assert!(!d.home().join("pkexec.log").exists());
+    eprintln!("scenario: without an administrator, the package is offered for download ... ok");
+
+    // With an administrator: downloaded, verified, installed; no restart.
+    script(
+        "pkexec",
+        "echo \"$@\" >> \"$FSN_E2E_DIR/pkexec.log\"\ncp \"$3\" \"$FSN_E2E_DIR/installed.deb\"",
+    );
     click(&driver, "#install-update").await;
     until!(
         "the update to be installed",

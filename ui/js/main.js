@@ -123,7 +123,21 @@ function renderBanners(s) {
         run: installUpdate,
       }),
     );
-    if (s.update_problem) list.push(banner(s.update_problem, "bad"));
+    if (s.update_problem) {
+      list.push(
+        banner(
+          s.update_problem,
+          "bad",
+          s.offer_update_download
+            ? {
+                id: "download-update",
+                label: "Download",
+                run: () => call("download_update").catch((e) => $("banners").prepend(banner(String(e), "bad"))),
+              }
+            : null,
+        ),
+      );
+    }
   }
   if (s.demo) list.push(banner("Demo: invented patients and results from the built-in simulator."));
   $("banners").replaceChildren(...list);

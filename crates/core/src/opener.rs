@@ -1,9 +1,11 @@
-//! Opening results in the browser, safely. Two kinds of URL are ever opened:
-//! the configured sign-in page (exactly its origin and path), and result
+//! Opening results in the browser, safely. Three kinds of URL are ever
+//! opened: the configured sign-in page (exactly its origin and path), result
 //! links on the practitioner web app or a configured document host, never
 //! on an OAuth path (a hostile `pdf_url` could otherwise open a genuine
-//! consent page for another app). Only https (and, in the custom
-//! environment, plain http on loopback). Anything else is refused and
+//! consent page for another app), and a new version's package on the update
+//! feed's own host (when the app cannot install it itself). Only https (and,
+//! in the custom environment, plain http on loopback; for the update feed's
+//! host, the feed's own transport rule). Anything else is refused and
 //! logged by host.
 
 use url::Url;
@@ -24,6 +26,7 @@ pub struct UrlGuard {
     result_origins: Vec<url::Origin>,
     sign_in: Url,
     allow_loopback_http: bool,
+    update_origin: url::Origin,
 }
 
 /// A path that belongs to an OAuth flow (`/oauth/…`, `/api/oauth/…`).
@@ -40,6 +43,7 @@ impl UrlGuard {
             result_origins: config.result_origins(),
             sign_in: config.endpoints.authorize_url.clone(),
             allow_loopback_http: config.environment == Environment::Custom,
+            update_origin: config.update_url.origin(),
         }
     }
 
@@ -64,9 +68,17 @@ impl UrlGuard {
             && url.path() == self.sign_in.path()
     }
 
+    /// A new version's package, on the update feed's own host.
+    pub fn allows_update_download(&self, url: &Url) -> bool {
+        crate::update::check_transport(url).is_ok()
+            && url.username().is_empty()
+            && url.password().is_none()
+            && url.origin() == self.update_origin
+    }
+
     /// Is this an acceptable link (no logging)?
     pub fn allows(&self, url: &Url) -> bool {
-        self.allows_result(url) || self.is_sign_in(url)
+        self.allows_result(url) || self.is_sign_in(url) || self.allows_update_download(url)
     }
 
     /// `allows`, logging a refusal by host only (never the full URL).

@@ -26,6 +26,26 @@ pub struct UpdateInfo {
     pub version: String,
     pub notes: Option<String>,
     pub pub_date: Option<String>,
+    /// This platform's package, for the practitioner to download and
+    /// install by hand when the app cannot install it itself.
+    #[serde(default)]
+    pub download_url: Option<String>,
+}
+
+/// The feed's platform keys for this build, most specific first (the Tauri
+/// updater's `{os}-{arch}-{installer}` and `{os}-{arch}`).
+pub fn platform_keys() -> [String; 2] {
+    let os = match std::env::consts::OS {
+        "macos" => "darwin",
+        other => other,
+    };
+    let installer = match os {
+        "linux" => "deb",
+        "windows" => "nsis",
+        _ => "app",
+    };
+    let arch = std::env::consts::ARCH;
+    [format!("{os}-{arch}-{installer}"), format!("{os}-{arch}")]
 }
 
 /// What the last check found (kept in the database).
@@ -109,8 +129,20 @@ pub async fn check(
     let body = crate::http::read_capped(resp)
         .await
         .map_err(|e| UpdateError::Network(e.to_string()))?;
+    interpret(&body, current, &platform_keys())
+}
+
+/// What a feed offers this build: a newer version that has a package for
+/// one of `platforms` (a release without one is nothing this copy can
+/// install, so it is not announced). Every download link must pass the
+/// same transport rule as the feed.
+pub fn interpret(
+    body: &[u8],
+    current: &str,
+    platforms: &[String],
+) -> Result<Option<UpdateInfo>, UpdateError> {
     let feed: Feed =
-        serde_json::from_slice(&body).map_err(|e| UpdateError::Malformed(e.to_string()))?;
+        serde_json::from_slice(body).map_err(|e| UpdateError::Malformed(e.to_string()))?;
     for p in feed.platforms.values() {
         let url = Url::parse(&p.url).map_err(|e| UpdateError::Malformed(e.to_string()))?;
         check_transport(&url)?;
@@ -118,6 +150,13 @@ pub async fn check(
     if !is_newer(&feed.version, current) {
         return Ok(None);
     }
+    let Some(ours) = platforms.iter().find_map(|k| feed.platforms.get(k)) else {
+        tracing::info!(
+            version = %feed.version,
+            "a newer version is published, but not for this platform"
+        );
+        return Ok(None);
+    };
     Ok(Some(UpdateInfo {
         version: feed.version.trim().trim_start_matches('v').to_string(),
         notes: feed
@@ -125,6 +164,7 @@ pub async fn check(
             .map(|n| crate::lab::display_text(&n))
             .filter(|n| !n.is_empty()),
         pub_date: feed.pub_date,
+        download_url: Some(ours.url.clone()),
     }))
 }
 
@@ -168,6 +208,72 @@ mod tests {
         ] {
             assert!(check_transport(&Url::parse(bad).unwrap()).is_err(), "{bad}");
         }
+    }
+
+    fn feed(version: &str, platforms: serde_json::Value) -> Vec<u8> {
+        serde_json::json!({"version": version, "notes": "Faster <b>checks</b>.", "platforms": platforms})
+            .to_string()
+            .into_bytes()
+    }
+
+    fn linux() -> Vec<String> {
+        vec!["linux-x86_64-deb".into(), "linux-x86_64".into()]
+    }
+
+    #[test]
+    fn a_newer_version_for_this_platform_is_offered_with_its_package() {
+        let body = feed(
+            "0.2.0",
+            serde_json::json!({
+                "windows-x86_64": {"url": "https://u.example/app.exe", "signature": "s"},
+                "linux-x86_64-deb": {"url": "https://u.example/app.deb", "signature": "s"},
+            }),
+        );
+        let info = interpret(&body, "0.1.0", &linux()).unwrap().unwrap();
+        assert_eq!(info.version, "0.2.0");
+        assert_eq!(
+            info.download_url.as_deref(),
+            Some("https://u.example/app.deb")
+        );
+        assert_eq!(info.notes.as_deref(), Some("Faster <b>checks</b>."));
+    }
+
+    #[test]
+    fn a_release_without_a_package_for_this_platform_or_not_newer_is_not_announced() {
+        let only_windows = feed(
+            "0.2.0",
+            serde_json::json!({"windows-x86_64": {"url": "https://u.example/app.exe"}}),
+        );
+        assert_eq!(interpret(&only_windows, "0.1.0", &linux()).unwrap(), None);
+        let same = feed(
+            "0.1.0",
+            serde_json::json!({"linux-x86_64": {"url": "https://u.example/app.deb"}}),
+        );
+        assert_eq!(interpret(&same, "0.1.0", &linux()).unwrap(), None);
+    }
+
+    #[test]
+    fn a_feed_naming_a_plain_http_download_elsewhere_is_refused() {
+        let body = feed(
+            "0.2.0",
+            serde_json::json!({"linux-x86_64": {"url": "http://u.example/app.deb"}}),
+        );
+        assert!(matches!(
+            interpret(&body, "0.1.0", &linux()),
+            Err(UpdateError::Insecure(_))
+        ));
+        assert!(matches!(
+            interpret(b"<html>", "0.1.0", &linux()),
+            Err(UpdateError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn this_build_knows_its_platform_keys() {
+        let [specific, general] = platform_keys();
+        assert!(specific.starts_with(&general), "{specific} {general}");
+        #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+        assert_eq!(specific, "linux-x86_64-deb");
     }
 
     #[test]

@@ -29,6 +29,7 @@ pub fn register<R: Runtime>(builder: tauri::Builder<R>) -> tauri::Builder<R> {
         take_highlight,
         check_for_update,
         install_update,
+        download_update,
         restart_to_update,
     ])
 }
@@ -116,6 +117,11 @@ pub async fn check_for_update(ctl: Ctl<'_>) -> CmdResult<Option<fsn_core::update
 #[tauri::command]
 pub async fn install_update(ctl: Ctl<'_>) -> CmdResult<InstallOutcome> {
     ctl.install_update().await
+}
+
+#[tauri::command]
+pub async fn download_update(ctl: Ctl<'_>) -> CmdResult<String> {
+    ctl.download_update().await
 }
 
 #[tauri::command]

@@ -54,8 +54,32 @@ pub enum InstallOutcome {
     UpToDate,
 }
 
+/// Why an update was not installed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InstallProblem {
+    /// The package is not the one the release owner signed: never offered
+    /// for download either.
+    #[error("The update's signature does not match this app's key: it was not installed.")]
+    BadSignature,
+    /// A genuine package this copy cannot install (a `.deb` needs an
+    /// administrator; no `pkexec`, or the practitioner declined): the
+    /// practitioner can download it (`download`, the package the plugin
+    /// fetched) and install it by hand.
+    #[error(
+        "The app could not install the update itself ({reason}). Download the new package and \
+         install it (installing a .deb needs an administrator)."
+    )]
+    CannotInstallItself {
+        reason: String,
+        download: Option<url::Url>,
+    },
+    /// Anything else (the network, the feed).
+    #[error("The update could not be installed: {0}")]
+    Failed(String),
+}
+
 pub type InstallFuture<'a> = std::pin::Pin<
-    Box<dyn std::future::Future<Output = Result<InstallOutcome, String>> + Send + 'a>,
+    Box<dyn std::future::Future<Output = Result<InstallOutcome, InstallProblem>> + Send + 'a>,
 >;
 
 /// The window app's effects on the desktop, behind one small trait.
@@ -122,6 +146,9 @@ pub struct Snapshot {
     pub update_installed: Option<String>,
     /// Why the last attempt to install an update failed.
     pub update_problem: Option<String>,
+    /// The app could not install the update itself: offer its package for
+    /// download instead.
+    pub offer_update_download: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -192,7 +219,7 @@ pub struct Controller {
     /// An update installed in this run, waiting for a restart.
     installed_update: Mutex<Option<String>>,
     /// Why the last attempt to install an update failed.
-    update_problem: Mutex<Option<String>>,
+    update_problem: Mutex<Option<InstallProblem>>,
 }
 
 /// Where the notification icon is written (an absolute path works whether
@@ -478,6 +505,10 @@ impl Controller {
             Some(c) => Some(c.status(session.as_deref()).await),
             None => None,
         };
+        // (Read before the literal: a guard taken inside it would live to
+        // its end, and `update_download` takes the same lock.)
+        let update_problem = lock(&self.update_problem).as_ref().map(ToString::to_string);
+        let offer_update_download = self.update_download().is_some();
         Snapshot {
             report,
             signing_in: self.signing_in(),
@@ -490,7 +521,8 @@ impl Controller {
             watching,
             error,
             update_installed: self.installed_update(),
-            update_problem: lock(&self.update_problem).clone(),
+            update_problem,
+            offer_update_download,
         }
     }
 
@@ -836,7 +868,7 @@ impl Controller {
                 tracing::warn!(error = %e, "the update was not installed");
                 *lock(&self.update_problem) = Some(e.clone());
                 self.refresh();
-                return Err(CommandError::Message(e));
+                return Err(CommandError::Message(e.to_string()));
             }
         };
         if let InstallOutcome::Installed { version } = &outcome {
@@ -845,6 +877,30 @@ impl Controller {
         }
         self.refresh();
         Ok(outcome)
+    }
+
+    /// The package to offer for download, when the app could not install it.
+    fn update_download(&self) -> Option<url::Url> {
+        match &*lock(&self.update_problem) {
+            Some(InstallProblem::CannotInstallItself { download, .. }) => download.clone(),
+            _ => None,
+        }
+    }
+
+    /// Open the new version's package in the browser (when the app could
+    /// not install it itself; only on the update feed's host, the core's
+    /// `UrlGuard` decides); answers the URL opened.
+    pub async fn download_update(&self) -> CmdResult<String> {
+        let url = self
+            .update_download()
+            .ok_or_else(|| CommandError::msg("There is no update to download."))?;
+        let opener = self.opener(&*self.core().await?);
+        let opened = url.clone();
+        tokio::task::spawn_blocking(move || opener.open(&opened))
+            .await
+            .map_err(|e| CommandError::msg(e.to_string()))?
+            .map_err(AppError::from)?;
+        Ok(url.to_string())
     }
 
     pub fn restart_to_update(&self) {

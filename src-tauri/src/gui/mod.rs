@@ -14,7 +14,8 @@ use fsn_core::Paths;
 use tauri::{AppHandle, Emitter, Manager, Runtime, WebviewUrl, WebviewWindowBuilder};
 
 pub use controller::{
-    Controller, InstallFuture, InstallOutcome, Shell, SignInBrowser, Snapshot, Update,
+    Controller, InstallFuture, InstallOutcome, InstallProblem, Shell, SignInBrowser, Snapshot,
+    Update,
 };
 
 pub const MAIN_WINDOW: &str = "main";
@@ -109,16 +110,17 @@ impl<R: Runtime> Shell for TauriShell<R> {
 async fn install_update<R: Runtime>(
     app: AppHandle<R>,
     feed: url::Url,
-) -> Result<InstallOutcome, String> {
+) -> Result<InstallOutcome, InstallProblem> {
     use tauri_plugin_updater::UpdaterExt;
-    fsn_core::update::check_transport(&feed).map_err(|e| e.to_string())?;
+    let failed = |e: &dyn std::fmt::Display| InstallProblem::Failed(e.to_string());
+    fsn_core::update::check_transport(&feed).map_err(|e| failed(&e))?;
     // (The plugin itself refuses plain http in release builds; debug builds
     // accept a local update server, which is what the tests use.)
     #[allow(unused_mut)]
     let mut builder = app
         .updater_builder()
         .endpoints(vec![feed.clone()])
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| failed(&e))?;
     #[cfg(debug_assertions)]
     if let Some(key) = std::env::var("FSN_TEST_UPDATE_PUBKEY")
         .ok()
@@ -127,30 +129,48 @@ async fn install_update<R: Runtime>(
         // Tests sign with a key made for the run; debug builds only.
         builder = builder.pubkey(key);
     }
-    let updater = builder.build().map_err(|e| e.to_string())?;
+    let updater = builder.build().map_err(|e| failed(&e))?;
     let Some(update) = updater.check().await.map_err(describe_update_error)? else {
         return Ok(InstallOutcome::UpToDate);
     };
-    fsn_core::update::check_transport(&update.download_url).map_err(|e| e.to_string())?;
+    fsn_core::update::check_transport(&update.download_url).map_err(|e| failed(&e))?;
     let version = update.version.clone();
+    let package = update.download_url.clone();
     update
         .download_and_install(|_, _| {}, || {})
         .await
-        .map_err(describe_update_error)?;
+        .map_err(|e| match describe_update_error(e) {
+            InstallProblem::CannotInstallItself { reason, .. } => {
+                InstallProblem::CannotInstallItself {
+                    reason,
+                    download: Some(package),
+                }
+            }
+            other => other,
+        })?;
     Ok(InstallOutcome::Installed { version })
 }
 
-fn describe_update_error(e: tauri_plugin_updater::Error) -> String {
+fn describe_update_error(e: tauri_plugin_updater::Error) -> InstallProblem {
     use tauri_plugin_updater::Error as E;
     match e {
-        E::Minisign(_) | E::Base64(_) | E::SignatureUtf8(_) => {
-            "The update's signature does not match this app's key: it was not installed.".into()
-        }
-        E::PackageInstallFailed | E::InvalidUpdaterFormat => format!(
-            "The app could not install the update itself ({e}); installing a .deb needs an \
-             administrator. Download the new package instead."
-        ),
-        other => format!("The update could not be installed: {other}"),
+        E::Minisign(_)
+        | E::Base64(_)
+        | E::SignatureUtf8(_)
+        | E::SignedVersionMismatch { .. }
+        | E::MissingSignedVersion => InstallProblem::BadSignature,
+        E::PackageInstallFailed
+        | E::DebInstallFailed
+        | E::AuthenticationFailed
+        | E::InvalidUpdaterFormat
+        | E::TempDirNotFound
+        | E::Io(_)
+        | E::UnsupportedOs
+        | E::UnsupportedArch => InstallProblem::CannotInstallItself {
+            reason: e.to_string(),
+            download: None,
+        },
+        other => InstallProblem::Failed(other.to_string()),
     }
 }
 
