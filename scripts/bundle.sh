@@ -14,6 +14,12 @@
 # TAURI_SIGNING_PRIVATE_KEY_PASSWORD) set, each package gets its `.sig` for
 # the updater (scripts/release.sh); without a key, packages are built
 # unsigned (fine for installing by hand).
+#
+# A package for one clinic, its Fullscript registration baked in (the first
+# screen is then one button; a defaults file on the computer still wins):
+#   FSN_BUILD_CLIENT_ID=... FSN_BUILD_ENVIRONMENT=us-production scripts/bundle.sh
+# (FSN_BUILD_CLIENT_SECRET too, only if Fullscript approved shipping the
+# secret inside the app). Cargo rebuilds whatever reads them when they change.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 profile=release; flag=--release; tauri_flag=; bundles=deb; features=--features=fullscript-notifier/custom-protocol

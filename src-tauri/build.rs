@@ -21,6 +21,11 @@ fn main() {
             "install_update",
             "download_update",
             "restart_to_update",
+            "undo_mark_all_seen",
+            "send_test_notification",
+            "set_launch_at_login",
+            "dismiss_welcome",
+            "dismiss_catch_up",
         ]),
     ))
     .expect("failed to run tauri-build");

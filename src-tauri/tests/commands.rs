@@ -286,8 +286,9 @@ fn sign_in_list_open_mark_seen_check_now_settings_and_sign_out() {
         url: Some(url.parse().unwrap()),
         alert_ids: Vec::new(),
         sound: false,
+        actions: vec![fsn_core::policy::NotificationAction::MarkReviewed],
     };
-    controller.on_notification_click(&note);
+    controller.on_notification_action(&note, fsn_core::policy::NotificationAction::Open);
     assert_eq!(opener.taken().len(), 1);
     assert_eq!(*shell.windows_shown.lock().unwrap(), 1);
     assert!(shell

@@ -31,6 +31,8 @@ pub struct Notify {
     pub summary: String,
     pub body: String,
     pub actions: Vec<String>,
+    /// The id the daemon answered (from its method return).
+    pub id: Option<u32>,
 }
 
 struct Proc {
@@ -189,6 +191,11 @@ impl Desktop {
                     "FSN_DATA_DIR".into(),
                     home.join("app-data").display().to_string(),
                 ),
+                // No clinic defaults unless a test writes them (never the machine's).
+                (
+                    "FSN_DEFAULTS".into(),
+                    home.join("defaults.toml").display().to_string(),
+                ),
                 ("GDK_BACKEND".into(), "x11".into()),
                 ("WEBKIT_DISABLE_DMABUF_RENDERER".into(), "1".into()),
                 // Everything the app can log is logged, and then scanned.
@@ -257,6 +264,8 @@ impl Desktop {
         let mut mon = d.command("dbus-monitor");
         mon.arg("--session")
             .arg("interface='org.freedesktop.Notifications',member='Notify'")
+            // The daemon's answers: a notification's id (for pressing its buttons).
+            .arg("type='method_return',sender='org.freedesktop.Notifications'")
             .stdout(log);
         d.spawn("dbus-monitor", mon);
         // The monitor is live once it has printed its own NameAcquired lines.
@@ -479,6 +488,29 @@ impl Desktop {
             .map(|s| s.success())
             .unwrap_or(false);
         assert!(ok, "dunstctl action failed");
+    }
+
+    /// Press a notification's button: the daemon's `ActionInvoked` signal
+    /// for the `index`-th notification it received (0-based), with the id
+    /// the daemon gave it, as the daemon sends it when the button is pressed.
+    pub fn invoke_action(&self, index: usize, action: &str) {
+        let id = wait_for("the notification's id", crate::ui::TIMEOUT, || {
+            self.notifications().get(index).and_then(|n| n.id)
+        });
+        let ok = self
+            .command("dbus-send")
+            .args([
+                "--session",
+                "--type=signal",
+                "/org/freedesktop/Notifications",
+                "org.freedesktop.Notifications.ActionInvoked",
+                &format!("uint32:{id}"),
+                &format!("string:{action}"),
+            ])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "dbus-send ActionInvoked failed");
     }
 
     pub fn close_all_notifications(&self) {
@@ -720,13 +752,44 @@ fn unquote(line: &str) -> Option<String> {
     Some(rest.strip_suffix('"').unwrap_or(rest).to_string())
 }
 
+fn header_field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(key))
+        .map(|v| v.trim_end_matches(';'))
+}
+
 pub fn parse_notify_log(text: &str) -> Vec<Notify> {
     let mut out = Vec::new();
+    // (caller, serial) of each Notify call → its index in `out` (serials
+    // are counted per connection, and every notification has its own).
+    let mut by_serial = std::collections::HashMap::new();
     let mut lines = text.lines().peekable();
     while let Some(line) = lines.next() {
+        if line.starts_with("method return") {
+            let key = header_field(line, "destination=").zip(header_field(line, "reply_serial="));
+            let Some(i) = key.and_then(|(to, s)| by_serial.get(&(to.to_string(), s.to_string())))
+            else {
+                continue;
+            };
+            let i: usize = *i;
+            if let Some(id) = lines
+                .peek()
+                .and_then(|l| l.trim().strip_prefix("uint32 "))
+                .and_then(|v| v.trim().parse().ok())
+            {
+                if let Some(n) = out.get_mut(i) {
+                    let n: &mut Notify = n;
+                    n.id = Some(id);
+                }
+            }
+            continue;
+        }
         if !(line.starts_with("method call") && line.contains("member=Notify")) {
             continue;
         }
+        let serial = header_field(line, "sender=")
+            .zip(header_field(line, "serial="))
+            .map(|(from, s)| (from.to_string(), s.to_string()));
         let mut strings = Vec::new();
         let mut actions = Vec::new();
         let mut in_actions = false;
@@ -757,12 +820,16 @@ pub fn parse_notify_log(text: &str) -> Vec<Notify> {
             }
         }
         if strings.len() >= 4 {
+            if let Some(s) = serial {
+                by_serial.insert(s, out.len());
+            }
             out.push(Notify {
                 app_name: strings[0].clone(),
                 icon: strings[1].clone(),
                 summary: strings[2].clone(),
                 body: strings[3].clone(),
                 actions,
+                id: None,
             });
         }
     }
@@ -794,9 +861,14 @@ method call time=2 sender=:1.5 -> destination=org.freedesktop.Notifications seri
       )
    ]
    int32 -1
+method return time=3 sender=:1.2 -> destination=:1.9 serial=40 reply_serial=7
+   uint32 99
+method return time=3 sender=:1.2 -> destination=:1.5 serial=41 reply_serial=7
+   uint32 4
 "#;
         let n = parse_notify_log(log);
         assert_eq!(n.len(), 1);
+        assert_eq!(n[0].id, Some(4), "the answer to this caller's call");
         assert_eq!(n[0].app_name, "Fullscript Lab Notifier");
         assert_eq!(n[0].summary, "Lab results ready");
         assert_eq!(n[0].body, "Thyroid Panel · Quest Diagnostics");
@@ -875,11 +947,20 @@ pub mod ui {
         }
     }
 
+    /// Drawn on the page: laid out (not `hidden`, not in a closed dialog or
+    /// a closed `<details>`, which WebKitWebDriver's own check counts as
+    /// displayed) and not `visibility: hidden`.
     pub async fn visible(driver: &WebDriver, css: &str) -> bool {
-        match driver.find(By::Css(css)).await {
-            Ok(e) => e.is_displayed().await.unwrap_or(false),
-            Err(_) => false,
-        }
+        driver
+            .execute(
+                "const e = document.querySelector(arguments[0]);
+                 return !!e && e.getClientRects().length > 0 && getComputedStyle(e).visibility !== 'hidden';",
+                vec![json!(css)],
+            )
+            .await
+            .ok()
+            .and_then(|r| r.json().as_bool())
+            .unwrap_or(false)
     }
 
     pub async fn click(driver: &WebDriver, css: &str) {

@@ -312,16 +312,25 @@ async fn faults_show_in_the_header_and_nothing_is_lost() {
         for_secs: None,
         path_prefix: Some("/api/clinic/labs/orders".into()),
     };
-    for (kind, shown) in [
-        (fsn_simulator::FaultKind::Status { status: 500 }, "retrying"),
+    for (kind, shown, words) in [
+        (
+            fsn_simulator::FaultKind::Status { status: 500 },
+            "retrying",
+            "Checking for results is failing",
+        ),
         (
             fsn_simulator::FaultKind::RateLimited {
                 retry_after_secs: Some(2),
                 retry_after_raw: None,
             },
             "rate_limited",
+            "Fullscript asked the app to slow down",
         ),
-        (fsn_simulator::FaultKind::MalformedJson, "retrying"),
+        (
+            fsn_simulator::FaultKind::MalformedJson,
+            "retrying",
+            "Checking for results is failing",
+        ),
     ] {
         ctl.add_fault(fault(kind)).unwrap();
         check_now(&driver).await;
@@ -329,8 +338,14 @@ async fn faults_show_in_the_header_and_nothing_is_lost() {
             format!("the header to show {shown}"),
             attr(&driver, "#conn-badge", "data-state").await == shown
         );
-        // A person asking again does not wait out the (at least 30 s) pause.
-        check_now(&driver).await;
+        // Said in words in a banner, with what to do about it.
+        until!(
+            format!("the banner for {shown}"),
+            text(&driver, "#banners").await.contains(words)
+        );
+        // A person asking again ("Retry now") does not wait out the (at
+        // least 30 s) pause.
+        click(&driver, "#retry-now").await;
         until!(
             "recovery",
             attr(&driver, "#conn-badge", "data-state").await == "ok"

@@ -1,8 +1,8 @@
 // Wires the page to the app: renders the pushed state and list, sends the
 // user's actions as commands.
 import { call, on } from "./api.js";
-import { render, refreshTimes } from "./list.js";
-import { clock } from "./time.js";
+import { render, refreshTimes, moveFocus, focusedOrderId } from "./list.js";
+import { ago, clock, dayTime } from "./time.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -12,6 +12,11 @@ const view = {
   filter: "all",
   query: "",
   highlighted: null,
+  // "N results since …": rows whose newest result is after this.
+  since: null,
+  // What the screen reader was last told (announce changes only).
+  announced: { connection: null, unseen: null, quiet: null },
+  welcomeShown: false,
 };
 
 const CONNECTION = {
@@ -57,12 +62,80 @@ async function installUpdate(ev) {
   }
 }
 
+// The connection in words, with what the practitioner can do about it.
+function connectionBanner(s) {
+  if (!s.signed_in) return null;
+  const reason = s.last_error ? ` (${s.last_error})` : "";
+  const since = s.retrying_since ? ` since ${dayTime(s.retrying_since)}` : "";
+  const retry = { id: "retry-now", label: "Retry now", run: checkNow };
+  switch (s.connection) {
+    case "offline":
+      return banner(`Offline${since}: Fullscript cannot be reached from this computer. New results will be found when the connection is back.`, "warn", retry);
+    case "rate_limited":
+      return banner(`Fullscript asked the app to slow down${since}; it will check again shortly.`, "warn", retry);
+    case "retrying":
+      return banner(`Checking for results is failing${since}${reason}. The app keeps trying.`, "warn", retry);
+    default:
+      return null;
+  }
+}
+
+// Held alerts (paused, outside clinic hours) in words.
+function quietBanner(s) {
+  const q = s.quiet;
+  if (!q) return null;
+  const waiting = s.held_alerts > 0 ? ` ${plural(s.held_alerts, "1 result is", "N results are")} waiting.` : "";
+  if (q.reason === "paused") {
+    return banner(
+      `Notifications are paused until ${dayTime(q.until)}. Results that arrive meanwhile are held and announced together when the pause ends.${waiting}`,
+      "warn",
+      { id: "resume-banner", label: "Resume", run: () => call("resume_notifications") },
+    );
+  }
+  const until = q.until ? ` until ${dayTime(q.until)}` : "";
+  return banner(`Outside clinic hours: results are held${until} and then announced together.${waiting}`);
+}
+
+function catchUpBanner(s) {
+  const c = s.catch_up;
+  if (!c) return null;
+  const div = banner(`${plural(c.results, "1 result", "N results")} since ${dayTime(c.since)}.`, "", {
+    id: "catch-up-show",
+    label: "Show",
+    run: () => {
+      view.since = c.since;
+      view.filter = "since";
+      $("filter").value = "since";
+      renderList();
+    },
+  });
+  const close = document.createElement("button");
+  close.type = "button";
+  close.id = "catch-up-dismiss";
+  close.textContent = "Dismiss";
+  close.addEventListener("click", () => call("dismiss_catch_up"));
+  div.append(" ", close);
+  return div;
+}
+
 function renderBanners(s) {
   const list = [];
   if (s.error) list.push(banner(s.error, "bad"));
   if (!s.signed_in && s.signed_out_cause && s.signed_out_cause.kind === "ended") {
-    list.push(banner(`You were signed out: ${s.signed_out_reason}`, "bad"));
+    list.push(
+      banner(`You were signed out: ${s.signed_out_reason}`, "bad", {
+        id: "sign-in-again",
+        label: "Sign in again",
+        run: () => $("signin-form").requestSubmit(),
+      }),
+    );
   }
+  const conn = connectionBanner(s);
+  if (conn) list.push(conn);
+  const quiet = quietBanner(s);
+  if (quiet) list.push(quiet);
+  const catchUp = s.signed_in ? catchUpBanner(s) : null;
+  if (catchUp) list.push(catchUp);
   if (s.needs_configuration) {
     list.push(banner(`Fullscript refused this app's registration; your sign-in is kept. ${s.needs_configuration}`, "bad"));
   }
@@ -75,7 +148,6 @@ function renderBanners(s) {
       ),
     );
   }
-  if (s.paused_until) list.push(banner(`Notifications are paused until ${clock(s.paused_until)}.`, "warn"));
   if (s.signed_in && s.notifications_available === false) {
     list.push(banner("No notification service answered; new results are listed here and notified when it is back.", "warn"));
   }
@@ -143,25 +215,66 @@ function renderBanners(s) {
   $("banners").replaceChildren(...list);
 }
 
+// "Checked 1 min ago" (exact times in the tooltip).
+function renderChecked(s) {
+  const el = $("conn-detail");
+  el.textContent = s.last_poll_at ? `Checked ${ago(s.last_poll_at)}` : "";
+  const exact = [];
+  if (s.last_poll_at) exact.push(`Last check ${clock(s.last_poll_at)}`);
+  if (s.next_poll_at && s.watching) exact.push(`next ${clock(s.next_poll_at)}`);
+  el.title = exact.join(", ");
+}
+
 function renderHeader(s) {
-  const st = s;
   $("clinic-name").textContent = s.clinic ? s.clinic.name : "Fullscript";
-  const owner = s.resource_owner;
-  $("practitioner").textContent = owner ? `Signed in as ${owner.type} ${owner.id.slice(0, 8)}` : "";
+  $("practitioner").textContent = s.owner_name || "";
   const badge = $("conn-badge");
-  badge.dataset.state = st.connection;
-  badge.textContent = CONNECTION[st.connection] || st.connection;
-  const detail = [];
-  if ((st.connection === "retrying" || st.connection === "offline" || st.connection === "rate_limited") && st.retrying_since) {
-    detail.push(`since ${clock(st.retrying_since)}`);
-  }
-  if (st.last_poll_at) detail.push(`last check ${clock(st.last_poll_at)}`);
-  if (st.next_poll_at && s.watching) detail.push(`next ${clock(st.next_poll_at)}`);
-  $("conn-detail").textContent = detail.join(" · ");
-  $("conn-detail").title = st.last_error || "";
+  badge.dataset.state = s.connection;
+  badge.textContent = CONNECTION[s.connection] || s.connection;
+  renderChecked(s);
   $("unseen-count").textContent = s.unseen === 1 ? "1 new result" : `${s.unseen} new results`;
   $("check-now").disabled = !s.watching;
 }
+
+// Screen readers hear what changed: the connection, new results, a pause
+// or clinic hours starting or ending. Never the time of every check.
+function announce(s) {
+  const said = view.announced;
+  const parts = [];
+  if (said.connection !== null && s.connection !== said.connection && s.connection !== "checking") {
+    parts.push(`Connection: ${CONNECTION[s.connection] || s.connection}.`);
+  }
+  if (said.unseen !== null && s.unseen > said.unseen) {
+    parts.push(plural(s.unseen - said.unseen, "1 new result.", "N new results."));
+  }
+  const quiet = s.quiet ? s.quiet.reason : "none";
+  if (said.quiet !== null && quiet !== said.quiet) {
+    parts.push(quiet === "none" ? "Notifications are on." : quiet === "paused" ? "Notifications paused." : "Outside clinic hours.");
+  }
+  if (s.connection !== "checking") said.connection = s.connection;
+  said.unseen = s.unseen;
+  said.quiet = quiet;
+  if (parts.length) $("announcer").textContent = parts.join(" ");
+}
+
+function renderWelcome(s) {
+  const w = $("welcome");
+  if (!s.welcome) {
+    w.hidden = true;
+    return;
+  }
+  $("welcome-text").textContent = s.welcome;
+  if (w.hidden && !view.welcomeShown) {
+    view.welcomeShown = true;
+    // "Start when I log in" is on unless the practitioner unticks it.
+    call("set_launch_at_login", { on: $("welcome-autostart").checked }).catch(() => {});
+  }
+  w.hidden = false;
+}
+
+// The first screen: one country choice and one button when the clinic's
+// registration is known; its raw fields under Advanced.
+let advancedTouched = false;
 
 function renderSignIn(s) {
   const env = $("environment");
@@ -173,9 +286,21 @@ function renderSignIn(s) {
       env.append(o);
     }
   }
-  if (document.activeElement !== env) env.value = s.environment;
-  if (!$("client-id").value && s.client_id) $("client-id").value = s.client_id;
-  $("secret-hint").textContent = s.secret_from_config ? "(already set in the configuration)" : "";
+  if (!advancedTouched) {
+    env.value = s.environment;
+    if (s.client_id) $("client-id").value = s.client_id;
+  }
+  const regionKnown = s.region === "us" || s.region === "ca";
+  $("region-choice").hidden = !regionKnown;
+  if (regionKnown && !document.querySelector("input[name=region]:checked")) {
+    $(`region-${s.region}`).checked = true;
+  }
+  $("sandbox-note").hidden = !s.sandbox;
+  // Nothing known (or no secret): the fields are needed, so Advanced opens.
+  const ready = !!s.configured;
+  $("registration-note").hidden = ready;
+  if (!advancedTouched) showAdvanced(!ready);
+  $("secret-hint").textContent = s.secret_from_config ? "(already set by your clinic)" : "";
   $("signin-form").hidden = s.signing_in;
   $("signin-waiting").hidden = !s.signing_in;
 }
@@ -188,18 +313,24 @@ function applySnapshot(s) {
   $("main").hidden = !signedIn;
   $("signin").hidden = signedIn;
   renderBanners(s);
-  if (signedIn) renderHeader(s);
-  else renderSignIn(s);
+  if (signedIn) {
+    renderHeader(s);
+    renderWelcome(s);
+    announce(s);
+  } else renderSignIn(s);
 }
 
 function renderList() {
   render($("list"), view.orders, {
     filter: view.filter,
     query: view.query,
+    since: view.since,
     highlighted: view.highlighted,
     signedIn: view.snapshot ? view.snapshot.signed_in : false,
     onOpen: openResults,
+    onReviewed: markReviewed,
   });
+  $("filter").querySelector("option[value=since]").hidden = !view.since;
 }
 
 async function loadOrders() {
@@ -209,6 +340,23 @@ async function loadOrders() {
     view.orders = [];
   }
   renderList();
+}
+
+async function markReviewed(order) {
+  try {
+    await call("mark_seen", { orderId: order.id });
+  } catch (e) {
+    $("banners").prepend(banner(String(e), "bad"));
+  }
+}
+
+async function checkNow() {
+  $("conn-badge").textContent = CONNECTION.checking;
+  try {
+    await call("check_now");
+  } catch (e) {
+    $("banners").prepend(banner(String(e), "bad"));
+  }
 }
 
 async function openResults(order) {
@@ -239,10 +387,12 @@ $("signin-form").addEventListener("submit", async (ev) => {
   const err = $("signin-error");
   err.hidden = true;
   $("signin-button").disabled = true;
+  const region = document.querySelector("input[name=region]:checked");
   try {
     const started = await call("sign_in", {
-      environment: $("environment").value,
-      clientId: $("client-id").value,
+      region: region && !$("region-choice").hidden ? region.value : null,
+      environment: advancedTouched ? $("environment").value : null,
+      clientId: advancedTouched ? $("client-id").value : null,
       clientSecret: $("client-secret").value || null,
     });
     $("authorize-url").value = started.authorize_url;
@@ -256,6 +406,39 @@ $("signin-form").addEventListener("submit", async (ev) => {
 });
 
 $("signin-cancel").addEventListener("click", () => call("cancel_sign_in"));
+for (const id of ["environment", "client-id"]) {
+  $(id).addEventListener("input", () => {
+    advancedTouched = true;
+  });
+}
+function showAdvanced(open) {
+  $("advanced").hidden = !open;
+  $("advanced-toggle").setAttribute("aria-expanded", String(open));
+}
+// Opened or closed by the practitioner: left as they chose.
+$("advanced-toggle").addEventListener("click", () => {
+  advancedTouched = true;
+  showAdvanced($("advanced").hidden);
+});
+
+// ---------------------------------------------------------------- welcome
+
+$("welcome-autostart").addEventListener("change", (e) => {
+  call("set_launch_at_login", { on: e.target.checked }).catch((err) => {
+    $("welcome-test-note").textContent = String(err);
+  });
+});
+async function testNotification(note) {
+  note.textContent = "Sending…";
+  try {
+    const hint = await call("send_test_notification");
+    note.textContent = `Sent. ${hint}`;
+  } catch (e) {
+    note.textContent = String(e);
+  }
+}
+$("welcome-test").addEventListener("click", () => testNotification($("welcome-test-note")));
+$("welcome-done").addEventListener("click", () => call("dismiss_welcome"));
 
 // ---------------------------------------------------------------- list
 
@@ -263,23 +446,78 @@ $("search").addEventListener("input", (e) => {
   view.query = e.target.value.trim();
   renderList();
 });
+$("search").addEventListener("keydown", (e) => {
+  if (e.key === "Escape" && $("search").value) {
+    e.preventDefault();
+    $("search").value = "";
+    view.query = "";
+    renderList();
+  }
+});
 $("filter").addEventListener("change", (e) => {
   view.filter = e.target.value;
   renderList();
 });
-$("mark-all-seen").addEventListener("click", () => call("mark_all_seen"));
-$("check-now").addEventListener("click", async () => {
-  $("conn-badge").textContent = CONNECTION.checking;
-  try {
-    await call("check_now");
-  } catch (e) {
-    $("banners").prepend(banner(String(e), "bad"));
+
+// Keyboard: arrows move between orders (one Tab stop for the list), Enter
+// opens, r marks reviewed, / searches.
+$("list").addEventListener("keydown", (e) => {
+  if (e.altKey || e.ctrlKey || e.metaKey) return;
+  const moves = { ArrowDown: 1, ArrowUp: -1, Home: "first", End: "last" };
+  if (e.key in moves) {
+    e.preventDefault();
+    moveFocus($("list"), moves[e.key]);
+  } else if (e.key === "r" || e.key === "R") {
+    const id = focusedOrderId($("list"));
+    const order = id && view.orders.find((o) => o.id === id);
+    if (order) {
+      e.preventDefault();
+      markReviewed(order);
+    }
   }
 });
+document.addEventListener("keydown", (e) => {
+  if (e.key !== "/" || e.altKey || e.ctrlKey || e.metaKey) return;
+  const t = e.target;
+  if (t instanceof HTMLInputElement || t instanceof HTMLSelectElement || t instanceof HTMLTextAreaElement) return;
+  if ($("main").hidden || $("settings").open) return;
+  e.preventDefault();
+  $("search").focus();
+});
+
+// "Mark all seen" asks nothing; Undo stays offered for 10 seconds.
+let undoTimer = null;
+$("mark-all-seen").addEventListener("click", async () => {
+  let n = 0;
+  try {
+    n = await call("mark_all_seen");
+  } catch (e) {
+    $("banners").prepend(banner(String(e), "bad"));
+    return;
+  }
+  document.getElementById("undo-banner")?.remove();
+  if (n === 0) return;
+  const b = banner(plural(n, "1 result marked seen.", "N results marked seen."), "", {
+    id: "undo-mark-all",
+    label: "Undo",
+    run: async () => {
+      clearTimeout(undoTimer);
+      b.remove();
+      await call("undo_mark_all_seen");
+    },
+  });
+  b.id = "undo-banner";
+  $("main").prepend(b);
+  clearTimeout(undoTimer);
+  undoTimer = setTimeout(() => b.remove(), 10_000);
+});
+$("check-now").addEventListener("click", checkNow);
 
 // ---------------------------------------------------------------- settings
 
 const dialog = $("settings");
+const DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+$("settings-test").addEventListener("click", () => testNotification($("settings-test-note")));
 
 function fillSettings(s) {
   $("poll-interval").value = String(s.poll_interval_secs);
@@ -296,6 +534,13 @@ function fillSettings(s) {
   $("notification-detail").value = s.notification_detail || (s.show_patient_names ? "full" : "test");
   $("sound").checked = s.sound;
   $("launch-at-login").checked = s.launch_at_login;
+  const h = s.clinic_hours;
+  $("hours-enabled").checked = !!(h && h.enabled);
+  DAYS.forEach((d, i) => {
+    $(`day-${d}`).checked = h ? h.days[i] : i < 5;
+  });
+  $("hours-open").value = h ? h.open : "08:00";
+  $("hours-close").value = h ? h.close : "18:00";
   $("pause-state").textContent = s.paused_until ? `Paused until ${clock(s.paused_until)}.` : "Notifications are on.";
   $("resume").disabled = !s.paused_until;
   const snap = view.snapshot;
@@ -342,6 +587,12 @@ $("settings-save").addEventListener("click", async () => {
         notification_detail: $("notification-detail").value,
         sound: $("sound").checked,
         launch_at_login: $("launch-at-login").checked,
+        clinic_hours: {
+          enabled: $("hours-enabled").checked,
+          days: DAYS.map((d) => $(`day-${d}`).checked),
+          open: $("hours-open").value || "08:00",
+          close: $("hours-close").value || "18:00",
+        },
       },
     });
     dialog.close();
@@ -409,7 +660,10 @@ on("sign-in-finished", (r) => {
   }
 });
 
-setInterval(() => refreshTimes($("list")), 30_000);
+setInterval(() => {
+  refreshTimes($("list"));
+  if (view.snapshot && view.snapshot.signed_in) renderChecked(view.snapshot);
+}, 30_000);
 
 async function init() {
   applySnapshot(await call("snapshot"));

@@ -21,3 +21,10 @@ export function clock(iso) {
     ? t.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" })
     : t.toLocaleString([], { dateStyle: "short", timeStyle: "short" });
 }
+
+// "Fri 5:12 pm": a day and a time, for "since …" and "until …".
+export function dayTime(iso) {
+  const t = new Date(iso);
+  if (Number.isNaN(t.getTime())) return "";
+  return t.toLocaleString([], { weekday: "short", hour: "numeric", minute: "2-digit" });
+}

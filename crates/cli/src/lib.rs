@@ -75,6 +75,8 @@ pub enum Command {
         #[arg(long)]
         verbose: bool,
     },
+    /// Show a test notification, through the same path as result alerts
+    NotifyTest,
     /// Run the built-in Fullscript API simulator
     Simulate(SimulateArgs),
     /// Start the app against the simulator's demo scenario (no account needed)
@@ -176,6 +178,7 @@ pub fn run_headless(cli: Cli) -> ExitCode {
             Command::Login => login(&app).await,
             Command::Logout { erase } => logout(&app, erase).await,
             Command::Status { json } => status(&app, json).await,
+            Command::NotifyTest => notify_test(&app).await,
             Command::Watch {
                 cycles: Some(n), ..
             } => watch_cycles(&app, n).await,
@@ -394,12 +397,52 @@ fn print_status(s: &StatusReport) {
     if let Some(p) = &s.paused_until {
         println!("Paused until:   {p}");
     }
+    if let Some(h) = &s.clinic_hours {
+        println!(
+            "Clinic hours:   {} {}-{} (alerts outside them are held for a digest)",
+            h.day_names().join(","),
+            h.open.format("%H:%M"),
+            h.close.format("%H:%M")
+        );
+    }
+    if s.watch.held_alerts > 0 {
+        let until = s
+            .watch
+            .quiet
+            .and_then(|q| q.until())
+            .map(|t| format!(" until {}", fsn_core::store::ts(t)))
+            .unwrap_or_default();
+        println!(
+            "Held:           {} alert(s){until}, then announced in one digest",
+            s.watch.held_alerts
+        );
+    }
     if !s.watch.notifications_available {
         println!("Notifications:  no notification service answered; alerts are queued");
     }
     println!("Last error:     {}", or_dash(&s.watch.last_error));
     println!("Config file:    {}", s.config_file);
     println!("Data directory: {}", s.data_dir);
+}
+
+/// `notify-test`: a real notification through the desktop notifier.
+async fn notify_test(app: &Arc<App>) -> ExitCode {
+    let notifier = DesktopNotifier::new(Arc::new(|_, _| {}));
+    let shown = {
+        let app = app.clone();
+        tokio::task::spawn_blocking(move || app.send_test_notification(&notifier)).await
+    };
+    match shown {
+        Ok(Ok(())) => {
+            println!(
+                "A test notification was sent. {}",
+                fsn_core::app::TEST_NOTIFICATION_HINT
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(Err(e)) => fail(e),
+        Err(e) => fail(e),
+    }
 }
 
 async fn status(app: &App, json: bool) -> ExitCode {
@@ -440,10 +483,18 @@ async fn watch(app: &Arc<App>, once: bool, verbose: bool) -> ExitCode {
     };
     let click_app = app.clone();
     let opener = Arc::new(BrowserOpener::new(UrlGuard::new(&app.config)));
-    let notifier = Arc::new(DesktopNotifier::new(Arc::new(move |n| {
-        // A click: the practitioner is looking at these results now.
-        click_app.on_click(n, &*opener);
-        println!("notification clicked ({})", n.kind.label());
+    let notifier = Arc::new(DesktopNotifier::new(Arc::new(move |n, action| {
+        // A click: the practitioner is looking at these results now (or
+        // marked them reviewed from the notification).
+        click_app.on_action(n, action, &*opener);
+        println!(
+            "notification {} ({})",
+            match action {
+                fsn_core::policy::NotificationAction::Open => "clicked",
+                fsn_core::policy::NotificationAction::MarkReviewed => "marked reviewed",
+            },
+            n.kind.label()
+        );
     })));
     let handle = app.watcher_handle();
     let mut events = handle.subscribe();

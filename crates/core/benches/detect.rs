@@ -40,7 +40,6 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn main() {
     let rules = AlertRules {
         notify: NotifyStates::default(),
-        paused: false,
     };
     let none = HashMap::new();
     println!("change detection (median of 21 runs, this machine):");

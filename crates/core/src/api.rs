@@ -102,6 +102,9 @@ pub struct Account {
     /// The sign-in (see `TokenSet::grant_id`) this account came with.
     #[serde(default)]
     pub grant_id: Option<String>,
+    /// The signed-in practitioner's name (or email), for the header only.
+    #[serde(default)]
+    pub owner_name: Option<String>,
 }
 
 /// One page of lab orders; a bad record is reported, the rest kept.
@@ -307,6 +310,41 @@ impl FullscriptClient {
             .filter(|n| !n.is_empty())
             .unwrap_or_else(|| "Your clinic".to_string());
         Ok(Clinic { id, name })
+    }
+
+    /// The signed-in practitioner's (or staff member's) name for the
+    /// header: "First Last", else the email, else nothing. Best effort: the
+    /// record may be missing, refused or shaped otherwise.
+    pub async fn owner_name(&self, owner: &crate::oauth::ResourceOwner) -> Option<String> {
+        let (path, wrapper) = if owner.kind.eq_ignore_ascii_case("staff") {
+            ("staff", "staff")
+        } else {
+            ("practitioners", "practitioner")
+        };
+        let id: String = url::form_urlencoded::byte_serialize(owner.id.as_bytes()).collect();
+        let body = match self.get_json(&format!("/clinic/{path}/{id}"), &[]).await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::debug!(error = %e, "could not read the signed-in user's name");
+                return None;
+            }
+        };
+        let p = body.get(wrapper).filter(|v| v.is_object()).unwrap_or(&body);
+        let text = |k: &str| {
+            p.get(k)
+                .and_then(Value::as_str)
+                .map(lab::display_text)
+                .filter(|s| !s.is_empty())
+        };
+        let name = [text("first_name"), text("last_name")]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" ");
+        if !name.is_empty() {
+            return Some(name);
+        }
+        text("email")
     }
 
     pub async fn orders_page(&self, page: u32) -> Result<OrderPage, ApiError> {

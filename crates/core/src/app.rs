@@ -20,7 +20,7 @@ use crate::lab::LabState;
 use crate::notifier::Notifier;
 use crate::oauth::{AuthError, OAuthClient, ResourceOwner};
 use crate::opener::{OpenError, Opener, UrlGuard};
-use crate::policy::{Notification, NotificationKind};
+use crate::policy::{Notification, NotificationAction, NotificationKind};
 use crate::secret::Secret;
 use crate::secret_store::{self, SecretStore, SecretStoreError};
 use crate::session::{AuthState, Session, SignOutReport, SignedOutCause};
@@ -29,6 +29,17 @@ use crate::store::{ts, Rebuilt, Store, StoreError};
 use crate::watcher::{Watcher, WatcherHandle};
 
 pub const CLIENT_SECRET_KEY: &str = "client_secret";
+
+/// "Connected to Maple Grove Integrative Health. 214 existing lab orders
+/// recorded; you will be notified of new results from now on."
+fn welcome_text(clinic: Option<&str>, orders: usize) -> String {
+    let clinic = clinic.unwrap_or("your clinic");
+    let orders = match orders {
+        1 => "1 existing lab order recorded".to_string(),
+        n => format!("{n} existing lab orders recorded"),
+    };
+    format!("Connected to {clinic}. {orders}; you will be notified of new results from now on.")
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -57,6 +68,8 @@ pub enum AppError {
     AlreadyWatching(PathBuf),
     #[error("no results page is configured for this order")]
     NoResultsLink,
+    #[error("this computer's clock or time zone gave an impossible time")]
+    Clock,
 }
 
 /// `fullscript-notifier status --json`, and what the window shows in its header.
@@ -93,6 +106,17 @@ pub struct StatusReport {
     pub alerts_pending: usize,
     pub unseen: usize,
     pub paused_until: Option<String>,
+    /// The signed-in practitioner's name (or email), for the header.
+    pub owner_name: Option<String>,
+    /// Lab orders on the list.
+    pub orders_total: usize,
+    /// After a sign-in, until dismissed: what happened, in words.
+    pub welcome: Option<String>,
+    /// Results that arrived since the app last watched (after a start, a
+    /// wake from sleep or the end of a pause).
+    pub catch_up: Option<CatchUp>,
+    /// The clinic hours in force (when set).
+    pub clinic_hours: Option<crate::schedule::ClinicHours>,
     /// A newer version found by the daily look at the update feed.
     pub update_available: Option<crate::update::UpdateInfo>,
     pub update_checked_at: Option<String>,
@@ -102,10 +126,28 @@ pub struct StatusReport {
     pub data_dir: String,
 }
 
+/// "5 results since Fri 5:12 pm".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CatchUp {
+    pub since: String,
+    pub results: usize,
+}
+
+/// How long a "Mark all seen" can be undone (the window offers it for 10 s;
+/// a few more are allowed for the click to arrive).
+pub const UNDO_MARK_ALL_SECS: i64 = 15;
+
+/// Where to look when a test notification did not appear.
+pub const TEST_NOTIFICATION_HINT: &str =
+    "If it did not appear, check that notifications are allowed for \
+Fullscript Lab Notifier in your system's settings, and that Focus or Do Not Disturb is off.";
+
 /// What a click on a notification asks of the window, after the core has
 /// done its part (marked the results seen, opened them).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClickOutcome {
+    /// Nothing to show (the result was marked reviewed from the notification).
+    Nothing,
     /// Show the window on this order.
     ShowOrder(String),
     /// Show the window on the new, unseen results.
@@ -124,6 +166,8 @@ pub struct App {
     /// Token, refresh and revoke calls (never a redirect).
     pub oauth_http: reqwest::Client,
     pub clock: Clock,
+    /// The last "Mark all seen" (which alerts, when), for its undo.
+    last_marked_all: std::sync::Mutex<Option<(Vec<i64>, DateTime<Utc>)>>,
 }
 
 impl App {
@@ -158,6 +202,7 @@ impl App {
             http,
             oauth_http,
             clock: Clock::system(),
+            last_marked_all: std::sync::Mutex::new(None),
         })
     }
 
@@ -248,13 +293,20 @@ impl App {
         let tokens = session.oauth().exchange_code(code).await?;
         let owner = tokens.resource_owner.clone();
         let grant_id = session.complete_login(tokens).await?;
-        let clinic = self.api(session.clone()).clinic().await?;
+        let api = self.api(session.clone());
+        let clinic = api.clinic().await?;
+        let owner_name = match &owner {
+            Some(o) => api.owner_name(o).await,
+            None => None,
+        };
         let account = Account {
             clinic,
             resource_owner: owner,
             grant_id: Some(grant_id),
+            owner_name,
         };
         self.remember_account(&account)?;
+        self.store.set_welcome_pending(true)?;
         Ok(account)
     }
 
@@ -352,16 +404,17 @@ impl App {
 
     // ------------------------------------------------------------ the list
 
-    /// A click on one of our notifications: the practitioner is looking at
-    /// these results now. Marks them seen, opens a result's link (never a
-    /// summary's: the window shows those), and says what the window should show.
+    /// A click on one of our notifications. A result's: the practitioner is
+    /// looking at it now, so it is marked seen, its link opened and its row
+    /// shown. A summary's or a digest's: the window opens on the new
+    /// results, still new (nobody has looked at each one yet).
     pub fn on_click(&self, n: &Notification, opener: &dyn Opener) -> ClickOutcome {
         let now = Utc::now();
-        if let Err(e) = self.store.mark_alerts_seen(&n.alert_ids, now) {
-            tracing::warn!(error = %e, "could not mark the results seen");
-        }
         match &n.kind {
             NotificationKind::Result { order_id } => {
+                if let Err(e) = self.store.mark_alerts_seen(&n.alert_ids, now) {
+                    tracing::warn!(error = %e, "could not mark the results seen");
+                }
                 if let Err(e) = self.store.mark_order_seen(order_id, now) {
                     tracing::warn!(error = %e, "could not mark the results seen");
                 }
@@ -372,9 +425,61 @@ impl App {
                 }
                 ClickOutcome::ShowOrder(order_id.clone())
             }
-            NotificationKind::Summary { .. } => ClickOutcome::ShowNewResults,
-            NotificationKind::SignInAgain | NotificationKind::Info => ClickOutcome::ShowWindow,
+            NotificationKind::Summary { .. } | NotificationKind::Digest { .. } => {
+                ClickOutcome::ShowNewResults
+            }
+            NotificationKind::SignInAgain | NotificationKind::Info | NotificationKind::Test => {
+                ClickOutcome::ShowWindow
+            }
         }
+    }
+
+    /// A button on one of our notifications: "Mark reviewed" marks the
+    /// result seen and opens nothing; the default action is a click.
+    pub fn on_action(
+        &self,
+        n: &Notification,
+        action: NotificationAction,
+        opener: &dyn Opener,
+    ) -> ClickOutcome {
+        match action {
+            NotificationAction::Open => self.on_click(n, opener),
+            NotificationAction::MarkReviewed => {
+                let now = Utc::now();
+                if let Err(e) = self.store.mark_alerts_seen(&n.alert_ids, now) {
+                    tracing::warn!(error = %e, "could not mark the results reviewed");
+                }
+                if let NotificationKind::Result { order_id } = &n.kind {
+                    if let Err(e) = self.store.mark_order_seen(order_id, now) {
+                        tracing::warn!(error = %e, "could not mark the results reviewed");
+                    }
+                }
+                tracing::info!(
+                    kind = n.kind.label(),
+                    "marked reviewed from the notification"
+                );
+                ClickOutcome::Nothing
+            }
+        }
+    }
+
+    /// "Send a test notification": through the same notifier as result
+    /// alerts. An error says what failed and where to look.
+    pub fn send_test_notification(&self, notifier: &dyn Notifier) -> Result<(), String> {
+        let note = crate::policy::test_notification(self.config.sound);
+        notifier
+            .show(&note)
+            .map_err(|e| format!("Could not show a notification: {e}. {TEST_NOTIFICATION_HINT}"))
+    }
+
+    /// The welcome after a sign-in was read.
+    pub fn dismiss_welcome(&self) -> Result<(), AppError> {
+        Ok(self.store.set_welcome_pending(false)?)
+    }
+
+    /// The "N results since …" banner was followed or closed.
+    pub fn dismiss_catch_up(&self) -> Result<(), AppError> {
+        Ok(self.store.set_catch_up_since(None)?)
     }
 
     /// The link "open results" opens for an order: its newest result
@@ -407,19 +512,61 @@ impl App {
         Ok(self.store.mark_order_seen(order_id, Utc::now())?)
     }
 
+    /// Everything seen; undoable for a few seconds ([`App::undo_mark_all_seen`]).
     pub fn mark_all_seen(&self) -> Result<usize, AppError> {
-        Ok(self.store.mark_all_seen(Utc::now())?)
+        let at = Utc::now();
+        let ids = self.store.mark_all_seen(at)?;
+        let n = ids.len();
+        *self
+            .last_marked_all
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some((ids, at));
+        Ok(n)
+    }
+
+    /// Undo the last "Mark all seen" if it was moments ago; answers how
+    /// many results are new again.
+    pub fn undo_mark_all_seen(&self) -> Result<usize, AppError> {
+        let last = self
+            .last_marked_all
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let Some((ids, at)) = last else {
+            return Ok(0);
+        };
+        if Utc::now().signed_duration_since(at) > chrono::Duration::seconds(UNDO_MARK_ALL_SECS) {
+            return Ok(0);
+        }
+        Ok(self.store.unmark_seen(&ids, at)?)
     }
 
     // ------------------------------------------------------------ pause
 
-    /// Pause notifications until `until` (alerts are still recorded);
-    /// `watcher` (when running) takes it at once.
+    /// Pause with one of the presets the window and the tray offer; answers until when.
+    pub fn pause(
+        &self,
+        preset: crate::schedule::PausePreset,
+        watcher: Option<&WatcherHandle>,
+    ) -> Result<DateTime<Utc>, AppError> {
+        let until = preset
+            .until(self.clock.now(), &chrono::Local)
+            .ok_or(AppError::Clock)?;
+        self.pause_until(until, watcher)?;
+        Ok(until)
+    }
+
+    /// Pause notifications until `until`: alerts are recorded and held, and
+    /// announced together as one digest when the pause ends (or is
+    /// resumed). `watcher` (when running) takes it at once.
     pub fn pause_until(
         &self,
         until: DateTime<Utc>,
         watcher: Option<&WatcherHandle>,
     ) -> Result<(), AppError> {
+        if self.paused_until().is_none() {
+            self.store.set_paused_at(Some(self.clock.now()))?;
+        }
         self.store.set_paused_until(Some(until))?;
         if let Some(w) = watcher {
             w.update_settings(|s| s.paused_until = Some(until));
@@ -441,7 +588,7 @@ impl App {
             .paused_until()
             .ok()
             .flatten()
-            .filter(|t| *t > Utc::now())
+            .filter(|t| *t > self.clock.now())
     }
 
     // ------------------------------------------------------------ status
@@ -479,6 +626,28 @@ impl App {
         let orders_by_state = self.store.counts_by_state().unwrap_or_default();
         let update = self.store.update_state().ok().flatten();
         watch.skipped_records = watch.skipped_records.max(unreadable.len());
+        let orders_total: usize = orders_by_state.values().sum();
+        let catch_up = self
+            .store
+            .catch_up_since()
+            .ok()
+            .flatten()
+            .and_then(|since| {
+                let results = self.store.results_since(since).ok()?;
+                (results > 0).then(|| CatchUp {
+                    since: ts(since),
+                    results,
+                })
+            });
+        let baseline_done = self.store.baseline_at().ok().flatten().is_some();
+        let welcome = (signed_in && baseline_done && self.store.welcome_pending().unwrap_or(false))
+            .then(|| {
+                welcome_text(
+                    account.as_ref().map(|a| a.clinic.name.as_str()),
+                    orders_total,
+                )
+            });
+        let owner_name = account.as_ref().and_then(|a| a.owner_name.clone());
         StatusReport {
             signed_in,
             configured: self.is_configured(),
@@ -504,6 +673,11 @@ impl App {
             alerts_pending: self.store.pending_count().unwrap_or(0),
             unseen: self.store.unseen_count().unwrap_or(0),
             paused_until: self.paused_until().map(ts),
+            owner_name,
+            orders_total,
+            welcome,
+            catch_up,
+            clinic_hours: self.config.clinic_hours.active().copied(),
             update_available: update.as_ref().and_then(|u| u.available.clone()),
             update_error: update.as_ref().and_then(|u| u.error.clone()),
             update_checked_at: update.map(|u| u.checked_at),

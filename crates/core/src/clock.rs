@@ -15,16 +15,41 @@ use chrono::{DateTime, Utc};
 #[derive(Debug, Clone, Default)]
 pub struct Clock {
     skew_ms: Arc<AtomicI64>,
+    /// Debug builds: `FSN_TEST_CLOCK_FILE` holds a skew in seconds, read at
+    /// every look (end-to-end tests move the app's day: clinic hours).
+    #[cfg(debug_assertions)]
+    skew_file: Option<Arc<std::path::PathBuf>>,
 }
 
 impl Clock {
     /// The real clock.
     pub fn system() -> Clock {
+        #[cfg(debug_assertions)]
+        {
+            Clock {
+                skew_file: std::env::var_os("FSN_TEST_CLOCK_FILE")
+                    .filter(|p| !p.is_empty())
+                    .map(|p| Arc::new(p.into())),
+                ..Clock::default()
+            }
+        }
+        #[cfg(not(debug_assertions))]
         Clock::default()
     }
 
     pub fn now(&self) -> DateTime<Utc> {
         let now = Utc::now();
+        #[cfg(debug_assertions)]
+        if let Some(secs) = self
+            .skew_file
+            .as_deref()
+            .and_then(|f| std::fs::read_to_string(f).ok())
+            .and_then(|t| t.trim().parse::<i64>().ok())
+        {
+            return chrono::Duration::try_seconds(secs)
+                .and_then(|d| now.checked_add_signed(d))
+                .unwrap_or(now);
+        }
         match self.skew_ms.load(Ordering::Relaxed) {
             0 => now,
             ms => chrono::Duration::try_milliseconds(ms)

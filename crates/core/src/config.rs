@@ -15,6 +15,7 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::lab::LabState;
+use crate::schedule::{ClinicHours, ClinicHoursSetting, HoursError};
 use crate::secret::Secret;
 
 pub const APP_NAME: &str = "Fullscript Lab Notifier";
@@ -63,6 +64,42 @@ impl Environment {
             Environment::UsProduction => Some(("api-us.fullscript.com", "us.fullscript.com")),
             Environment::CaProduction => Some(("api-ca.fullscript.com", "ca.fullscript.com")),
             Environment::Custom => None,
+        }
+    }
+}
+
+/// Where the clinic's Fullscript account lives, in the words the first
+/// screen uses ("United States" / "Canada").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Region {
+    Us,
+    Ca,
+}
+
+impl Environment {
+    pub fn region(self) -> Option<Region> {
+        match self {
+            Environment::UsSandbox | Environment::UsProduction => Some(Region::Us),
+            Environment::CaSandbox | Environment::CaProduction => Some(Region::Ca),
+            Environment::Custom => None,
+        }
+    }
+
+    pub fn is_sandbox(self) -> bool {
+        matches!(self, Environment::UsSandbox | Environment::CaSandbox)
+    }
+
+    /// The same kind of environment (sandbox or production) in `region`: a
+    /// registration belongs to one kind, so the first screen's country
+    /// choice never moves a sandbox app to production. Custom stays custom.
+    pub fn in_region(self, region: Region) -> Environment {
+        match (self.is_sandbox(), self, region) {
+            (_, Environment::Custom, _) => Environment::Custom,
+            (true, _, Region::Us) => Environment::UsSandbox,
+            (true, _, Region::Ca) => Environment::CaSandbox,
+            (false, _, Region::Us) => Environment::UsProduction,
+            (false, _, Region::Ca) => Environment::CaProduction,
         }
     }
 }
@@ -231,10 +268,17 @@ pub struct Config {
     pub update_url: Url,
     /// Check the feed once a day (`daily`) or never.
     pub update_check: UpdateCheck,
+    /// Outside these hours (when enabled) result alerts are held for a digest.
+    pub clinic_hours: ClinicHoursSetting,
     /// Unknown keys found in the file (reported, not fatal: a newer version may have written them).
     pub unknown_keys: Vec<String>,
     /// The file itself holds `client_secret` (so it must stay private).
     pub client_secret_in_file: bool,
+    /// The computer's defaults file that lies under this one, if any.
+    pub defaults_file: Option<PathBuf>,
+    /// The client id comes from the defaults file or this build (not the
+    /// user's file or `FSN_CLIENT_ID`): the practitioner need not see it.
+    pub registration_preset: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -271,6 +315,17 @@ struct ConfigFile {
     login_timeout_secs: Option<i64>,
     update_url: Option<String>,
     update_check: Option<String>,
+    clinic_hours: Option<ClinicHoursFile>,
+}
+
+/// `[clinic_hours]`: present means on unless `enabled = false`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClinicHoursFile {
+    enabled: Option<bool>,
+    days: Option<Vec<String>>,
+    open: Option<String>,
+    close: Option<String>,
 }
 
 const KNOWN_KEYS: &[&str] = &[
@@ -298,6 +353,7 @@ const KNOWN_KEYS: &[&str] = &[
     "login_timeout_secs",
     "update_url",
     "update_check",
+    "clinic_hours",
 ];
 
 /// Where releases are published (the update feed the app reads by default).
@@ -392,9 +448,117 @@ pub fn is_loopback_host(url: &Url) -> bool {
     }
 }
 
+/// Where a clinic's IT (or whoever packaged the app) sets the registration
+/// once for every user of the computer: `FSN_DEFAULTS`, else
+/// `/etc/fullscript-notifier/defaults.toml` (Linux),
+/// `/Library/Application Support/fullscript-notifier/defaults.toml` (macOS),
+/// `%PROGRAMDATA%\fullscript-notifier\defaults.toml` (Windows).
+pub fn defaults_file() -> Option<PathBuf> {
+    if let Some(p) = env_path("FSN_DEFAULTS") {
+        return Some(p);
+    }
+    if cfg!(target_os = "windows") {
+        return env_path("PROGRAMDATA").map(|d| d.join(APP_DIR).join("defaults.toml"));
+    }
+    if cfg!(target_os = "macos") {
+        return Some(
+            Path::new("/Library/Application Support")
+                .join(APP_DIR)
+                .join("defaults.toml"),
+        );
+    }
+    Some(Path::new("/etc").join(APP_DIR).join("defaults.toml"))
+}
+
+/// What lies under the user's config file, lowest first: values compiled
+/// into this build (`FSN_BUILD_CLIENT_ID`, `FSN_BUILD_ENVIRONMENT`,
+/// `FSN_BUILD_CLIENT_SECRET` at build time), then the defaults file. The
+/// user's file, then `FSN_CLIENT_ID`/`FSN_CLIENT_SECRET`, win over both.
+#[derive(Debug, Clone, Default)]
+pub struct Layers {
+    table: toml::Table,
+    /// The defaults file that was read, if one exists.
+    pub defaults_file: Option<PathBuf>,
+}
+
+impl Layers {
+    /// Nothing under the user's file (tests).
+    pub fn none() -> Layers {
+        Layers::default()
+    }
+
+    /// What this build and this computer provide. A defaults file that
+    /// cannot be read or is wrong is an error naming that file: the IT
+    /// person who wrote it is the one who can fix it.
+    pub fn system() -> Result<Layers, ConfigError> {
+        Layers::read(defaults_file().as_deref())
+    }
+
+    pub fn read(defaults: Option<&Path>) -> Result<Layers, ConfigError> {
+        let mut table = toml::Table::new();
+        for (key, value) in [
+            ("client_id", option_env!("FSN_BUILD_CLIENT_ID")),
+            ("environment", option_env!("FSN_BUILD_ENVIRONMENT")),
+            ("client_secret", option_env!("FSN_BUILD_CLIENT_SECRET")),
+        ] {
+            if let Some(v) = value.map(str::trim).filter(|v| !v.is_empty()) {
+                table.insert(key.into(), toml::Value::String(v.into()));
+            }
+        }
+        let mut defaults_file = None;
+        if let Some(path) = defaults {
+            match std::fs::read_to_string(path) {
+                Ok(text) => {
+                    let file = parse_table(path, &text)?;
+                    table.extend(file);
+                    // Checked on its own, so its mistakes name it.
+                    Config::from_table(path, table.clone(), false)?;
+                    defaults_file = Some(path.to_path_buf());
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(ConfigError {
+                        path: path.to_path_buf(),
+                        key: "(file)".into(),
+                        message: format!("cannot read the defaults file: {e}"),
+                    })
+                }
+            }
+        }
+        Ok(Layers {
+            table,
+            defaults_file,
+        })
+    }
+
+    /// The value a key has before the user's file (for not copying it there).
+    fn get_str(&self, key: &str) -> Option<&str> {
+        self.table.get(key).and_then(|v| v.as_str())
+    }
+}
+
+fn parse_table(path: &Path, text: &str) -> Result<toml::Table, ConfigError> {
+    toml::from_str(text).map_err(|e| {
+        let span = e
+            .span()
+            .map(|s| format!(" (at byte {})", s.start))
+            .unwrap_or_default();
+        ConfigError {
+            path: path.to_path_buf(),
+            key: "(syntax)".into(),
+            message: format!("{}{span}", e.message()),
+        }
+    })
+}
+
 impl Config {
-    /// Read the file (a missing file means all defaults) and the environment.
+    /// Read the file (a missing file means all defaults) over what this
+    /// build and the computer's defaults file provide, and the environment.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Config::load_with(path, &Layers::system()?)
+    }
+
+    pub fn load_with(path: &Path, layers: &Layers) -> Result<Config, ConfigError> {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
@@ -406,22 +570,41 @@ impl Config {
                 })
             }
         };
-        Config::parse(path, &text)
+        Config::parse_with(path, &text, layers)
     }
 
+    /// The user's file alone (tests, and checks of a file's own text).
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        Config::parse_with(path, text, &Layers::none())
+    }
+
+    pub fn parse_with(path: &Path, text: &str, layers: &Layers) -> Result<Config, ConfigError> {
+        let user = parse_table(path, text)?;
+        let secret_in_file = user
+            .get("client_secret")
+            .and_then(|v| v.as_str())
+            .is_some_and(|s| !s.trim().is_empty());
+        let preset = layers.table.contains_key("client_id")
+            && !user.contains_key("client_id")
+            && env_string("FSN_CLIENT_ID").is_none();
+        let mut table = layers.table.clone();
+        table.extend(user);
+        let mut config = Config::from_table(path, table, secret_in_file)?;
+        config.defaults_file = layers.defaults_file.clone();
+        config.registration_preset = preset;
+        Ok(config)
+    }
+
+    fn from_table(
+        path: &Path,
+        table: toml::Table,
+        client_secret_in_file: bool,
+    ) -> Result<Config, ConfigError> {
         let err = |key: &str, message: String| ConfigError {
             path: path.to_path_buf(),
             key: key.to_string(),
             message,
         };
-        let table: toml::Table = toml::from_str(text).map_err(|e| {
-            let span = e
-                .span()
-                .map(|s| format!(" (at byte {})", s.start))
-                .unwrap_or_default();
-            err("(syntax)", format!("{}{span}", e.message()))
-        })?;
         let unknown_keys: Vec<String> = table
             .keys()
             .filter(|k| !KNOWN_KEYS.contains(&k.as_str()))
@@ -662,6 +845,31 @@ impl Config {
                 ))
             }
         };
+        let clinic_hours = match &file.clinic_hours {
+            None => ClinicHoursSetting::default(),
+            Some(h) => {
+                let default = ClinicHours::weekdays();
+                let days: Vec<String> = match &h.days {
+                    Some(d) => d.clone(),
+                    None => default.day_names().iter().map(|s| s.to_string()).collect(),
+                };
+                let fmt = |t: chrono::NaiveTime| t.format("%H:%M").to_string();
+                let open = h.open.clone().unwrap_or_else(|| fmt(default.open));
+                let close = h.close.clone().unwrap_or_else(|| fmt(default.close));
+                let hours = ClinicHours::parse(&days, &open, &close).map_err(|e| {
+                    let key = match e {
+                        HoursError::Day(_) | HoursError::NoDays => "clinic_hours.days",
+                        HoursError::Time(ref t) if *t == open.trim() => "clinic_hours.open",
+                        HoursError::Time(_) => "clinic_hours.close",
+                    };
+                    err(key, e.to_string())
+                })?;
+                ClinicHoursSetting {
+                    enabled: h.enabled.unwrap_or(true),
+                    hours,
+                }
+            }
+        };
         let login_timeout = file.login_timeout_secs.unwrap_or(300);
         if !(1..=3600).contains(&login_timeout) {
             return Err(err(
@@ -672,10 +880,6 @@ impl Config {
 
         let client_id =
             env_string("FSN_CLIENT_ID").or(file.client_id.filter(|s| !s.trim().is_empty()));
-        let client_secret_in_file = file
-            .client_secret
-            .as_ref()
-            .is_some_and(|s| !s.trim().is_empty());
         let client_secret = env_string("FSN_CLIENT_SECRET")
             .or(file.client_secret.filter(|s| !s.trim().is_empty()))
             .map(Secret::new);
@@ -700,8 +904,11 @@ impl Config {
             login_timeout: Duration::from_secs(login_timeout as u64),
             update_url,
             update_check,
+            clinic_hours,
             unknown_keys,
             client_secret_in_file,
+            defaults_file: None,
+            registration_preset: false,
         })
     }
 
@@ -735,11 +942,21 @@ pub struct SettingsUpdate {
     pub notify_states: Option<NotifyStates>,
     pub notification_detail: Option<NotificationDetail>,
     pub sound: Option<bool>,
+    pub clinic_hours: Option<ClinicHoursSetting>,
 }
 
 /// Write `update` into the config file, keeping everything else (comments
 /// included), then re-read it so the result is validated like any config.
 pub fn write_settings(path: &Path, update: &SettingsUpdate) -> Result<Config, ConfigError> {
+    write_settings_with(path, update, &Layers::system()?)
+}
+
+/// [`write_settings`] over the given layers.
+pub fn write_settings_with(
+    path: &Path,
+    update: &SettingsUpdate,
+    layers: &Layers,
+) -> Result<Config, ConfigError> {
     let err = |key: &str, message: String| ConfigError {
         path: path.to_path_buf(),
         key: key.to_string(),
@@ -761,11 +978,19 @@ pub fn write_settings(path: &Path, update: &SettingsUpdate) -> Result<Config, Co
     let mut doc: toml_edit::DocumentMut = text
         .parse()
         .map_err(|e: toml_edit::TomlError| err("(syntax)", e.message().to_string()))?;
+    // What the computer's defaults (or this build) already say is not
+    // copied into the user's file, so a registration IT changes later is
+    // followed.
+    let set_unless_default = |doc: &mut toml_edit::DocumentMut, key: &str, value: &str| {
+        if doc.contains_key(key) || layers.get_str(key) != Some(value) {
+            doc[key] = toml_edit::value(value);
+        }
+    };
     if let Some(e) = update.environment {
-        doc["environment"] = toml_edit::value(e.as_str());
+        set_unless_default(&mut doc, "environment", e.as_str());
     }
     if let Some(id) = &update.client_id {
-        doc["client_id"] = toml_edit::value(id.trim());
+        set_unless_default(&mut doc, "client_id", id.trim());
     }
     if let Some(p) = update.poll_interval_secs {
         doc["poll_interval_secs"] = toml_edit::value(p as i64);
@@ -787,12 +1012,27 @@ pub fn write_settings(path: &Path, update: &SettingsUpdate) -> Result<Config, Co
     if let Some(b) = update.sound {
         doc["sound"] = toml_edit::value(b);
     }
+    if let Some(h) = update.clinic_hours {
+        let mut days = toml_edit::Array::new();
+        for d in h.hours.day_names() {
+            days.push(d);
+        }
+        let table = doc
+            .entry("clinic_hours")
+            .or_insert(toml_edit::table())
+            .as_table_mut()
+            .ok_or_else(|| err("clinic_hours", "must be a table ([clinic_hours])".into()))?;
+        table["enabled"] = toml_edit::value(h.enabled);
+        table["days"] = toml_edit::value(days);
+        table["open"] = toml_edit::value(h.hours.open.format("%H:%M").to_string());
+        table["close"] = toml_edit::value(h.hours.close.format("%H:%M").to_string());
+    }
     let new_text = doc.to_string();
     // Validate before touching the file.
-    let parsed = Config::parse(path, &new_text)?;
+    let parsed = Config::parse_with(path, &new_text, layers)?;
     write_config_file(path, new_text.as_bytes(), parsed.client_secret_in_file)
         .map_err(|e| err("(file)", format!("cannot write the file: {e}")))?;
-    Config::load(path)
+    Config::load_with(path, layers)
 }
 
 /// Write the config file atomically. Its directory is private (0700); the
@@ -818,6 +1058,137 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(Path::new("/etc/fsn/config.toml"), text)
+    }
+
+    #[test]
+    fn the_country_choice_keeps_sandbox_or_production() {
+        assert_eq!(
+            Environment::UsSandbox.in_region(Region::Ca),
+            Environment::CaSandbox
+        );
+        assert_eq!(
+            Environment::CaProduction.in_region(Region::Us),
+            Environment::UsProduction
+        );
+        assert_eq!(
+            Environment::Custom.in_region(Region::Ca),
+            Environment::Custom
+        );
+        assert_eq!(Environment::CaSandbox.region(), Some(Region::Ca));
+        assert_eq!(Environment::Custom.region(), None);
+    }
+
+    #[test]
+    fn a_defaults_file_lies_under_the_users_file_and_names_itself_in_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let defaults = dir.path().join("defaults.toml");
+        std::fs::write(
+            &defaults,
+            "environment = \"ca-production\"\nclient_id = \"clinic-app\"\nclient_secret = \"clinic-secret\"\n",
+        )
+        .unwrap();
+        let layers = Layers::read(Some(&defaults)).unwrap();
+        assert_eq!(layers.defaults_file.as_deref(), Some(defaults.as_path()));
+        let user = dir.path().join("config.toml");
+        let c = Config::parse_with(&user, "poll_interval_secs = 120\n", &layers).unwrap();
+        assert_eq!(c.environment, Environment::CaProduction);
+        assert_eq!(c.client_id.as_deref(), Some("clinic-app"));
+        assert_eq!(
+            c.client_secret.as_ref().map(|s| s.expose()),
+            Some("clinic-secret")
+        );
+        assert!(!c.client_secret_in_file, "the user's file holds no secret");
+        assert_eq!(c.poll_interval.as_secs(), 120);
+        // The user's file wins.
+        let c = Config::parse_with(&user, "environment = \"us-production\"\n", &layers).unwrap();
+        assert_eq!(c.environment, Environment::UsProduction);
+        assert_eq!(c.client_id.as_deref(), Some("clinic-app"));
+        // A mistake in the defaults file names that file.
+        std::fs::write(&defaults, "environment = \"mars\"\n").unwrap();
+        let e = Layers::read(Some(&defaults)).unwrap_err();
+        assert_eq!(e.path, defaults);
+        assert_eq!(e.key, "environment");
+        // No defaults file: nothing under the user's file.
+        let none = Layers::read(Some(&dir.path().join("absent.toml"))).unwrap();
+        assert!(none.defaults_file.is_none());
+    }
+
+    #[test]
+    fn sign_in_does_not_copy_the_defaults_into_the_users_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let defaults = dir.path().join("defaults.toml");
+        std::fs::write(
+            &defaults,
+            "environment = \"us-production\"\nclient_id = \"clinic-app\"\n",
+        )
+        .unwrap();
+        let layers = Layers::read(Some(&defaults)).unwrap();
+        let user = dir.path().join("config.toml");
+        let c = write_settings_with(
+            &user,
+            &SettingsUpdate {
+                environment: Some(Environment::UsProduction),
+                client_id: Some("clinic-app".into()),
+                sound: Some(false),
+                ..Default::default()
+            },
+            &layers,
+        )
+        .unwrap();
+        let text = std::fs::read_to_string(&user).unwrap();
+        assert!(
+            !text.contains("client_id") && !text.contains("environment"),
+            "{text}"
+        );
+        assert!(text.contains("sound = false"));
+        assert_eq!(c.client_id.as_deref(), Some("clinic-app"));
+    }
+
+    #[test]
+    fn clinic_hours_are_a_table_kept_when_switched_off() {
+        let c = parse(
+            "[clinic_hours]\ndays = [\"mon\", \"fri\"]\nopen = \"07:30\"\nclose = \"16:00\"\n",
+        )
+        .unwrap();
+        let h = c.clinic_hours.active().unwrap();
+        assert_eq!(h.day_names(), ["mon", "fri"]);
+        assert_eq!(h.open.format("%H:%M").to_string(), "07:30");
+        let off = parse("[clinic_hours]\nenabled = false\nopen = \"09:00\"\n").unwrap();
+        assert!(off.clinic_hours.active().is_none());
+        assert_eq!(
+            off.clinic_hours.hours.open.format("%H:%M").to_string(),
+            "09:00"
+        );
+        assert!(
+            parse("").unwrap().clinic_hours.active().is_none(),
+            "off by default"
+        );
+        let e = parse("[clinic_hours]\nopen = \"8am\"\n").unwrap_err();
+        assert_eq!(e.key, "clinic_hours.open");
+        let e = parse("[clinic_hours]\ndays = [\"caturday\"]\n").unwrap_err();
+        assert_eq!(e.key, "clinic_hours.days");
+        let e = parse("[clinic_hours]\nopens = \"08:00\"\n").unwrap_err();
+        assert_eq!(e.key, "clinic_hours");
+
+        let dir = tempfile::tempdir().unwrap();
+        let user = dir.path().join("config.toml");
+        std::fs::write(&user, "# mine\nsound = true\n").unwrap();
+        let mut setting = crate::schedule::ClinicHoursSetting {
+            enabled: true,
+            hours: crate::schedule::ClinicHours::parse(&["tue", "thu"], "10:00", "14:00").unwrap(),
+        };
+        let none = Layers::none();
+        let update = |s| SettingsUpdate {
+            clinic_hours: Some(s),
+            ..Default::default()
+        };
+        let c = write_settings_with(&user, &update(setting), &none).unwrap();
+        assert_eq!(c.clinic_hours, setting);
+        setting.enabled = false;
+        let c = write_settings_with(&user, &update(setting), &none).unwrap();
+        assert_eq!(c.clinic_hours, setting, "switched off, hours kept");
+        let text = std::fs::read_to_string(&user).unwrap();
+        assert!(text.starts_with("# mine"), "{text}");
     }
 
     #[test]

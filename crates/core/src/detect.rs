@@ -105,7 +105,8 @@ pub fn display_hash(
 pub enum SilentReason {
     /// The state is not chosen in the settings.
     Disabled,
-    /// Notifications are paused.
+    /// Notifications were paused (older versions recorded alerts found
+    /// during a pause this way; now they are held for a digest instead).
     Paused,
     /// Found while rebuilding a damaged local database: listed as unseen,
     /// not announced one by one.
@@ -143,8 +144,6 @@ pub struct NewAlert {
 #[derive(Debug, Clone, Copy)]
 pub struct AlertRules {
     pub notify: NotifyStates,
-    /// Notifications paused: alerts are recorded (the list shows them) but not shown.
-    pub paused: bool,
 }
 
 /// Whether this detection is the silent first look at a clinic.
@@ -283,10 +282,10 @@ pub fn detect(
         let event_only = (amended_again && !results_changed)
             .then_some(event.map(String::as_str))
             .flatten();
+        // A pause or clinic hours do not make an alert silent: delivery
+        // holds it for a digest (see `schedule`).
         let silent_reason = silent_reason.or(if !rules.notify.allows(&o.state) {
             Some(SilentReason::Disabled)
-        } else if rules.paused {
-            Some(SilentReason::Paused)
         } else {
             None
         });
@@ -325,7 +324,6 @@ mod tests {
     fn rules() -> AlertRules {
         AlertRules {
             notify: NotifyStates::default(),
-            paused: false,
         }
     }
 
@@ -494,13 +492,12 @@ mod tests {
     }
 
     #[test]
-    fn disabled_states_and_pause_record_silently() {
+    fn disabled_states_record_silently() {
         let r = AlertRules {
             notify: NotifyStates {
                 results_amended: false,
                 ..NotifyStates::default()
             },
-            paused: false,
         };
         let d = detect(
             &HashMap::new(),
@@ -510,18 +507,6 @@ mod tests {
             &r,
         );
         assert_eq!(d.alerts[0].silent_reason, Some(SilentReason::Disabled));
-        let p = AlertRules {
-            notify: NotifyStates::default(),
-            paused: true,
-        };
-        let d = detect(
-            &HashMap::new(),
-            &[order("o", LabState::ResultsReady, "f", "t")],
-            &HashMap::new(),
-            Baseline::Off,
-            &p,
-        );
-        assert_eq!(d.alerts[0].silent_reason, Some(SilentReason::Paused));
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod notifier;
 pub mod oauth;
 pub mod opener;
 pub mod policy;
+pub mod schedule;
 pub mod secret;
 pub mod secret_store;
 pub mod session;

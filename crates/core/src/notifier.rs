@@ -1,11 +1,13 @@
 //! Showing notifications: the [`Notifier`] trait, and the native desktop
 //! implementation on `notify-rust`, used by `watch` and by the window app.
 //!
-//! Every notification carries a default action. A helper thread keeps the
-//! notification's D-Bus connection alive and waits for the click, because the
-//! daemon sends `ActionInvoked` only to the connection that called `Notify`.
-//! The click handler (opening results, marking seen, showing the window) is
-//! supplied by the caller. No GTK is touched here, so headless commands stay
+//! Every notification carries a default action ("Open results"); a result's
+//! also carries "Mark reviewed" where the daemon shows buttons (freedesktop
+//! `actions` capability). A helper thread keeps the notification's D-Bus
+//! connection alive and waits for the click, because the daemon sends
+//! `ActionInvoked` only to the connection that called `Notify`. The handler
+//! (opening results, marking reviewed, showing the window) is supplied by
+//! the caller. No GTK is touched here, so headless commands stay
 //! headless.
 //!
 //! macOS and Windows use notify-rust's `wait_for_response`, which maps a body
@@ -26,7 +28,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::config::APP_NAME;
-use crate::policy::Notification;
+use crate::policy::{Notification, NotificationAction};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NotifyError {
@@ -40,7 +42,8 @@ pub trait Notifier: Send + Sync {
     fn show(&self, notification: &Notification) -> Result<(), NotifyError>;
 }
 
-pub type ClickHandler = Arc<dyn Fn(&Notification) + Send + Sync>;
+/// What to do when the practitioner clicks a notification or one of its buttons.
+pub type ClickHandler = Arc<dyn Fn(&Notification, NotificationAction) + Send + Sync>;
 
 /// Desktop identity, so the desktop shows the app's name and icon, not
 /// "tauri": `desktop_entry` is the installed `.desktop` file's name (the Tauri
@@ -53,8 +56,8 @@ pub struct DesktopNotifier {
     pub app_id: String,
     on_click: ClickHandler,
     waiting: Arc<AtomicUsize>,
-    /// Does the daemon interpret markup in bodies (asked once)?
-    body_markup: std::sync::OnceLock<bool>,
+    /// The daemon's capabilities (asked once; freedesktop only).
+    capabilities: std::sync::OnceLock<Vec<String>>,
 }
 
 /// Notifications stay clickable until dismissed; past this many still open,
@@ -70,7 +73,26 @@ impl DesktopNotifier {
             app_id: "com.fullscriptlabnotifier.desktop".to_string(),
             on_click,
             waiting: Arc::new(AtomicUsize::new(0)),
-            body_markup: std::sync::OnceLock::new(),
+            capabilities: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The freedesktop daemon's capabilities; `None` off freedesktop.
+    fn capabilities(&self) -> Option<&[String]> {
+        #[cfg(all(unix, not(target_os = "macos")))]
+        {
+            let caps = self.capabilities.get_or_init(|| {
+                let caps = notify_rust::get_capabilities();
+                tracing::debug!(?caps, "notification daemon capabilities");
+                // Unknown: treated as markup (escaping is the safe mistake), no buttons.
+                caps.unwrap_or_else(|_| vec!["body-markup".into()])
+            });
+            Some(caps)
+        }
+        #[cfg(not(all(unix, not(target_os = "macos"))))]
+        {
+            let _ = &self.capabilities;
+            None
         }
     }
 
@@ -78,20 +100,15 @@ impl DesktopNotifier {
     /// `<a href>`, `<img src>` and entities in the body: ours is escaped
     /// for them. Elsewhere bodies are plain already.
     fn body_markup(&self) -> bool {
-        *self.body_markup.get_or_init(|| {
-            #[cfg(all(unix, not(target_os = "macos")))]
-            {
-                let caps = notify_rust::get_capabilities();
-                tracing::debug!(?caps, "notification daemon capabilities");
-                caps.map(|caps| caps.iter().any(|c| c == "body-markup"))
-                    // Unknown: escaping is the safe mistake.
-                    .unwrap_or(true)
-            }
-            #[cfg(not(all(unix, not(target_os = "macos"))))]
-            {
-                false
-            }
-        })
+        self.capabilities()
+            .is_some_and(|c| c.iter().any(|c| c == "body-markup"))
+    }
+
+    /// Buttons: on freedesktop only where the daemon says it shows them;
+    /// Windows toasts and macOS notifications show them.
+    fn shows_buttons(&self) -> bool {
+        self.capabilities()
+            .is_none_or(|c| c.iter().any(|c| c == "actions"))
     }
 
     pub fn with_icon(mut self, icon: impl Into<String>) -> DesktopNotifier {
@@ -111,7 +128,15 @@ impl DesktopNotifier {
             .summary(&summary)
             .body(&body)
             .icon(&self.icon)
-            .action("default", "Open results");
+            .action(
+                NotificationAction::Open.key(),
+                NotificationAction::Open.label(),
+            );
+        if self.shows_buttons() {
+            for a in &n.actions {
+                native.action(a.key(), a.label());
+            }
+        }
         #[cfg(all(unix, not(target_os = "macos")))]
         {
             native.hint(notify_rust::Hint::DesktopEntry(self.desktop_entry.clone()));
@@ -180,8 +205,17 @@ impl Notifier for DesktopNotifier {
             .name("notification-click".into())
             .spawn(move || {
                 let _ = handle.wait_for_response(|response: &notify_rust::NotificationResponse| {
-                    if response.is_default_action() {
-                        on_click(&n);
+                    let action = match response {
+                        notify_rust::NotificationResponse::Default => {
+                            Some(NotificationAction::Open)
+                        }
+                        notify_rust::NotificationResponse::Action(key) => {
+                            NotificationAction::from_key(key)
+                        }
+                        _ => None,
+                    };
+                    if let Some(action) = action {
+                        on_click(&n, action);
                     }
                 });
                 waiting.fetch_sub(1, Ordering::Relaxed);

@@ -24,6 +24,12 @@ pub enum NotificationKind {
     Result { order_id: String },
     /// Several at once; a click opens the window on the new results.
     Summary { order_ids: Vec<String> },
+    /// What arrived outside clinic hours or during a pause, announced at
+    /// the next opening or when the pause ends; a click opens the window on
+    /// the new results.
+    Digest { order_ids: Vec<String> },
+    /// "Send a test notification": shown through the same path as results.
+    Test,
     /// Fullscript ended the session.
     SignInAgain,
     /// Something about the app itself (e.g. "still running in the tray").
@@ -36,6 +42,8 @@ impl NotificationKind {
         match self {
             NotificationKind::Result { .. } => "result",
             NotificationKind::Summary { .. } => "summary",
+            NotificationKind::Digest { .. } => "digest",
+            NotificationKind::Test => "test",
             NotificationKind::SignInAgain => "sign_in_again",
             NotificationKind::Info => "info",
         }
@@ -52,6 +60,41 @@ pub struct Notification {
     pub url: Option<Url>,
     pub alert_ids: Vec<i64>,
     pub sound: bool,
+    /// Buttons besides the default click (where the daemon shows them).
+    pub actions: Vec<NotificationAction>,
+}
+
+/// What the practitioner can do from a notification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotificationAction {
+    /// The click on the notification itself: open the results.
+    Open,
+    /// Mark the result reviewed without opening anything.
+    MarkReviewed,
+}
+
+impl NotificationAction {
+    /// The action's key on the wire (freedesktop `ActionInvoked`).
+    pub fn key(self) -> &'static str {
+        match self {
+            NotificationAction::Open => "default",
+            NotificationAction::MarkReviewed => "mark-reviewed",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            NotificationAction::Open => "Open results",
+            NotificationAction::MarkReviewed => "Mark reviewed",
+        }
+    }
+
+    pub fn from_key(key: &str) -> Option<NotificationAction> {
+        [NotificationAction::Open, NotificationAction::MarkReviewed]
+            .into_iter()
+            .find(|a| a.key() == key)
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -182,6 +225,7 @@ pub fn compose(
             url: Some(endpoints.labs_url.clone()).filter(|u| guard.allows(u)),
             alert_ids: alerts.iter().map(|a| a.id).collect(),
             sound: policy.sound,
+            actions: Vec::new(),
         }];
     }
     alerts
@@ -199,8 +243,73 @@ pub fn compose(
             url: results_link(guard, endpoints, &a.order_id, a.document_url.as_deref()),
             alert_ids: vec![a.id],
             sound: policy.sound,
+            actions: vec![NotificationAction::MarkReviewed],
         })
         .collect()
+}
+
+/// "3 results ready, 1 amended": counts by state, never a name.
+fn counts_in_words(alerts: &[PendingAlert]) -> String {
+    let count = |s: LabState| alerts.iter().filter(|a| a.state == s).count();
+    let ready = count(LabState::ResultsReady);
+    let partial = count(LabState::PartialResults);
+    let amended = count(LabState::ResultsAmended);
+    let mut parts = Vec::new();
+    if ready > 0 {
+        parts.push(if ready == 1 {
+            "1 result ready".to_string()
+        } else {
+            format!("{ready} results ready")
+        });
+    }
+    if partial > 0 {
+        parts.push(format!("{partial} partial"));
+    }
+    if amended > 0 {
+        parts.push(format!("{amended} amended"));
+    }
+    parts.join(", ")
+}
+
+/// What arrived while alerts were held (outside clinic hours, paused), as
+/// one notification: "While you were away: 3 results ready, 1 amended".
+/// Counts only, whatever `notification_detail` says: a digest can hold
+/// many patients.
+pub fn digest(
+    alerts: &[PendingAlert],
+    policy: &Policy,
+    guard: &UrlGuard,
+    endpoints: &Endpoints,
+) -> Option<Notification> {
+    if alerts.is_empty() {
+        return None;
+    }
+    let mut order_ids: Vec<String> = alerts.iter().map(|a| a.order_id.clone()).collect();
+    order_ids.sort();
+    order_ids.dedup();
+    Some(Notification {
+        kind: NotificationKind::Digest { order_ids },
+        title: "While you were away".into(),
+        body: format!("{}. Open to review.", counts_in_words(alerts)),
+        url: Some(endpoints.labs_url.clone()).filter(|u| guard.allows(u)),
+        alert_ids: alerts.iter().map(|a| a.id).collect(),
+        sound: policy.sound,
+        actions: Vec::new(),
+    })
+}
+
+/// "Send a test notification": what a result alert looks like, with no
+/// patient data, through the same notifier.
+pub fn test_notification(sound: bool) -> Notification {
+    Notification {
+        kind: NotificationKind::Test,
+        title: "Test notification".into(),
+        body: "Lab result alerts will look like this.".into(),
+        url: None,
+        alert_ids: Vec::new(),
+        sound,
+        actions: Vec::new(),
+    }
 }
 
 /// Fullscript ended the session: say so, without any patient data.
@@ -212,6 +321,7 @@ pub fn sign_in_again(sound: bool) -> Notification {
         url: None,
         alert_ids: Vec::new(),
         sound,
+        actions: Vec::new(),
     }
 }
 
@@ -225,6 +335,7 @@ pub fn still_running() -> Notification {
         url: None,
         alert_ids: Vec::new(),
         sound: false,
+        actions: Vec::new(),
     }
 }
 
@@ -246,6 +357,7 @@ mod tests {
             patient_name: Some(PatientName::new("Priya Raman")),
             document_url: doc.map(str::to_string),
             created_at: String::new(),
+            held: false,
         }
     }
 
@@ -415,5 +527,62 @@ mod tests {
             "summaries never name patients"
         );
         assert_eq!(compose(&alerts[..3], &p, &g, &c.endpoints).len(), 3);
+    }
+
+    #[test]
+    fn a_single_result_offers_mark_reviewed_and_a_summary_does_not() {
+        let (c, g) = setup();
+        let p = Policy {
+            detail: NotificationDetail::Test,
+            summary_threshold: 3,
+            sound: true,
+        };
+        let one = compose(
+            &[alert(1, LabState::ResultsReady, None)],
+            &p,
+            &g,
+            &c.endpoints,
+        );
+        assert_eq!(one[0].actions, [NotificationAction::MarkReviewed]);
+        let many: Vec<_> = (1..=4)
+            .map(|i| alert(i, LabState::ResultsReady, None))
+            .collect();
+        assert!(compose(&many, &p, &g, &c.endpoints)[0].actions.is_empty());
+        assert_eq!(
+            NotificationAction::from_key("mark-reviewed"),
+            Some(NotificationAction::MarkReviewed)
+        );
+        assert_eq!(
+            NotificationAction::from_key("default"),
+            Some(NotificationAction::Open)
+        );
+        assert_eq!(NotificationAction::from_key("other"), None);
+    }
+
+    #[test]
+    fn a_digest_counts_what_arrived_and_names_no_one() {
+        let (c, g) = setup();
+        let p = Policy {
+            detail: NotificationDetail::Full,
+            summary_threshold: 3,
+            sound: true,
+        };
+        let held = [
+            alert(1, LabState::ResultsReady, None),
+            alert(2, LabState::ResultsReady, None),
+            alert(3, LabState::ResultsReady, None),
+            alert(4, LabState::ResultsAmended, None),
+        ];
+        let n = digest(&held, &p, &g, &c.endpoints).unwrap();
+        assert_eq!(n.title, "While you were away");
+        assert_eq!(n.body, "3 results ready, 1 amended. Open to review.");
+        assert_eq!(n.alert_ids, [1, 2, 3, 4]);
+        assert!(!n.body.contains("Priya") && !n.body.contains("Thyroid"));
+        assert!(
+            matches!(n.kind, NotificationKind::Digest { ref order_ids } if order_ids.len() == 4)
+        );
+        let one = digest(&held[3..], &p, &g, &c.endpoints).unwrap();
+        assert_eq!(one.body, "1 amended. Open to review.");
+        assert!(digest(&[], &p, &g, &c.endpoints).is_none());
     }
 }

@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::schedule::Quiet;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Connection {
@@ -59,6 +61,10 @@ pub struct WatchStatus {
     pub skipped_records: usize,
     /// Times the watcher stopped unexpectedly and was restarted.
     pub restarts: u32,
+    /// Why result alerts are held now (paused, outside clinic hours), and until when.
+    pub quiet: Option<Quiet>,
+    /// Alerts held for the digest at the next opening or the end of the pause.
+    pub held_alerts: usize,
 }
 
 impl Default for WatchStatus {
@@ -77,6 +83,8 @@ impl Default for WatchStatus {
             cycles: 0,
             skipped_records: 0,
             restarts: 0,
+            quiet: None,
+            held_alerts: 0,
         }
     }
 }

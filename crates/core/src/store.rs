@@ -92,6 +92,10 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE lab_orders ADD COLUMN removed_at TEXT;
      UPDATE lab_orders SET results_fp = NULL, updated_at = NULL;
      CREATE TABLE unreadable_orders (id TEXT PRIMARY KEY, problem TEXT NOT NULL, seen_at TEXT NOT NULL);",
+    // 3: alerts held outside clinic hours or during a pause (announced
+    // together in one digest later), and alerts by time for catch-up.
+    "ALTER TABLE alerts ADD COLUMN held_at TEXT;
+     CREATE INDEX alerts_created ON alerts (created_at);",
 ];
 
 /// Every key of the `meta` table, in one place; each has a typed accessor below.
@@ -115,6 +119,14 @@ enum Meta {
     Rebuilt,
     /// JSON [`crate::update::UpdateState`]: the last look at the update feed.
     Update,
+    /// RFC 3339: results since then are offered as "N results since …"
+    /// (after a start, a wake from sleep or the end of a pause).
+    CatchUpSince,
+    /// RFC 3339: when the current pause began.
+    PausedAt,
+    /// A sign-in finished and its welcome ("Connected to … N existing lab
+    /// orders recorded") has not been dismissed.
+    WelcomePending,
 }
 
 impl Meta {
@@ -129,6 +141,9 @@ impl Meta {
             Meta::ToldStillRunning => "told_still_running",
             Meta::Rebuilt => "rebuilt",
             Meta::Update => "update",
+            Meta::CatchUpSince => "catch_up_since",
+            Meta::PausedAt => "paused_at",
+            Meta::WelcomePending => "welcome_pending",
         }
     }
 }
@@ -180,6 +195,8 @@ pub struct PendingAlert {
     pub patient_name: Option<PatientName>,
     pub document_url: Option<String>,
     pub created_at: String,
+    /// Held outside clinic hours or during a pause: announced in a digest.
+    pub held: bool,
 }
 
 /// A row of the status list.
@@ -196,6 +213,8 @@ pub struct OrderRow {
     pub changed_at: String,
     pub unseen: bool,
     pub results_count: usize,
+    /// When its newest result alert was recorded (for "N results since …").
+    pub last_result_at: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -495,6 +514,14 @@ impl Store {
     }
 
     /// True the first time it is asked (then remembered).
+    pub fn welcome_pending(&self) -> Result<bool, StoreError> {
+        Ok(self.meta_get(Meta::WelcomePending)?.is_some())
+    }
+
+    pub fn set_welcome_pending(&self, pending: bool) -> Result<(), StoreError> {
+        self.meta_put(Meta::WelcomePending, pending.then_some("1"))
+    }
+
     pub fn first_time_still_running(&self) -> Result<bool, StoreError> {
         if self.meta_get(Meta::ToldStillRunning)?.is_some() {
             return Ok(false);
@@ -794,7 +821,7 @@ impl Store {
         let mut stmt = conn
             .prepare(
                 "SELECT a.id, a.order_id, a.state, o.title, o.lab_name, o.test_names, o.patient_name,
-                        o.document_url, a.created_at
+                        o.document_url, a.created_at, a.held_at IS NOT NULL
                  FROM alerts a LEFT JOIN lab_orders o ON o.id = a.order_id
                  WHERE a.delivered_at IS NULL AND a.silent_reason IS NULL
                  ORDER BY a.id",
@@ -815,6 +842,7 @@ impl Store {
                     patient_name: r.get::<_, Option<String>>(6)?.map(PatientName::new),
                     document_url: r.get(7)?,
                     created_at: r.get(8)?,
+                    held: r.get(9)?,
                 })
             })
             .map_err(self.err("read outbox"))?;
@@ -837,6 +865,51 @@ impl Store {
             }
         }
         tx.commit().map_err(self.err("commit delivery"))
+    }
+
+    /// Alerts not shown now (outside clinic hours, paused): announced
+    /// together later. The first hold is the one remembered.
+    pub fn hold_alerts(&self, ids: &[i64], at: DateTime<Utc>) -> Result<usize, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached("UPDATE alerts SET held_at = ?2 WHERE id = ?1 AND held_at IS NULL")
+            .map_err(self.err("hold alerts"))?;
+        let mut n = 0;
+        for id in ids {
+            n += stmt
+                .execute(params![id, ts(at)])
+                .map_err(self.err("hold alerts"))?;
+        }
+        Ok(n)
+    }
+
+    /// Result alerts recorded since `since` (from that millisecond on; not
+    /// counting silent ones: a first look at the clinic, a damaged history).
+    pub fn results_since(&self, since: DateTime<Utc>) -> Result<usize, StoreError> {
+        self.conn()
+            .query_row(
+                "SELECT COUNT(*) FROM alerts WHERE created_at >= ?1 AND silent_reason IS NULL",
+                [ts(since)],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| usize::try_from(n).unwrap_or(0))
+            .map_err(self.err("count recent results"))
+    }
+
+    pub fn catch_up_since(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.meta_time(Meta::CatchUpSince)
+    }
+
+    pub fn set_catch_up_since(&self, since: Option<DateTime<Utc>>) -> Result<(), StoreError> {
+        self.meta_put(Meta::CatchUpSince, since.map(ts).as_deref())
+    }
+
+    pub fn paused_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.meta_time(Meta::PausedAt)
+    }
+
+    pub fn set_paused_at(&self, at: Option<DateTime<Utc>>) -> Result<(), StoreError> {
+        self.meta_put(Meta::PausedAt, at.map(ts).as_deref())
     }
 
     /// The practitioner looked at an order's results.
@@ -863,13 +936,38 @@ impl Store {
         Ok(n)
     }
 
-    pub fn mark_all_seen(&self, at: DateTime<Utc>) -> Result<usize, StoreError> {
-        self.conn()
-            .execute(
-                "UPDATE alerts SET seen_at = ?1 WHERE seen_at IS NULL",
-                [ts(at)],
-            )
-            .map_err(self.err("mark all seen"))
+    /// Marks every unseen alert seen; answers which (for an undo).
+    pub fn mark_all_seen(&self, at: DateTime<Utc>) -> Result<Vec<i64>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(self.err("mark all seen"))?;
+        let ids = {
+            let mut stmt = tx
+                .prepare("UPDATE alerts SET seen_at = ?1 WHERE seen_at IS NULL RETURNING id")
+                .map_err(self.err("mark all seen"))?;
+            let rows = stmt
+                .query_map([ts(at)], |r| r.get::<_, i64>(0))
+                .map_err(self.err("mark all seen"))?;
+            rows.collect::<Result<Vec<_>, _>>()
+                .map_err(self.err("mark all seen"))?
+        };
+        tx.commit().map_err(self.err("mark all seen"))?;
+        Ok(ids)
+    }
+
+    /// Undo a "mark all seen" made at `at`: those alerts are unseen again
+    /// (unless looked at since).
+    pub fn unmark_seen(&self, ids: &[i64], at: DateTime<Utc>) -> Result<usize, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached("UPDATE alerts SET seen_at = NULL WHERE id = ?1 AND seen_at = ?2")
+            .map_err(self.err("undo mark seen"))?;
+        let mut n = 0;
+        for id in ids {
+            n += stmt
+                .execute(params![id, ts(at)])
+                .map_err(self.err("undo mark seen"))?;
+        }
+        Ok(n)
     }
 
     pub fn alerts(&self) -> Result<Vec<AlertRecord>, StoreError> {
@@ -933,7 +1031,9 @@ impl Store {
             .prepare(
                 "SELECT o.id, o.patient_name, o.title, o.lab_name, o.test_names, o.state, o.changed_at,
                         o.results_count,
-                        EXISTS (SELECT 1 FROM alerts a WHERE a.order_id = o.id AND a.seen_at IS NULL)
+                        EXISTS (SELECT 1 FROM alerts a WHERE a.order_id = o.id AND a.seen_at IS NULL),
+                        (SELECT MAX(a.created_at) FROM alerts a
+                          WHERE a.order_id = o.id AND a.silent_reason IS NULL)
                  FROM lab_orders o WHERE o.removed_at IS NULL ORDER BY o.changed_at DESC, o.id",
             )
             .map_err(self.err("list orders"))?;
@@ -958,6 +1058,7 @@ impl Store {
                     changed_at: r.get(6)?,
                     results_count: r.get::<_, i64>(7)? as usize,
                     unseen: r.get(8)?,
+                    last_result_at: r.get(9)?,
                 })
             })
             .map_err(self.err("list orders"))?;

@@ -43,7 +43,8 @@ use crate::lab::{LabEvent, LabOrder};
 use crate::notifier::Notifier;
 use crate::oauth::AuthError;
 use crate::opener::UrlGuard;
-use crate::policy::{self, Notification, Policy};
+use crate::policy::{self, Notification, NotificationKind, Policy};
+use crate::schedule::{self, ClinicHours};
 use crate::store::{ts, CycleCommit, Store, StoreError};
 
 pub use crate::status::{Connection, EventsFeed, WatchStatus};
@@ -74,8 +75,10 @@ pub struct WatchSettings {
     pub notification_detail: NotificationDetail,
     pub sound: bool,
     pub summary_threshold: usize,
-    /// Notifications are recorded silently until then.
+    /// Result alerts are held (for a digest) until then.
     pub paused_until: Option<DateTime<Utc>>,
+    /// Outside these hours result alerts are held for a digest.
+    pub clinic_hours: Option<ClinicHours>,
 }
 
 impl WatchSettings {
@@ -88,6 +91,7 @@ impl WatchSettings {
             sound: c.sound,
             summary_threshold: c.summary_threshold,
             paused_until: None,
+            clinic_hours: c.clinic_hours.active().copied(),
         }
     }
 
@@ -411,7 +415,6 @@ impl Watcher {
         }
         let rules = AlertRules {
             notify: settings.notify_states,
-            paused: settings.paused(now),
         };
         let detection = detect::detect(
             &self.tracked,
@@ -893,20 +896,58 @@ impl Watcher {
     }
 
     /// Show what is in the outbox; mark each delivered after it was shown.
+    /// While paused or outside clinic hours nothing is shown: the alerts are
+    /// held, and announced together as one digest when that ends.
     pub async fn deliver(&mut self) -> Result<usize, StoreError> {
         let pending = self.store.outbox()?;
+        let s = self.settings();
+        let now = self.clock.now();
+        let quiet = schedule::quiet(now, &chrono::Local, s.paused_until, s.clinic_hours.as_ref());
+        self.set_status(|st| st.quiet = quiet);
+        if quiet.is_none() {
+            // A pause ended (or was resumed): what arrived during it is
+            // offered as "N results since …" too.
+            if let Some(at) = self.store.paused_at()? {
+                self.store.set_catch_up_since(Some(at))?;
+                self.store.set_paused_at(None)?;
+            }
+        }
         if pending.is_empty() {
+            self.set_status(|st| st.held_alerts = 0);
+            return Ok(0);
+        }
+        if let Some(q) = quiet {
+            let ids: Vec<i64> = pending.iter().map(|a| a.id).collect();
+            let newly = self.store.hold_alerts(&ids, now)?;
+            if newly > 0 {
+                tracing::info!(
+                    alerts = newly,
+                    reason = q.label(),
+                    "alerts held for a digest"
+                );
+            }
+            self.set_status(|st| st.held_alerts = pending.len());
             return Ok(0);
         }
         #[cfg(debug_assertions)]
         hold_before_delivery_for_tests().await;
-        let s = self.settings();
         let policy = Policy {
             detail: s.notification_detail,
             summary_threshold: s.summary_threshold,
             sound: s.sound,
         };
-        let notes = policy::compose(&pending, &policy, &self.guard, &self.endpoints);
+        let (held, fresh): (Vec<_>, Vec<_>) = pending.into_iter().partition(|a| a.held);
+        let mut notes: Vec<Notification> =
+            policy::digest(&held, &policy, &self.guard, &self.endpoints)
+                .into_iter()
+                .collect();
+        notes.extend(policy::compose(
+            &fresh,
+            &policy,
+            &self.guard,
+            &self.endpoints,
+        ));
+        let mut held_left = held.len();
         let mut delivered = 0;
         let mut shown = Vec::new();
         for n in notes {
@@ -919,6 +960,9 @@ impl Watcher {
                 Ok(()) => {
                     self.store.mark_delivered(&n.alert_ids, Utc::now())?;
                     delivered += n.alert_ids.len();
+                    if matches!(n.kind, NotificationKind::Digest { .. }) {
+                        held_left = 0;
+                    }
                     tracing::info!(
                         kind = n.kind.label(),
                         alerts = n.alert_ids.len(),
@@ -940,6 +984,7 @@ impl Watcher {
                 }
             }
         }
+        self.set_status(|st| st.held_alerts = held_left);
         if !shown.is_empty() {
             self.handle.emit(WatchEvent::Delivered(shown));
         }
@@ -1062,6 +1107,7 @@ impl Watcher {
     /// queued before (a crash, a missing notification daemon) is shown
     /// first, before any request.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        self.offer_catch_up();
         if let Err(e) = self.deliver().await {
             tracing::error!(error = %e, "could not read the queued alerts");
         }
@@ -1083,9 +1129,27 @@ impl Watcher {
             if woke {
                 tracing::info!("resumed from sleep; checking every order");
                 self.need_sweep = true;
+                self.offer_catch_up();
             }
         }
         self.set_status(|s| s.next_poll_at = None);
+    }
+
+    /// After a start or a wake from sleep: results found from now on that
+    /// arrived since the last completed check are offered together
+    /// ("5 results since Fri 5:12 pm").
+    fn offer_catch_up(&self) {
+        let since = self
+            .handle
+            .status()
+            .last_poll_at
+            .as_deref()
+            .and_then(crate::timestamp::parse_str);
+        if let Some(since) = since {
+            if let Err(e) = self.store.set_catch_up_since(Some(since)) {
+                tracing::warn!(error = %e, "could not note the catch-up time");
+            }
+        }
     }
 
     /// Sleep in slices; a wall clock that jumped far past the monotonic one

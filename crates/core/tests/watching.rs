@@ -192,7 +192,8 @@ async fn settings_choose_what_notifies_and_whether_names_show() {
         "Grace Testpatient — Thyroid Panel · Quest Diagnostics"
     );
 
-    // Paused: recorded, not shown, not shown later either.
+    // Paused: recorded and held, not shown; when the pause ends, announced
+    // (never silently dropped).
     w.handle().update_settings(|s| {
         s.paused_until = Some(chrono::Utc::now() + chrono::Duration::hours(1))
     });
@@ -203,10 +204,12 @@ async fn settings_choose_what_notifies_and_whether_names_show() {
     assert!(r.notes.taken().is_empty());
     w.handle().update_settings(|s| s.paused_until = None);
     w.run_cycle().await.unwrap();
-    assert!(r.notes.taken().is_empty());
+    let notes = r.notes.taken();
+    assert_eq!(titles(&notes), ["While you were away"]);
+    assert_eq!(notes[0].body, "1 amended. Open to review.");
     assert_eq!(
         r.app.store.alerts().unwrap().last().unwrap().silent_reason,
-        Some(fsn_core::detect::SilentReason::Paused)
+        None
     );
 }
 

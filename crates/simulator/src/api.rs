@@ -206,6 +206,31 @@ pub async fn get_patient(
     }
 }
 
+/// `GET /api/clinic/practitioners/{id}`: the signed-in practitioner (for
+/// the header: "Dr Amara Okafor"); other ids are not found here.
+pub async fn get_practitioner(
+    State(shared): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let mut world = shared.lock();
+    let account = match authenticate(&mut world, &headers) {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    if id != account.practitioner_id {
+        return not_found();
+    }
+    let (first, last, email) = world.practitioner_name.clone();
+    Json(json!({
+        "practitioner": {
+            "id": id, "first_name": first, "last_name": last, "email": email,
+            "clinic_id": account.clinic_id,
+        }
+    }))
+    .into_response()
+}
+
 /// A documented date filter: `>yyyy-mm-dd`, `<yyyy-mm-dd` or `yyyy-mm-dd..yyyy-mm-dd` (inclusive).
 #[derive(Debug, PartialEq)]
 pub enum DateFilter {

@@ -138,6 +138,7 @@ pub fn router(shared: Shared) -> Router {
         .route("/api/clinic/labs/orders/{id}", get(api::get_order))
         .route("/api/clinic/labs/tests/{id}", get(api::get_lab_test))
         .route("/api/clinic/patients/{id}", get(api::get_patient))
+        .route("/api/clinic/practitioners/{id}", get(api::get_practitioner))
         .route("/api/events/lab_orders", get(api::lab_order_events))
         .route("/", get(pages::index))
         .route("/labs", get(pages::labs_index))

@@ -252,6 +252,8 @@ pub struct World {
     pub clinic_id: String,
     pub clinic_name: String,
     pub practitioner_id: String,
+    /// The practitioner who signs in: (first name, last name, email).
+    pub practitioner_name: (String, String, String),
     pub patients: BTreeMap<String, Patient>,
     /// Orders in creation order (the list endpoint's order).
     pub orders: Vec<LabOrder>,
@@ -291,6 +293,11 @@ impl World {
             clinic_id: "5b0e8a3c-7d2f-4c1e-9a6b-3f2d1c0e9b8a".into(),
             clinic_name: "Maple Grove Integrative Health".into(),
             practitioner_id: "bad7f9c6-dfd5-4227-9611-aac387331801".into(),
+            practitioner_name: (
+                "Amara".into(),
+                "Okafor".into(),
+                "a.okafor@maplegrove.example".into(),
+            ),
             patients: BTreeMap::new(),
             orders: Vec::new(),
             order_index: HashMap::new(),
@@ -662,6 +669,11 @@ impl World {
         self.clinic_id = uuid::Uuid::new_v4().to_string();
         self.clinic_name = name.to_string();
         self.practitioner_id = uuid::Uuid::new_v4().to_string();
+        self.practitioner_name = (
+            "Jonas".into(),
+            "Lindqvist".into(),
+            "j.lindqvist@clinic.example".into(),
+        );
         self.clinic_id.clone()
     }
 

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use fsn_core::config::Region;
 use fsn_core::store::OrderRow;
 use tauri::{Runtime, State};
 
@@ -18,6 +19,7 @@ pub fn register<R: Runtime>(builder: tauri::Builder<R>) -> tauri::Builder<R> {
         open_results,
         mark_seen,
         mark_all_seen,
+        undo_mark_all_seen,
         check_now,
         get_settings,
         save_settings,
@@ -31,6 +33,10 @@ pub fn register<R: Runtime>(builder: tauri::Builder<R>) -> tauri::Builder<R> {
         install_update,
         download_update,
         restart_to_update,
+        send_test_notification,
+        set_launch_at_login,
+        dismiss_welcome,
+        dismiss_catch_up,
     ])
 }
 
@@ -87,11 +93,38 @@ pub async fn resume_notifications(ctl: Ctl<'_>) -> CmdResult<()> {
 #[tauri::command]
 pub async fn sign_in(
     ctl: Ctl<'_>,
-    environment: String,
-    client_id: String,
+    region: Option<Region>,
+    environment: Option<String>,
+    client_id: Option<String>,
     client_secret: Option<String>,
 ) -> CmdResult<SignInStarted> {
-    ctl.sign_in(environment, client_id, client_secret).await
+    ctl.sign_in(region, environment, client_id, client_secret)
+        .await
+}
+
+#[tauri::command]
+pub async fn undo_mark_all_seen(ctl: Ctl<'_>) -> CmdResult<usize> {
+    ctl.undo_mark_all_seen().await
+}
+
+#[tauri::command]
+pub async fn send_test_notification(ctl: Ctl<'_>) -> CmdResult<String> {
+    ctl.send_test_notification().await
+}
+
+#[tauri::command]
+pub fn set_launch_at_login(ctl: Ctl<'_>, on: bool) -> CmdResult<()> {
+    ctl.set_launch_at_login(on)
+}
+
+#[tauri::command]
+pub async fn dismiss_welcome(ctl: Ctl<'_>) -> CmdResult<()> {
+    ctl.dismiss_welcome().await
+}
+
+#[tauri::command]
+pub async fn dismiss_catch_up(ctl: Ctl<'_>) -> CmdResult<()> {
+    ctl.dismiss_catch_up().await
 }
 
 #[tauri::command]

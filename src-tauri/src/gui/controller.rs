@@ -11,14 +11,14 @@
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use chrono::{DateTime, Local, TimeZone, Utc};
 use fsn_core::app::ClickOutcome;
 use fsn_core::config::{
-    write_settings, Environment, NotificationDetail, NotifyStates, SettingsUpdate,
+    write_settings, Environment, NotificationDetail, NotifyStates, Region, SettingsUpdate,
 };
 use fsn_core::notifier::{DesktopNotifier, Notifier};
 use fsn_core::opener::{BrowserOpener, Opener, UrlGuard};
-use fsn_core::policy::Notification;
+use fsn_core::policy::{Notification, NotificationAction};
+use fsn_core::schedule::{ClinicHoursSetting, PausePreset};
 use fsn_core::secret::Secret;
 use fsn_core::session::{AuthState, Session, SignedOutCause};
 use fsn_core::store::{ts, OrderRow};
@@ -139,6 +139,13 @@ pub struct Snapshot {
     pub client_id: Option<String>,
     /// The secret came from the environment or the file: the page need not ask.
     pub secret_from_config: bool,
+    /// The country of the configured environment (`us`, `ca`; none for custom).
+    pub region: Option<Region>,
+    /// The configured environment is a sandbox (said on the first screen).
+    pub sandbox: bool,
+    /// The registration came from the computer's defaults file (or this
+    /// build): the first screen is one button.
+    pub registration_preset: bool,
     pub watching: bool,
     /// A problem to show (a bad config file, a keychain failure, …).
     pub error: Option<String>,
@@ -165,6 +172,9 @@ pub struct Settings {
     pub launch_at_login: bool,
     #[serde(default)]
     pub paused_until: Option<String>,
+    /// Days and hours; outside them alerts are held for a digest (absent: unchanged).
+    #[serde(default)]
+    pub clinic_hours: Option<ClinicHoursSetting>,
 }
 
 #[derive(Debug, Serialize)]
@@ -405,15 +415,7 @@ impl Controller {
             .clone()
             .ok_or_else(|| CommandError::msg("not configured"))?;
         let lock = core.lock_watcher()?;
-        let me = self.me.clone();
-        let notifier: Arc<dyn Notifier> = Arc::new(
-            DesktopNotifier::new(Arc::new(move |n: &Notification| {
-                if let Some(c) = me.upgrade() {
-                    c.on_notification_click(n);
-                }
-            }))
-            .with_icon(notification_icon(&core.paths)),
-        );
+        let notifier = self.notifier(&core);
         let handle = core.watcher_handle();
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
 
@@ -518,6 +520,11 @@ impl Controller {
             secret_from_config: core
                 .as_ref()
                 .is_some_and(|c| c.config.client_secret.is_some()),
+            region: core.as_ref().and_then(|c| c.config.environment.region()),
+            sandbox: core
+                .as_ref()
+                .is_some_and(|c| c.config.environment.is_sandbox()),
+            registration_preset: core.as_ref().is_some_and(|c| c.config.registration_preset),
             watching,
             error,
             update_installed: self.installed_update(),
@@ -558,6 +565,43 @@ impl Controller {
         Ok(n)
     }
 
+    /// Undo the "Mark all seen" of a moment ago.
+    pub async fn undo_mark_all_seen(&self) -> CmdResult<usize> {
+        let n = self.core().await?.undo_mark_all_seen()?;
+        self.changed();
+        Ok(n)
+    }
+
+    /// "Send a test notification": through the notifier result alerts use.
+    pub async fn send_test_notification(&self) -> CmdResult<String> {
+        let core = self.core().await?;
+        let notifier = self.notifier(&core);
+        tokio::task::spawn_blocking(move || core.send_test_notification(&*notifier))
+            .await
+            .map_err(|e| CommandError::msg(e.to_string()))?
+            .map_err(CommandError::Message)?;
+        Ok(fsn_core::app::TEST_NOTIFICATION_HINT.to_string())
+    }
+
+    /// "Start when I log in" (the welcome's checkbox; Settings saves it too).
+    pub fn set_launch_at_login(&self, on: bool) -> CmdResult<()> {
+        self.shell
+            .set_launch_at_login(on)
+            .map_err(CommandError::Message)
+    }
+
+    pub async fn dismiss_welcome(&self) -> CmdResult<()> {
+        self.core().await?.dismiss_welcome()?;
+        self.refresh();
+        Ok(())
+    }
+
+    pub async fn dismiss_catch_up(&self) -> CmdResult<()> {
+        self.core().await?.dismiss_catch_up()?;
+        self.refresh();
+        Ok(())
+    }
+
     /// A person asked: read every order, not only those with events.
     pub async fn check_now(&self) -> CmdResult<()> {
         match self.watcher().await {
@@ -587,6 +631,7 @@ impl Controller {
             sound: config.sound,
             launch_at_login: self.shell.launch_at_login().unwrap_or(false),
             paused_until: core.paused_until().map(ts),
+            clinic_hours: Some(config.clinic_hours),
         })
     }
 
@@ -605,6 +650,7 @@ impl Controller {
                     },
                 )),
                 sound: Some(settings.sound),
+                clinic_hours: settings.clinic_hours,
                 ..Default::default()
             },
         )?;
@@ -614,6 +660,7 @@ impl Controller {
                 s.notify_states = config.notify_states;
                 s.notification_detail = config.notification_detail;
                 s.sound = config.sound;
+                s.clinic_hours = config.clinic_hours.active().copied();
             });
         }
         if let Err(e) = self.shell.set_launch_at_login(settings.launch_at_login) {
@@ -625,34 +672,22 @@ impl Controller {
 
     /// `1h`, or `tomorrow` (until 8:00 tomorrow, local time).
     pub async fn pause(&self, preset: &str) -> CmdResult<String> {
-        let until = match preset {
-            "1h" => Utc::now() + chrono::Duration::hours(1),
-            "tomorrow" => {
-                let tomorrow = Local::now().date_naive() + chrono::Duration::days(1);
-                let eight = tomorrow
-                    .and_hms_opt(8, 0, 0)
-                    .ok_or_else(|| CommandError::msg("bad date"))?;
-                Local
-                    .from_local_datetime(&eight)
-                    .earliest()
-                    .map(|d| d.with_timezone(&Utc))
-                    .ok_or_else(|| CommandError::msg("bad local time"))?
-            }
-            other => {
-                return Err(CommandError::msg(format!(
-                    "Unknown pause `{other}` (1h or tomorrow)."
-                )))
-            }
-        };
-        self.pause_until(until).await?;
+        let preset = PausePreset::parse(preset).ok_or_else(|| {
+            CommandError::msg(format!("Unknown pause `{preset}` (1h or tomorrow)."))
+        })?;
+        let core = self.core().await?;
+        let until = core.pause(preset, self.watcher().await.as_ref())?;
+        self.refresh();
         Ok(ts(until))
     }
 
-    pub async fn pause_until(&self, until: DateTime<Utc>) -> CmdResult<()> {
-        let core = self.core().await?;
-        core.pause_until(until, self.watcher().await.as_ref())?;
-        self.refresh();
-        Ok(())
+    /// The tray's one item: resume while paused, else pause for an hour.
+    pub async fn pause_or_resume(&self) -> CmdResult<()> {
+        if self.core().await?.paused_until().is_some() {
+            self.resume().await
+        } else {
+            self.pause("1h").await.map(|_| ())
+        }
     }
 
     pub async fn resume(&self) -> CmdResult<()> {
@@ -670,19 +705,34 @@ impl Controller {
             .is_some_and(|t| !t.inner().is_finished())
     }
 
+    /// Sign in: from the first screen's country choice (`region`, keeping
+    /// the registration's sandbox or production), or from its Advanced
+    /// fields (`environment`, `client_id`); what is not given is what the
+    /// configuration (or the clinic's defaults) already says.
     pub async fn sign_in(
         &self,
-        environment: String,
-        client_id: String,
+        region: Option<Region>,
+        environment: Option<String>,
+        client_id: Option<String>,
         client_secret: Option<String>,
     ) -> CmdResult<SignInStarted> {
-        let environment: Environment = environment.parse().map_err(CommandError::Message)?;
-        let client_id = client_id.trim().to_string();
-        if client_id.is_empty() {
-            return Err(CommandError::msg(
-                "Enter the client id from your Fullscript API Dashboard.",
-            ));
-        }
+        let configured = self.core().await.ok();
+        let current = configured
+            .as_ref()
+            .map(|c| c.config.environment)
+            .unwrap_or(Environment::UsSandbox);
+        let environment = match (environment.filter(|e| !e.trim().is_empty()), region) {
+            (Some(e), _) => e.trim().parse().map_err(CommandError::Message)?,
+            (None, Some(r)) => current.in_region(r),
+            (None, None) => current,
+        };
+        let client_id = client_id
+            .map(|c| c.trim().to_string())
+            .filter(|c| !c.is_empty())
+            .or_else(|| configured.as_ref().and_then(|c| c.config.client_id.clone()))
+            .ok_or_else(|| {
+                CommandError::msg("Enter the client id from your Fullscript API Dashboard.")
+            })?;
         self.begin_sign_in(
             Some((environment, client_id)),
             client_secret.filter(|s| !s.trim().is_empty()),
@@ -800,14 +850,30 @@ impl Controller {
 
     // ------------------------------------------------------------ the desktop
 
-    /// A click on one of our notifications (from a notification thread).
-    pub fn on_notification_click(&self, n: &Notification) {
+    /// The desktop notifier result alerts go through (and the test
+    /// notification, so it shows exactly what they would).
+    fn notifier(&self, core: &App) -> Arc<dyn Notifier> {
+        let me = self.me.clone();
+        Arc::new(
+            DesktopNotifier::new(Arc::new(move |n: &Notification, action| {
+                if let Some(c) = me.upgrade() {
+                    c.on_notification_action(n, action);
+                }
+            }))
+            .with_icon(notification_icon(&core.paths)),
+        )
+    }
+
+    /// A click on one of our notifications or one of its buttons (from a
+    /// notification thread).
+    pub fn on_notification_action(&self, n: &Notification, action: NotificationAction) {
         let Some(core) = lock(&self.core_now).clone() else {
             self.shell.show_window();
             return;
         };
         let opener = self.opener(&core);
-        match core.on_click(n, &*opener) {
+        match core.on_action(n, action, &*opener) {
+            ClickOutcome::Nothing => {}
             ClickOutcome::ShowOrder(order_id) => {
                 *lock(&self.highlight) = Some(order_id.clone());
                 self.shell.show_window();
@@ -828,8 +894,7 @@ impl Controller {
             return;
         };
         if let Some(note) = core.first_close_notice() {
-            let notifier = DesktopNotifier::new(Arc::new(|_n: &Notification| {}))
-                .with_icon(notification_icon(&core.paths));
+            let notifier = self.notifier(&core);
             std::thread::spawn(move || {
                 let _ = notifier.show(&note);
             });

@@ -42,7 +42,10 @@ pub fn create<R: Runtime>(app: &AppHandle<R>) -> tauri::Result<()> {
         app,
         &[&open, &check, &pause, &sep, &update, &sep, &sign_out, &quit],
     )?;
-    app.manage(TrayItems { update });
+    app.manage(TrayItems {
+        update,
+        pause: pause.clone(),
+    });
     let mut builder = TrayIconBuilder::with_id(TRAY_ID)
         .tooltip("Fullscript Lab Notifier")
         .menu(&menu)
@@ -65,9 +68,8 @@ fn on_menu<R: Runtime>(app: &AppHandle<R>, id: &str) {
         }
         "pause" => {
             tauri::async_runtime::spawn(async move {
-                let until = chrono::Utc::now() + chrono::Duration::hours(1);
-                if let Err(e) = ctl.pause_until(until).await {
-                    tracing::warn!(error = %e, "could not pause notifications");
+                if let Err(e) = ctl.pause_or_resume().await {
+                    tracing::warn!(error = %e, "could not pause or resume notifications");
                 }
             });
         }
@@ -85,6 +87,8 @@ fn on_menu<R: Runtime>(app: &AppHandle<R>, id: &str) {
 /// Menu items whose text follows the app's state.
 struct TrayItems<R: Runtime> {
     update: MenuItem<R>,
+    /// "Pause notifications for 1 hour", or "Resume notifications" while paused.
+    pause: MenuItem<R>,
 }
 
 pub fn update<R: Runtime>(app: &AppHandle<R>, snapshot: &Snapshot) {
@@ -100,6 +104,15 @@ pub fn update<R: Runtime>(app: &AppHandle<R>, snapshot: &Snapshot) {
         };
         let _ = items.update.set_text(text);
         let _ = items.update.set_enabled(enabled);
+        let paused = snapshot
+            .report
+            .as_ref()
+            .is_some_and(|r| r.paused_until.is_some());
+        let _ = items.pause.set_text(if paused {
+            "Resume notifications"
+        } else {
+            "Pause notifications for 1 hour"
+        });
     }
     let Some(tray) = app.tray_by_id(TRAY_ID) else {
         return;
