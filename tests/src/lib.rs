@@ -746,6 +746,19 @@ pub async fn signed_in(opts: Options, extra: &str) -> (Desktop, Simulator) {
     (d, sim)
 }
 
+/// The usual start: a desktop with a display and tokens in a private file,
+/// the app signed in to a fresh simulator.
+pub async fn signed_in_desktop(extra: &str) -> (Desktop, Simulator) {
+    signed_in(
+        Options {
+            display: true,
+            keyring: false,
+        },
+        extra,
+    )
+    .await
+}
+
 fn unquote(line: &str) -> Option<String> {
     let l = line.trim();
     let rest = l.strip_prefix("string \"")?;
@@ -961,6 +974,16 @@ pub mod ui {
             .ok()
             .and_then(|r| r.json().as_bool())
             .unwrap_or(false)
+    }
+
+    /// The window shows this order's row and has finished its first check.
+    pub async fn until_listed_and_checked(driver: &WebDriver, order_id: &str) {
+        let row = format!("button.order[data-order-id=\"{order_id}\"]");
+        crate::until!("the list", visible(driver, &row).await);
+        crate::until!(
+            "the first check",
+            attr(driver, "#conn-badge", "data-state").await == "ok"
+        );
     }
 
     pub async fn click(driver: &WebDriver, css: &str) {

@@ -285,22 +285,11 @@ async fn faults_show_in_the_header_and_nothing_is_lost() {
     if fsn_e2e::skip() {
         return;
     }
-    let (mut d, sim) = signed_in(
-        Options {
-            display: true,
-            keyring: false,
-        },
-        "",
-    )
-    .await;
+    let (mut d, sim) = signed_in_desktop("").await;
     let ctl = sim.control().clone();
     let order = ctl.add_patient_order("Sofia", "Alvarez", "processing");
     let driver = launch(&mut d, &[]).await;
-    until!("the list", visible(&driver, &row(&order.id)).await);
-    until!(
-        "the first check",
-        attr(&driver, "#conn-badge", "data-state").await == "ok"
-    );
+    until_listed_and_checked(&driver, &order.id).await;
     let before = d.notifications().len();
     ctl.set_state(&order.id, "results_ready").unwrap();
 
@@ -369,14 +358,7 @@ async fn killed_before_the_next_check_then_restarted_alerts_exactly_once() {
     if fsn_e2e::skip() {
         return;
     }
-    let (mut d, sim) = signed_in(
-        Options {
-            display: true,
-            keyring: false,
-        },
-        "poll_interval_secs = 3600",
-    )
-    .await;
+    let (mut d, sim) = signed_in_desktop("poll_interval_secs = 3600").await;
     let order = sim
         .control()
         .add_patient_order("Amara", "Nwosu", "processing");
@@ -404,14 +386,7 @@ async fn closing_the_window_keeps_watching_and_starting_again_brings_it_back() {
         return;
     }
     const TITLE: &str = "Fullscript Lab Notifier";
-    let (mut d, sim) = signed_in(
-        Options {
-            display: true,
-            keyring: false,
-        },
-        "poll_interval_secs = 15",
-    )
-    .await;
+    let (mut d, sim) = signed_in_desktop("poll_interval_secs = 15").await;
     let order = sim
         .control()
         .add_patient_order("Tomás", "Alvarez", "processing");
@@ -477,14 +452,7 @@ async fn a_long_history_shows_recent_orders_first_and_the_rest_on_request() {
     if fsn_e2e::skip() {
         return;
     }
-    let (mut d, sim) = signed_in(
-        Options {
-            display: true,
-            keyring: false,
-        },
-        "poll_interval_secs = 3600",
-    )
-    .await;
+    let (mut d, sim) = signed_in_desktop("poll_interval_secs = 3600").await;
     sim.control().add_bulk_orders(150, "processing");
     let driver = launch(&mut d, &[]).await;
     let rows = "section[data-group=\"in_progress\"] li";

@@ -201,14 +201,7 @@ async fn a_login_to_a_second_clinic_beside_a_running_watch_never_mixes_the_two()
     if fsn_e2e::skip() {
         return;
     }
-    let (mut d, sim) = signed_in(
-        Options {
-            display: true,
-            keyring: false,
-        },
-        "sweep_every = 1",
-    )
-    .await;
+    let (mut d, sim) = signed_in_desktop("sweep_every = 1").await;
     let ctl = sim.control().clone();
     let named = |first: &str, order: &str| {
         let p = ctl.add_patient(first, "Duvall");

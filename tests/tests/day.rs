@@ -188,14 +188,7 @@ async fn outside_clinic_hours_results_wait_for_one_digest_at_opening() {
     if fsn_e2e::skip() {
         return;
     }
-    let (mut d, sim) = signed_in(
-        Options {
-            display: true,
-            keyring: false,
-        },
-        "",
-    )
-    .await;
+    let (mut d, sim) = signed_in_desktop("").await;
     let ctl = sim.control().clone();
     let a = ctl.add_patient_order("Priya", "Raman", "processing");
     let b = ctl.add_patient_order("Marcus", "Webb", "processing");
@@ -281,24 +274,13 @@ async fn a_pause_ends_in_one_digest_and_the_results_since_are_offered() {
     if fsn_e2e::skip() {
         return;
     }
-    let (mut d, sim) = signed_in(
-        Options {
-            display: true,
-            keyring: false,
-        },
-        "",
-    )
-    .await;
+    let (mut d, sim) = signed_in_desktop("").await;
     let ctl = sim.control().clone();
     let a = ctl.add_patient_order("Sofia", "Alvarez", "processing");
     let b = ctl.add_patient_order("Noah", "Kim", "processing");
     let c = ctl.add_patient_order("Liam", "Ortiz", "processing");
     let driver = launch(&mut d, &[]).await;
-    until!("the list", visible(&driver, &row(&a.id)).await);
-    until!(
-        "the first check",
-        attr(&driver, "#conn-badge", "data-state").await == "ok"
-    );
+    until_listed_and_checked(&driver, &a.id).await;
     click(&driver, "#open-settings").await;
     until!("the settings", visible(&driver, "#pause-1h").await);
     click(&driver, "#pause-1h").await;
@@ -356,24 +338,13 @@ async fn triage_from_the_notification_the_list_and_the_keyboard() {
     if fsn_e2e::skip() {
         return;
     }
-    let (mut d, sim) = signed_in(
-        Options {
-            display: true,
-            keyring: false,
-        },
-        "",
-    )
-    .await;
+    let (mut d, sim) = signed_in_desktop("").await;
     let ctl = sim.control().clone();
     let a = ctl.add_patient_order("Hannah", "Lee", "processing");
     let b = ctl.add_patient_order("Jonas", "Berg", "processing");
     let c = ctl.add_patient_order("Amira", "Haddad", "processing");
     let driver = launch(&mut d, &[]).await;
-    until!("the list", visible(&driver, &row(&a.id)).await);
-    until!(
-        "the first check",
-        attr(&driver, "#conn-badge", "data-state").await == "ok"
-    );
+    until_listed_and_checked(&driver, &a.id).await;
 
     // "Mark reviewed", pressed on the notification (the daemon's ActionInvoked).
     let before = d.notifications().len();

@@ -10,14 +10,7 @@ async fn killed_between_commit_and_delivery_then_delivered_exactly_once() {
     if fsn_e2e::skip() {
         return;
     }
-    let (mut d, sim) = signed_in(
-        Options {
-            display: true,
-            keyring: false,
-        },
-        "",
-    )
-    .await;
+    let (mut d, sim) = signed_in_desktop("").await;
     let order = sim
         .control()
         .add_patient_order("Hannah", "Okafor", "processing");

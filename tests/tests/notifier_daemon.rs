@@ -72,14 +72,7 @@ async fn patient_names_appear_only_when_enabled_and_never_on_stdout() {
     if fsn_e2e::skip() {
         return;
     }
-    let (d, sim) = signed_in(
-        Options {
-            display: true,
-            keyring: false,
-        },
-        "show_patient_names = true",
-    )
-    .await;
+    let (d, sim) = signed_in_desktop("show_patient_names = true").await;
     let order = sim
         .control()
         .add_patient_order("Grace", "Hopper", "processing");
@@ -120,14 +113,7 @@ async fn notification_text_is_plain_text_on_a_daemon_that_reads_markup() {
     if fsn_e2e::skip() {
         return;
     }
-    let (d, sim) = signed_in(
-        Options {
-            display: true,
-            keyring: false,
-        },
-        "",
-    )
-    .await;
+    let (d, sim) = signed_in_desktop("").await;
     let ctl = sim.control();
     let p = ctl.add_patient("Mark", "Up");
     let order = ctl
@@ -158,14 +144,7 @@ async fn generic_notifications_say_only_that_a_result_arrived() {
     if fsn_e2e::skip() {
         return;
     }
-    let (d, sim) = signed_in(
-        Options {
-            display: true,
-            keyring: false,
-        },
-        "notification_detail = \"generic\"",
-    )
-    .await;
+    let (d, sim) = signed_in_desktop("notification_detail = \"generic\"").await;
     let order = sim
         .control()
         .add_patient_order("Ada", "Lovelace", "processing");

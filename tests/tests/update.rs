@@ -82,14 +82,7 @@ async fn an_installed_build_installs_a_signed_update_and_refuses_a_tampered_or_i
     );
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let (mut d, _sim) = signed_in(
-        Options {
-            display: true,
-            keyring: false,
-        },
-        &format!("update_url = \"{base}/latest.json\""),
-    )
-    .await;
+    let (mut d, _sim) = signed_in_desktop(&format!("update_url = \"{base}/latest.json\"")).await;
     let installed = install(&deb, &d.home().join("root"));
 
     // The update server: a tampered package first (one byte changed), signed

@@ -175,6 +175,7 @@ impl Notifier for DesktopNotifier {
             &self.desktop_entry,
             &self.app_id,
             self.body_markup(),
+            self.shows_buttons(),
             MAX_WAITING,
         );
         Err(NotifyError::Unavailable(
