@@ -147,7 +147,7 @@ async fn with_the_clinics_registration_set_up_sign_in_is_one_button_then_a_welco
         text(&driver, "#welcome-text").await,
         "Connected to Maple Grove Integrative Health. 3 existing lab orders recorded; you will be notified of new results from now on."
     );
-    assert_eq!(text(&driver, "#practitioner").await, "Amara Okafor");
+    assert_eq!(text(&driver, "#practitioner").await, "Evelyn Thorne");
     // "Start when I log in" is ticked by default, and takes effect.
     // (auto-launch writes to $HOME/.config/autostart, whatever XDG_CONFIG_HOME says.)
     let autostart = d.home().join(".config/autostart");
@@ -206,6 +206,13 @@ async fn outside_clinic_hours_results_wait_for_one_digest_at_opening() {
     click(&driver, "#open-settings").await;
     until!("the settings", visible(&driver, "#hours-enabled").await);
     click(&driver, "#hours-enabled").await;
+    driver
+        .execute(
+            "document.getElementById('clinic-hours').scrollIntoView({block: 'center'})",
+            vec![],
+        )
+        .await
+        .unwrap();
     d.screenshot_window(
         "Fullscript Lab Notifier",
         &artifacts().join("screenshots/settings-clinic-hours.png"),

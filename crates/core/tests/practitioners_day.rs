@@ -187,7 +187,7 @@ async fn sign_in_welcomes_with_the_clinic_and_the_practitioners_name() {
     r.order("Priya", "results_ready");
     r.order("Marcus", "processing");
     let report = r.app.status(Some(&r.session)).await;
-    assert_eq!(report.owner_name.as_deref(), Some("Amara Okafor"));
+    assert_eq!(report.owner_name.as_deref(), Some("Evelyn Thorne"));
     assert!(report.welcome.is_none(), "not before the first look");
     let mut w = r.watcher();
     w.run_cycle().await.unwrap();

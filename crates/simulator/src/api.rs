@@ -207,7 +207,7 @@ pub async fn get_patient(
 }
 
 /// `GET /api/clinic/practitioners/{id}`: the signed-in practitioner (for
-/// the header: "Dr Amara Okafor"); other ids are not found here.
+/// the header: "Dr Evelyn Thorne"); other ids are not found here.
 pub async fn get_practitioner(
     State(shared): State<Shared>,
     headers: HeaderMap,

@@ -294,9 +294,9 @@ impl World {
             clinic_name: "Maple Grove Integrative Health".into(),
             practitioner_id: "bad7f9c6-dfd5-4227-9611-aac387331801".into(),
             practitioner_name: (
-                "Amara".into(),
-                "Okafor".into(),
-                "a.okafor@maplegrove.example".into(),
+                "Evelyn".into(),
+                "Thorne".into(),
+                "e.thorne@maplegrove.example".into(),
             ),
             patients: BTreeMap::new(),
             orders: Vec::new(),
@@ -670,9 +670,9 @@ impl World {
         self.clinic_name = name.to_string();
         self.practitioner_id = uuid::Uuid::new_v4().to_string();
         self.practitioner_name = (
-            "Jonas".into(),
-            "Lindqvist".into(),
-            "j.lindqvist@clinic.example".into(),
+            "Malik".into(),
+            "Osei".into(),
+            "m.osei@clinic.example".into(),
         );
         self.clinic_id.clone()
     }
