@@ -76,16 +76,17 @@ installer() {
 }
 step installer-under-wine installer
 
-# The core's unit tests and its simulator-backed integration tests, as
+# The core's and the agent's unit tests and the simulator-backed integration tests, as
 # Windows programs under Wine (the simulator inside each; loopback only).
 # The keychain tests need a Linux Secret Service and stay on Linux.
 core_tests() {
   local prefix; prefix=$(mktemp -d)
   local list; list=$(cargo test --workspace --exclude fsn-e2e --target "$target" --locked --no-run \
-    --message-format=json 2>/dev/null | jq -r 'select(.reason == "compiler-artifact" and .profile.test == true and (.package_id | test("crates/core"))) | "\(.target.name) \(.executable)"')
+    --message-format=json 2>/dev/null | jq -r 'select(.reason == "compiler-artifact" and .profile.test == true and (.package_id | test("crates/(core|agent)"))) | "\(.target.name) \(.executable)"')
   local failed=0 name exe
   while read -r name exe; do
-    case "$name" in keychain|keychain_refusing|keychain_absent|log_redaction) continue ;; esac
+    # (keychains need a Linux Secret Service; the controller test a notification service)
+    case "$name" in keychain|keychain_refusing|keychain_absent|log_redaction|controller) continue ;; esac
     if WINEPREFIX="$prefix" WINEDEBUG=-all "$wine" "$exe" -q >"$prefix/$name.log" 2>&1; then
       echo "windows: $name: $(grep -E '^test result' "$prefix/$name.log" | tail -1)"
     else

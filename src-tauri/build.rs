@@ -16,7 +16,7 @@ fn main() {
             "sign_in",
             "cancel_sign_in",
             "sign_out",
-            "take_highlight",
+            "take_view",
             "check_for_update",
             "install_update",
             "download_update",

@@ -1,24 +1,28 @@
-//! Fullscript Lab Notifier's desktop app: the window app and demo mode, a
-//! thin layer over `fsn-core`; the command line lives in `fsn-cli`.
+//! Fullscript Lab Notifier's desktop build: the window (`window`), and the
+//! same commands as the headless build. Starting the app runs its background
+//! agent (`fsn-agent`, from the headless build beside this binary when it is
+//! installed), which starts this binary's window when the practitioner opens
+//! it.
 
-pub mod demo;
-pub mod gui;
-pub mod logging;
 pub mod memory;
+pub mod window;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 use fsn_cli::{fail, Cli, Command};
 
-/// The headless build installed beside this binary, if any. (Unix: there
-/// the window toolkit's libraries are mapped at start, so `watch` replaces
-/// itself with the build that has none. On Windows nothing of WebView2 loads
-/// until a window is made, so the commands run in-process.)
-#[cfg(unix)]
+/// The headless build installed beside this binary, if any: everything but
+/// the window runs there, so the process that stays up all day maps no GTK
+/// and no WebKit.
 fn headless_sibling() -> Option<std::path::PathBuf> {
     let exe = std::env::current_exe().ok()?;
-    let sibling = exe.parent()?.join("fullscript-notifier-headless");
+    let name = if cfg!(windows) {
+        "fullscript-notifier-headless.exe"
+    } else {
+        "fullscript-notifier-headless"
+    };
+    let sibling = exe.with_file_name(name);
     sibling.is_file().then_some(sibling)
 }
 
@@ -26,17 +30,34 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     if cli.is_headless() {
         // Replace this process with the headless build (same pid, same
-        // arguments), so GTK and WebKit are not kept in memory all day.
-        #[cfg(unix)]
+        // arguments) on Unix; start it and wait on Windows.
         if let Some(sibling) = headless_sibling() {
-            use std::os::unix::process::CommandExt;
-            let err = std::process::Command::new(&sibling)
-                .args(std::env::args_os().skip(1))
-                .exec();
-            eprintln!(
-                "warning: could not start {}: {err}; continuing in-process",
-                sibling.display()
-            );
+            #[cfg(unix)]
+            {
+                use std::os::unix::process::CommandExt;
+                let err = std::process::Command::new(&sibling)
+                    .args(std::env::args_os().skip(1))
+                    .exec();
+                eprintln!(
+                    "warning: could not start {}: {err}; continuing in-process",
+                    sibling.display()
+                );
+            }
+            #[cfg(windows)]
+            {
+                match std::process::Command::new(&sibling)
+                    .args(std::env::args_os().skip(1))
+                    .status()
+                {
+                    Ok(s) => {
+                        return ExitCode::from(u8::try_from(s.code().unwrap_or(1)).unwrap_or(1))
+                    }
+                    Err(e) => eprintln!(
+                        "warning: could not start {}: {e}; continuing in-process",
+                        sibling.display()
+                    ),
+                }
+            }
         }
         return fsn_cli::run_headless(cli);
     }
@@ -47,13 +68,7 @@ pub fn main() -> ExitCode {
     // Still single-threaded: the environment may be set.
     memory::prefer_light_webkit_renderer();
     match cli.command {
-        Some(Command::Demo { step_secs }) => demo::run(paths, step_secs),
-        _ => gui::run(
-            paths,
-            gui::Options {
-                minimized: cli.minimized,
-                demo: None,
-            },
-        ),
+        Some(Command::Window) => window::run(paths),
+        _ => fail("unreachable: not a window command"),
     }
 }

@@ -120,6 +120,98 @@ fn kill_group(pid: u32) {
         .status();
 }
 
+/// One of the app's processes on a desktop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppProcess {
+    pub pid: u32,
+    /// The executable's file name (`fullscript-notifier`,
+    /// `fullscript-notifier-headless`, `WebKitNetworkProcess`, …).
+    pub exe: String,
+    /// Its arguments after the program.
+    pub args: Vec<String>,
+}
+
+impl AppProcess {
+    /// The background agent: the headless build the app hands over to
+    /// (started with no command, `--minimized` or `agent`), or the app in
+    /// agent mode.
+    pub fn is_agent(&self) -> bool {
+        let first = self.args.first().map(String::as_str);
+        (self.exe == "fullscript-notifier-headless" && matches!(first, None | Some("--minimized")))
+            || (self.exe.starts_with("fullscript-notifier") && first == Some("agent"))
+    }
+
+    /// The window process (`fullscript-notifier window`).
+    pub fn is_window(&self) -> bool {
+        self.exe.starts_with("fullscript-notifier")
+            && self.args.first().is_some_and(|a| a == "window")
+    }
+
+    /// Maps GTK or WebKit (the window, or one of WebKit's helpers).
+    pub fn maps_gtk_or_webkit(&self) -> bool {
+        std::fs::read_to_string(format!("/proc/{}/maps", self.pid))
+            .map(|m| {
+                m.contains("libgtk-3")
+                    || m.contains("libwebkit2gtk")
+                    || m.contains("libjavascriptcoregtk")
+            })
+            .unwrap_or(false)
+    }
+
+    /// Proportional set size, KiB (`/proc/PID/smaps_rollup`).
+    pub fn pss_kib(&self) -> Option<u64> {
+        let text = std::fs::read_to_string(format!("/proc/{}/smaps_rollup", self.pid)).ok()?;
+        text.lines()
+            .find_map(|l| l.strip_prefix("Pss:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+}
+
+/// Every live process whose environment has `HOME=<home>`: the app's
+/// processes on this desktop (and its helpers), however they were started.
+fn processes_of(home: &Path) -> Vec<AppProcess> {
+    let needle = format!("HOME={}", home.display());
+    let me = std::process::id();
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for e in entries.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        if !env.split(|b| *b == 0).any(|v| v == needle.as_bytes()) {
+            continue;
+        }
+        // A zombie has no executable any more.
+        let Ok(exe) = std::fs::read_link(format!("/proc/{pid}/exe")) else {
+            continue;
+        };
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let args = cmdline
+            .split(|b| *b == 0)
+            .skip(1)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        found.push(AppProcess {
+            pid,
+            exe: exe
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            args,
+        });
+    }
+    found
+}
+
 const BROWSER_STUB: &str = r#"#!/bin/sh
 # Test browser: record the URL; approve the simulator's consent page.
 url="$1"
@@ -358,6 +450,35 @@ impl Desktop {
             let mut p = self.procs.remove(i);
             let _ = p.child.kill();
             let _ = p.child.wait();
+        }
+    }
+
+    /// The app's processes now (agent, window, WebKit's helpers; not the
+    /// test's daemons, which are no `fullscript-notifier` or WebKit binary).
+    pub fn app_processes(&self) -> Vec<AppProcess> {
+        processes_of(self.home())
+            .into_iter()
+            .filter(|p| {
+                p.exe.starts_with("fullscript-notifier")
+                    || (p.exe.starts_with("WebKit") && p.exe != "WebKitWebDriver")
+            })
+            .collect()
+    }
+
+    /// The running agent (waits for one).
+    pub fn agent(&self) -> AppProcess {
+        wait_for("the agent", Duration::from_secs(40), || {
+            self.app_processes().into_iter().find(AppProcess::is_agent)
+        })
+    }
+
+    /// SIGKILL every process of the app (agent, window, WebKit helpers).
+    pub fn kill_app(&mut self) {
+        for p in self.app_processes() {
+            let _ = Command::new("kill")
+                .args(["-KILL", &p.pid.to_string()])
+                .stderr(Stdio::null())
+                .status();
         }
     }
 
@@ -684,6 +805,9 @@ impl Drop for Desktop {
         if std::thread::panicking() {
             self.print_diagnostics();
         }
+        // The app's own processes first, however they were started (the
+        // window starts the agent in a process group of its own).
+        self.kill_app();
         // Reverse order: the app before its daemons, the bus last.
         while let Some(mut p) = self.procs.pop() {
             kill_group(p.child.id());
@@ -920,7 +1044,8 @@ pub mod ui {
         }};
     }
 
-    /// Start the app (as built) under WebDriver.
+    /// Start the app's window (as built) under WebDriver; it starts the
+    /// background agent, which outlives it.
     pub async fn launch(d: &mut Desktop, args: &[&str]) -> WebDriver {
         launch_binary(d, &app_binary(), args).await
     }
@@ -929,6 +1054,11 @@ pub mod ui {
     pub async fn launch_binary(d: &mut Desktop, binary: &Path, args: &[&str]) -> WebDriver {
         let url = d.start_driver();
         let mut caps = Capabilities::new();
+        // WebDriver drives the window process (`window`), which starts the
+        // agent when none runs.
+        let args: Vec<&str> = std::iter::once("window")
+            .chain(args.iter().copied())
+            .collect();
         caps.set(
             "tauri:options",
             json!({"application": binary.display().to_string(), "args": args}),

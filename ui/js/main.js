@@ -17,6 +17,10 @@ const view = {
   // What the screen reader was last told (announce changes only).
   announced: { connection: null, unseen: null, quiet: null },
   welcomeShown: false,
+  // The background agent went away (this window restarts it): why, or null;
+  // and once it is back, that it was restarted (kept until dismissed).
+  agentGone: null,
+  agentRestarted: false,
 };
 
 const CONNECTION = {
@@ -120,6 +124,23 @@ function catchUpBanner(s) {
 
 function renderBanners(s) {
   const list = [];
+  if (view.agentGone) list.push(banner(view.agentGone, "bad"));
+  else if (view.agentRestarted) {
+    list.push(
+      banner("The app's background part stopped unexpectedly and was started again; results are being checked as before.", "warn", {
+        id: "agent-restarted-dismiss",
+        label: "Dismiss",
+        run: () => {
+          view.agentRestarted = false;
+          renderBanners(view.snapshot);
+        },
+      }),
+    );
+  }
+  if (!s) {
+    $("banners").replaceChildren(...list);
+    return;
+  }
   if (s.error) list.push(banner(s.error, "bad"));
   if (!s.signed_in && s.signed_out_cause && s.signed_out_cause.kind === "ended") {
     list.push(
@@ -648,10 +669,22 @@ $("sign-out-erase").addEventListener("click", () => signOut(true));
 on("state-changed", applySnapshot);
 on("orders-changed", loadOrders);
 on("highlight", highlight);
-on("show-new", () => {
+function showNew() {
   view.filter = "unseen";
   $("filter").value = "unseen";
   renderList();
+}
+on("show-new", showNew);
+// The background agent (watching, notifications) runs apart from this
+// window; if it goes away this window starts it again and reads everything.
+on("agent-gone", (why) => {
+  view.agentGone = why;
+  renderBanners(view.snapshot);
+});
+on("agent-back", () => {
+  view.agentGone = null;
+  view.agentRestarted = true;
+  init();
 });
 on("sign-in-finished", (r) => {
   if (!r.ok) {
@@ -668,8 +701,10 @@ setInterval(() => {
 async function init() {
   applySnapshot(await call("snapshot"));
   await loadOrders();
-  const pending = await call("take_highlight");
-  if (pending) highlight(pending);
+  // Opened by a notification click: that order, or the new results.
+  const pending = await call("take_view");
+  if (pending && pending.kind === "order") highlight(pending.order_id);
+  else if (pending && pending.kind === "new_results") showNew();
 }
 
 init();

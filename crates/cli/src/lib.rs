@@ -85,6 +85,12 @@ pub enum Command {
         #[arg(long, default_value_t = 6.0)]
         step_secs: f64,
     },
+    /// The background agent alone (what starting the app runs; `--minimized`: no window)
+    #[command(hide = true)]
+    Agent,
+    /// The window alone (the agent starts it; it starts the agent if none runs)
+    #[command(hide = true)]
+    Window,
 }
 
 #[derive(Debug, clap::Args)]
@@ -128,9 +134,10 @@ pub fn fail(e: impl std::fmt::Display) -> ExitCode {
 }
 
 impl Cli {
-    /// Commands that need a display (the window app and the demo).
+    /// Commands that need the window toolkit: only the window itself. (The
+    /// app and the demo run as the agent, which starts the window.)
     pub fn is_headless(&self) -> bool {
-        !matches!(self.command, None | Some(Command::Demo { .. }))
+        !matches!(self.command, Some(Command::Window))
     }
 
     pub fn paths(&self) -> Result<Paths, fsn_core::config::ConfigError> {
@@ -150,19 +157,31 @@ pub fn init_logging() {
 
 /// Run a headless subcommand (login, logout, status, watch, simulate).
 pub fn run_headless(cli: Cli) -> ExitCode {
-    init_logging();
     let paths = match cli.paths() {
         Ok(p) => p,
         Err(e) => return fail(e),
     };
-    let Some(cmd) = cli.command else {
-        return fail("the window app needs the desktop build: run `fullscript-notifier`");
+    let cmd = match cli.command {
+        // The app: its agent (which starts the window unless `--minimized`).
+        None | Some(Command::Agent) => {
+            return fsn_agent::run(
+                paths,
+                fsn_agent::Options {
+                    minimized: cli.minimized,
+                    demo: None,
+                },
+            )
+        }
+        Some(Command::Demo { step_secs }) => return fsn_agent::demo::run(paths, step_secs),
+        Some(Command::Window) => {
+            return fail("the window needs the desktop build: run `fullscript-notifier`")
+        }
+        Some(cmd) => cmd,
     };
+    // (The agent logs to its own files; commands to stderr.)
+    init_logging();
     if let Command::Simulate(args) = cmd {
         return simulate(args);
-    }
-    if let Command::Demo { .. } = cmd {
-        return fail("the demo needs the desktop build: run `fullscript-notifier demo`");
     }
     fsn_core::supervise::install_panic_hook();
     let app = match App::open(paths) {
@@ -187,7 +206,7 @@ pub fn run_headless(cli: Cli) -> ExitCode {
                 cycles: None,
                 verbose,
             } => watch(&app, once, verbose).await,
-            Command::Simulate(_) | Command::Demo { .. } => {
+            Command::Simulate(_) | Command::Demo { .. } | Command::Agent | Command::Window => {
                 fail("this command is handled before the app opens")
             }
         }

@@ -1,12 +1,13 @@
-//! The window app's one controller. It owns the app's state machine (core
-//! services rebuilt when the sign-in settings change, the running watcher,
-//! the sign-in in progress) and is the only thing the page's commands, the
-//! tray and notification clicks call. It decides nothing a practitioner
-//! would notice (that lives in `fsn_core::App`); it sequences.
+//! The app's one controller, living in the background agent. It owns the
+//! app's state machine (core services rebuilt when the sign-in settings
+//! change, the running watcher, the sign-in in progress) and is the only
+//! thing the window's commands (over the control endpoint), the tray and
+//! notification clicks call. It decides nothing a practitioner would notice
+//! (that lives in `fsn_core::App`); it sequences.
 //!
-//! OS effects (showing the window, pushing to the page, the tray, launch at
-//! login) go through the [`Shell`] trait, so the controller has no Tauri
-//! window code in it and can be driven in tests with a recording shell.
+//! OS effects (showing the window, telling it and the tray what changed,
+//! launch at login) go through the [`Shell`] trait, so the controller can be
+//! driven in tests with a recording shell.
 
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -26,8 +27,8 @@ use fsn_core::supervise::{supervise, SuperviseError};
 use fsn_core::watcher::{WatchEvent, WatcherHandle};
 use fsn_core::{App, AppError, Paths, StatusReport};
 use serde::{Deserialize, Serialize};
-use tauri::async_runtime::JoinHandle;
 use tokio::sync::Mutex as AsyncMutex;
+use tokio::task::JoinHandle;
 
 /// What the page is told.
 #[derive(Debug, Clone)]
@@ -44,58 +45,28 @@ pub enum Update {
     SignIn { ok: bool, message: String },
 }
 
-/// What installing an update did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum InstallOutcome {
-    /// Installed; it takes effect when the app restarts (the practitioner decides when).
-    Installed { version: String },
-    /// The feed has nothing newer after all.
-    UpToDate,
-}
-
-/// Why an update was not installed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum InstallProblem {
-    /// The package is not the one the release owner signed: never offered
-    /// for download either.
-    #[error("The update's signature does not match this app's key: it was not installed.")]
-    BadSignature,
-    /// A genuine package this copy cannot install (a `.deb` needs an
-    /// administrator; no `pkexec`, or the practitioner declined): the
-    /// practitioner can download it (`download`, the package the plugin
-    /// fetched) and install it by hand.
-    #[error(
-        "The app could not install the update itself ({reason}). Download the new package and \
-         install it (installing a .deb needs an administrator)."
-    )]
-    CannotInstallItself {
-        reason: String,
-        download: Option<url::Url>,
-    },
-    /// Anything else (the network, the feed).
-    #[error("The update could not be installed: {0}")]
-    Failed(String),
-}
-
-pub type InstallFuture<'a> = std::pin::Pin<
-    Box<dyn std::future::Future<Output = Result<InstallOutcome, InstallProblem>> + Send + 'a>,
->;
-
-/// The window app's effects on the desktop, behind one small trait.
+/// The agent's effects on the desktop, behind one small trait: the window
+/// (a separate process), what it and the tray are told, launch at login.
 pub trait Shell: Send + Sync + 'static {
-    /// Show the window (creating it if it was closed).
+    /// Show the window (starting its process if none is open).
     fn show_window(&self);
-    /// Tell the page (and the tray) what changed.
+    /// Is a window open (and listening) now?
+    fn window_open(&self) -> bool;
+    /// Tell the window (and the tray) what changed.
     fn push(&self, update: Update);
     /// Is the app launched at log-in? (`None`: unknown on this desktop.)
     fn launch_at_login(&self) -> Option<bool>;
     fn set_launch_at_login(&self, on: bool) -> Result<(), String>;
-    /// Download, verify and install the update the feed offers (the
-    /// official updater plugin); never restarts by itself.
-    fn install_update(&self, feed: url::Url) -> InstallFuture<'_>;
-    /// Restart into the installed update (only when the practitioner asks).
-    fn restart(&self);
+}
+
+/// What the window shows when it opens because of a notification click.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum View {
+    /// This order, highlighted.
+    Order { order_id: String },
+    /// The new, unseen results.
+    NewResults,
 }
 
 /// Follows the sign-in page itself instead of the system browser (the demo
@@ -149,13 +120,6 @@ pub struct Snapshot {
     pub watching: bool,
     /// A problem to show (a bad config file, a keychain failure, …).
     pub error: Option<String>,
-    /// An update installed in this run, waiting for the practitioner to restart.
-    pub update_installed: Option<String>,
-    /// Why the last attempt to install an update failed.
-    pub update_problem: Option<String>,
-    /// The app could not install the update itself: offer its package for
-    /// download instead.
-    pub offer_update_download: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -212,6 +176,8 @@ struct Services {
 
 pub struct Controller {
     me: Weak<Controller>,
+    /// The agent's runtime: notification clicks arrive on threads of their own.
+    rt: tokio::runtime::Handle,
     paths: Paths,
     demo: bool,
     shell: Arc<dyn Shell>,
@@ -222,14 +188,11 @@ pub struct Controller {
     services: AsyncMutex<Services>,
     /// The core for synchronous callers (notification clicks).
     core_now: Mutex<Option<Arc<App>>>,
-    highlight: Mutex<Option<String>>,
+    /// What a window opened by a notification click shows first.
+    pending_view: Mutex<Option<View>>,
     sign_in_task: Mutex<Option<JoinHandle<()>>>,
     /// The daily look at the update feed.
-    update_checks: Mutex<Option<tokio::task::JoinHandle<()>>>,
-    /// An update installed in this run, waiting for a restart.
-    installed_update: Mutex<Option<String>>,
-    /// Why the last attempt to install an update failed.
-    update_problem: Mutex<Option<InstallProblem>>,
+    update_checks: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// Where the notification icon is written (an absolute path works whether
@@ -247,6 +210,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Controller {
+    /// Must be called inside the agent's tokio runtime.
     pub fn new(
         paths: Paths,
         demo: bool,
@@ -256,6 +220,7 @@ impl Controller {
     ) -> Arc<Controller> {
         Arc::new_cyclic(|me| Controller {
             me: me.clone(),
+            rt: tokio::runtime::Handle::current(),
             paths,
             demo,
             shell,
@@ -263,11 +228,9 @@ impl Controller {
             opener_override,
             services: AsyncMutex::new(Services::default()),
             core_now: Mutex::new(None),
-            highlight: Mutex::new(None),
+            pending_view: Mutex::new(None),
             sign_in_task: Mutex::new(None),
             update_checks: Mutex::new(None),
-            installed_update: Mutex::new(None),
-            update_problem: Mutex::new(None),
         })
     }
 
@@ -333,7 +296,7 @@ impl Controller {
     /// Recompute the snapshot and push it to the page and the tray.
     pub fn refresh(&self) {
         let Some(me) = self.arc() else { return };
-        tauri::async_runtime::spawn(async move {
+        self.rt.spawn(async move {
             let snapshot = me.snapshot().await;
             me.shell.push(Update::State(Box::new(snapshot)));
         });
@@ -353,7 +316,8 @@ impl Controller {
         if let Some(session) = svc.session.clone() {
             // Revocations a sign-out could not get through: tried again, in the background.
             let retry = session.clone();
-            tauri::async_runtime::spawn(async move { retry.retry_pending_revocations().await });
+            self.rt
+                .spawn(async move { retry.retry_pending_revocations().await });
             match session.load().await {
                 Ok(true) => {
                     if let Err(e) = self.start_watching(&mut svc).await {
@@ -380,7 +344,7 @@ impl Controller {
 
     fn retry_start_later(&self) {
         let Some(me) = self.arc() else { return };
-        tauri::async_runtime::spawn(async move {
+        self.rt.spawn(async move {
             tokio::time::sleep(Duration::from_secs(30)).await;
             me.start().await;
         });
@@ -422,7 +386,7 @@ impl Controller {
         // Watcher events → the page and the tray.
         let mut events = handle.subscribe();
         let bridge_me = self.me.clone();
-        let bridge = tauri::async_runtime::spawn(async move {
+        let bridge = self.rt.spawn(async move {
             loop {
                 let event = events.recv().await;
                 let Some(c) = bridge_me.upgrade() else { break };
@@ -440,7 +404,7 @@ impl Controller {
         let sound = core.config.sound;
         let auth_notifier = notifier.clone();
         let auth_me = self.me.clone();
-        let auth_watch = tauri::async_runtime::spawn(async move {
+        let auth_watch = self.rt.spawn(async move {
             while auth.changed().await.is_ok() {
                 let state = auth.borrow_and_update().clone();
                 let Some(c) = auth_me.upgrade() else { break };
@@ -461,7 +425,7 @@ impl Controller {
         });
 
         let make_core = core.clone();
-        let supervisor = tauri::async_runtime::spawn(supervise(
+        let supervisor = self.rt.spawn(supervise(
             move |h| make_core.watcher_on(session.clone(), notifier.clone(), h),
             handle.clone(),
             stop_rx,
@@ -507,10 +471,6 @@ impl Controller {
             Some(c) => Some(c.status(session.as_deref()).await),
             None => None,
         };
-        // (Read before the literal: a guard taken inside it would live to
-        // its end, and `update_download` takes the same lock.)
-        let update_problem = lock(&self.update_problem).as_ref().map(ToString::to_string);
-        let offer_update_download = self.update_download().is_some();
         Snapshot {
             report,
             signing_in: self.signing_in(),
@@ -527,9 +487,6 @@ impl Controller {
             registration_preset: core.as_ref().is_some_and(|c| c.config.registration_preset),
             watching,
             error,
-            update_installed: self.installed_update(),
-            update_problem,
-            offer_update_download,
         }
     }
 
@@ -613,8 +570,9 @@ impl Controller {
         }
     }
 
-    pub fn take_highlight(&self) -> Option<String> {
-        lock(&self.highlight).take()
+    /// What a window that just opened should show (once).
+    pub fn take_view(&self) -> Option<View> {
+        lock(&self.pending_view).take()
     }
 
     // ------------------------------------------------------------ settings
@@ -702,7 +660,7 @@ impl Controller {
     fn signing_in(&self) -> bool {
         lock(&self.sign_in_task)
             .as_ref()
-            .is_some_and(|t| !t.inner().is_finished())
+            .is_some_and(|t| !t.is_finished())
     }
 
     /// Sign in: from the first screen's country choice (`region`, keeping
@@ -779,7 +737,7 @@ impl Controller {
         let browser = self.sign_in_browser.clone();
         let opener = self.opener(&core);
         let me = self.me.clone();
-        let task = tauri::async_runtime::spawn(async move {
+        let task = self.rt.spawn(async move {
             let result = core
                 .login(&session, |url| {
                     let _ = url_tx.send(url.to_string());
@@ -807,7 +765,7 @@ impl Controller {
             c.shell.push(Update::SignIn { ok, message });
             c.changed();
         });
-        let finished_early = task.inner().is_finished();
+        let finished_early = task.is_finished();
         *lock(&self.sign_in_task) = Some(task);
         self.refresh();
         match tokio::time::timeout(Duration::from_secs(30), url_rx).await {
@@ -874,18 +832,28 @@ impl Controller {
         let opener = self.opener(&core);
         match core.on_action(n, action, &*opener) {
             ClickOutcome::Nothing => {}
-            ClickOutcome::ShowOrder(order_id) => {
-                *lock(&self.highlight) = Some(order_id.clone());
-                self.shell.show_window();
-                self.shell.push(Update::Highlight(order_id));
-            }
-            ClickOutcome::ShowNewResults => {
-                self.shell.show_window();
-                self.shell.push(Update::ShowNew);
-            }
+            ClickOutcome::ShowOrder(order_id) => self.show_view(
+                View::Order {
+                    order_id: order_id.clone(),
+                },
+                Update::Highlight(order_id),
+            ),
+            ClickOutcome::ShowNewResults => self.show_view(View::NewResults, Update::ShowNew),
             ClickOutcome::ShowWindow => self.shell.show_window(),
         }
         self.changed();
+    }
+
+    /// Show the window on `view`: an open window is told now; a window that
+    /// opens takes it when its page loads (and only that one: an old view
+    /// never comes back in a later window).
+    fn show_view(&self, view: View, update: Update) {
+        let open = self.shell.window_open();
+        *lock(&self.pending_view) = (!open).then_some(view);
+        self.shell.show_window();
+        if open {
+            self.shell.push(update);
+        }
     }
 
     /// The window was closed (the app keeps watching): the first time, say so.
@@ -915,50 +883,13 @@ impl Controller {
         found.map_err(|e| CommandError::Message(e.to_string()))
     }
 
-    /// Install the available update: downloaded, its signature verified,
-    /// installed. It takes effect at the next start, which the practitioner
-    /// chooses ([`Controller::restart_to_update`]).
-    pub async fn install_update(&self) -> CmdResult<InstallOutcome> {
-        let core = self.core().await?;
-        let outcome = match self
-            .shell
-            .install_update(core.config.update_url.clone())
-            .await
-        {
-            Ok(o) => {
-                *lock(&self.update_problem) = None;
-                o
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "the update was not installed");
-                *lock(&self.update_problem) = Some(e.clone());
-                self.refresh();
-                return Err(CommandError::Message(e.to_string()));
-            }
-        };
-        if let InstallOutcome::Installed { version } = &outcome {
-            tracing::info!(version = %version, "update installed; it takes effect at the next start");
-            *lock(&self.installed_update) = Some(version.clone());
-        }
-        self.refresh();
-        Ok(outcome)
-    }
-
-    /// The package to offer for download, when the app could not install it.
-    fn update_download(&self) -> Option<url::Url> {
-        match &*lock(&self.update_problem) {
-            Some(InstallProblem::CannotInstallItself { download, .. }) => download.clone(),
-            _ => None,
-        }
-    }
-
-    /// Open the new version's package in the browser (when the app could
-    /// not install it itself; only on the update feed's host, the core's
-    /// `UrlGuard` decides); answers the URL opened.
-    pub async fn download_update(&self) -> CmdResult<String> {
-        let url = self
-            .update_download()
-            .ok_or_else(|| CommandError::msg("There is no update to download."))?;
+    /// Open a new version's package in the browser (the window's updater
+    /// could not install it itself): only on the update feed's own host,
+    /// as the core's `UrlGuard` decides. Answers the URL opened.
+    pub async fn open_update_package(&self, url: String) -> CmdResult<String> {
+        let url: url::Url = url
+            .parse()
+            .map_err(|_| CommandError::msg("That is not a link to a package."))?;
         let opener = self.opener(&*self.core().await?);
         let opened = url.clone();
         tokio::task::spawn_blocking(move || opener.open(&opened))
@@ -966,14 +897,5 @@ impl Controller {
             .map_err(|e| CommandError::msg(e.to_string()))?
             .map_err(AppError::from)?;
         Ok(url.to_string())
-    }
-
-    pub fn restart_to_update(&self) {
-        self.shell.restart();
-    }
-
-    /// An update installed in this run (waiting for a restart).
-    pub fn installed_update(&self) -> Option<String> {
-        lock(&self.installed_update).clone()
     }
 }

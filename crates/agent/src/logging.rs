@@ -9,17 +9,21 @@ fn filter(default: &str) -> EnvFilter {
     EnvFilter::try_from_env("FSN_LOG").unwrap_or_else(|_| EnvFilter::new(default))
 }
 
-/// The window app: stderr and a daily log file in the data directory (7 kept).
-pub fn init_gui(log_dir: &Path) -> Option<tracing_appender::non_blocking::WorkerGuard> {
+/// The agent and the window: stderr and a daily log file in the data
+/// directory (7 kept), one per process kind (`prefix`).
+pub fn init_files(
+    log_dir: &Path,
+    prefix: &str,
+) -> Option<tracing_appender::non_blocking::WorkerGuard> {
     let _ = std::fs::create_dir_all(log_dir);
     let file = tracing_appender::rolling::Builder::new()
         .rotation(tracing_appender::rolling::Rotation::DAILY)
-        .filename_prefix("fullscript-notifier")
+        .filename_prefix(prefix)
         .filename_suffix("log")
         .max_log_files(7)
         .build(log_dir)
         .ok();
-    let default = "warn,fsn_core=info,fullscript_notifier=info";
+    let default = "warn,fsn_core=info,fsn_agent=info,fullscript_notifier=info";
     match file {
         Some(appender) => {
             let (writer, guard) = tracing_appender::non_blocking(appender);

@@ -1,48 +1,36 @@
-//! The window app's command layer on Tauri's mock runtime, against the
-//! simulator: sign-in, list, open and mark seen, check now, settings, sign-out.
-//! One scenario per process: it points D-Bus at nothing; the controller's
-//! shell and opener are recording doubles.
+//! The agent's controller and its command layer, against the simulator:
+//! sign-in, list, open and mark seen, check now, settings, a notification
+//! click, update links, sign-out. One scenario per process: it points D-Bus
+//! at nothing; the controller's shell and opener are recording doubles.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use fsn_agent::controller::{Controller, Shell, Update};
+use fsn_agent::dispatch::{dispatch, AgentControl};
 use fsn_core::opener::{RecordingOpener, UrlGuard};
-use fullscript_notifier::gui::{
-    commands, Controller, InstallOutcome, InstallProblem, Shell, Update,
-};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
-use tauri::test::{
-    get_ipc_response, mock_builder, mock_context, noop_assets, MockRuntime, INVOKE_KEY,
-};
-use tauri::webview::InvokeRequest;
-use tauri::{Manager, WebviewWindow};
 
-fn invoke<T: DeserializeOwned>(
-    w: &WebviewWindow<MockRuntime>,
+struct NoAgent;
+
+impl AgentControl for NoAgent {
+    fn quit(&self) {}
+    fn focus_open_window(&self) -> bool {
+        false
+    }
+}
+
+/// One command, as the window sends it over the control endpoint.
+fn call<T: DeserializeOwned>(
+    rt: &tokio::runtime::Runtime,
+    ctl: &Arc<Controller>,
     cmd: &str,
     args: Value,
 ) -> Result<T, String> {
-    let res = get_ipc_response(
-        w,
-        InvokeRequest {
-            cmd: cmd.into(),
-            callback: tauri::ipc::CallbackFn(0),
-            error: tauri::ipc::CallbackFn(1),
-            url: "tauri://localhost".parse().unwrap(),
-            body: tauri::ipc::InvokeBody::Json(args),
-            headers: Default::default(),
-            invoke_key: INVOKE_KEY.to_string(),
-        },
-    );
-    match res {
-        Ok(body) => Ok(body.deserialize::<T>().expect("response shape")),
-        Err(v) => Err(v
-            .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| v.to_string())),
-    }
+    let v = rt.block_on(dispatch(ctl, &NoAgent, cmd, args))?;
+    Ok(serde_json::from_value(v).expect("response shape"))
 }
 
 fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
@@ -66,15 +54,17 @@ fn write_config(path: &Path, base: &str, redirect: &str) {
 #[derive(Default)]
 struct RecordingShell {
     windows_shown: Mutex<usize>,
+    window_open: Mutex<bool>,
     updates: Mutex<Vec<String>>,
     autostart: Mutex<bool>,
-    /// What the next attempts to install an update answer (then "up to date").
-    installs: Mutex<Vec<Result<InstallOutcome, InstallProblem>>>,
 }
 
 impl Shell for RecordingShell {
     fn show_window(&self) {
         *self.windows_shown.lock().unwrap() += 1;
+    }
+    fn window_open(&self) -> bool {
+        *self.window_open.lock().unwrap()
     }
     fn push(&self, update: Update) {
         let name = match update {
@@ -93,16 +83,6 @@ impl Shell for RecordingShell {
         *self.autostart.lock().unwrap() = on;
         Ok(())
     }
-    fn install_update(&self, _feed: url::Url) -> fullscript_notifier::gui::InstallFuture<'_> {
-        let mut queue = self.installs.lock().unwrap();
-        let next = if queue.is_empty() {
-            Ok(InstallOutcome::UpToDate)
-        } else {
-            queue.remove(0)
-        };
-        Box::pin(async move { next })
-    }
-    fn restart(&self) {}
 }
 
 #[test]
@@ -140,40 +120,34 @@ fn sign_in_list_open_mark_seen_check_now_settings_and_sign_out() {
     let shell = Arc::new(RecordingShell::default());
     let config = fsn_core::Config::load(&config_file).unwrap();
     let opener = RecordingOpener::new(UrlGuard::new(&config));
+    let _in_runtime = rt.enter();
     let controller = Controller::new(
         paths,
         false,
         shell.clone(),
         // The "browser" follows the simulator's approval redirect.
-        Some(Arc::new(fullscript_notifier::demo::auto_approve_browser)),
+        Some(Arc::new(fsn_agent::demo::auto_approve_browser)),
         Some(Arc::new(opener.clone())),
     );
-    let app = commands::register(mock_builder())
-        .manage(controller.clone())
-        .build(mock_context(noop_assets()))
-        .unwrap();
-    let w = tauri::WebviewWindowBuilder::new(&app, "main", Default::default())
-        .build()
-        .unwrap();
-    tauri::async_runtime::block_on(controller.start());
+    rt.block_on(controller.start());
 
     // First run: nothing configured.
-    let snap: Value = invoke(&w, "snapshot", json!({})).unwrap();
+    let snap: Value = call(&rt, &controller, "snapshot", json!({})).unwrap();
     assert_eq!(snap["signed_in"], false);
     assert_eq!(snap["configured"], false);
-    let err = invoke::<Value>(
-        &w,
+    let err = call::<Value>(
+        &rt,
+        &controller,
         "sign_in",
-        json!({"environment": "custom", "clientId": " ", "clientSecret": null}),
+        json!({"environment": "custom", "client_id": " ", "client_secret": null}),
     )
     .unwrap_err();
     assert!(err.contains("client id"), "{err}");
 
     // Sign in.
-    let started: Value = invoke(
-        &w,
+    let started: Value = call(&rt, &controller,
         "sign_in",
-        json!({"environment": "custom", "clientId": "fsn-demo-client", "clientSecret": "fsn-demo-secret"}),
+        json!({"environment": "custom", "client_id": "fsn-demo-client", "client_secret": "fsn-demo-secret"}),
     )
     .unwrap();
     assert!(started["authorize_url"]
@@ -181,10 +155,10 @@ fn sign_in_list_open_mark_seen_check_now_settings_and_sign_out() {
         .unwrap()
         .contains("/api/oauth/authorize"));
     wait_until("signed in and watching", || {
-        let s: Value = invoke(&w, "snapshot", json!({})).unwrap();
+        let s: Value = call(&rt, &controller, "snapshot", json!({})).unwrap();
         s["signed_in"] == true && s["watching"] == true && s["last_poll_at"].is_string()
     });
-    let snap: Value = invoke(&w, "snapshot", json!({})).unwrap();
+    let snap: Value = call(&rt, &controller, "snapshot", json!({})).unwrap();
     assert_eq!(snap["clinic"]["name"], "Maple Grove Integrative Health");
     assert!(shell
         .updates
@@ -204,56 +178,71 @@ fn sign_in_list_open_mark_seen_check_now_settings_and_sign_out() {
     );
 
     // The list (patient names are shown in the window).
-    let rows: Vec<Value> = invoke(&w, "list_orders", json!({})).unwrap();
+    let rows: Vec<Value> = call(&rt, &controller, "list_orders", json!({})).unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0]["patient_name"], "Priya Raman");
     assert_eq!(rows[0]["unseen"], false);
 
     // Check now picks up a result at once; the row becomes new.
     ctl.set_state(&ready.id, "results_ready").unwrap();
-    invoke::<()>(&w, "check_now", json!({})).unwrap();
+    call::<()>(&rt, &controller, "check_now", json!({})).unwrap();
     wait_until("the new result", || {
-        let rows: Vec<Value> = invoke(&w, "list_orders", json!({})).unwrap();
+        let rows: Vec<Value> = call(&rt, &controller, "list_orders", json!({})).unwrap();
         rows[0]["state"] == "results_ready" && rows[0]["unseen"] == true
     });
-    let snap: Value = invoke(&w, "snapshot", json!({})).unwrap();
+    let snap: Value = call(&rt, &controller, "snapshot", json!({})).unwrap();
     assert_eq!(snap["unseen"], 1);
     // No daemon here: the alert waits, and the status says why.
     assert_eq!(snap["notifications_available"], false);
 
     // Opening results opens the results page and marks the row seen.
-    let url: String = invoke(&w, "open_results", json!({"orderId": ready.id})).unwrap();
+    let url: String = call(
+        &rt,
+        &controller,
+        "open_results",
+        json!({"order_id": ready.id}),
+    )
+    .unwrap();
     assert_eq!(url, format!("{}/labs/orders/{}", sim.base_url(), ready.id));
     let opened: Vec<String> = opener.taken().iter().map(|u| u.to_string()).collect();
     assert_eq!(opened, std::slice::from_ref(&url));
-    let rows: Vec<Value> = invoke(&w, "list_orders", json!({})).unwrap();
+    let rows: Vec<Value> = call(&rt, &controller, "list_orders", json!({})).unwrap();
     assert_eq!(rows[0]["unseen"], false);
 
     // mark_seen / mark_all_seen
     ctl.amend(&ready.id).unwrap();
-    invoke::<()>(&w, "check_now", json!({})).unwrap();
+    call::<()>(&rt, &controller, "check_now", json!({})).unwrap();
     wait_until("the amendment", || {
-        invoke::<Vec<Value>>(&w, "list_orders", json!({})).unwrap()[0]["unseen"] == true
+        call::<Vec<Value>>(&rt, &controller, "list_orders", json!({})).unwrap()[0]["unseen"] == true
     });
     assert_eq!(
-        invoke::<usize>(&w, "mark_seen", json!({"orderId": ready.id})).unwrap(),
+        call::<usize>(&rt, &controller, "mark_seen", json!({"order_id": ready.id})).unwrap(),
         1
     );
-    assert_eq!(invoke::<usize>(&w, "mark_all_seen", json!({})).unwrap(), 0);
+    assert_eq!(
+        call::<usize>(&rt, &controller, "mark_all_seen", json!({})).unwrap(),
+        0
+    );
 
     // Settings round trip, written to the config file.
-    let mut settings: Value = invoke(&w, "get_settings", json!({})).unwrap();
+    let mut settings: Value = call(&rt, &controller, "get_settings", json!({})).unwrap();
     assert_eq!(settings["poll_interval_secs"], 60);
     assert_eq!(settings["show_patient_names"], false);
     assert_eq!(settings["notification_detail"], "test");
     settings["poll_interval_secs"] = json!(300);
     settings["notification_detail"] = json!("full");
     settings["notify_states"]["results_amended"] = json!(false);
-    let saved: Value = invoke(&w, "save_settings", json!({"settings": settings})).unwrap();
+    let saved: Value = call(
+        &rt,
+        &controller,
+        "save_settings",
+        json!({"settings": settings}),
+    )
+    .unwrap();
     assert_eq!(saved["poll_interval_secs"], 300);
     assert_eq!(saved["show_patient_names"], true);
     assert_eq!(saved["notify_states"]["results_amended"], false);
-    let again: Value = invoke(&w, "get_settings", json!({})).unwrap();
+    let again: Value = call(&rt, &controller, "get_settings", json!({})).unwrap();
     assert_eq!(again, saved);
     let text = std::fs::read_to_string(&config_file).unwrap();
     assert!(
@@ -262,21 +251,33 @@ fn sign_in_list_open_mark_seen_check_now_settings_and_sign_out() {
     );
     let mut bad = saved.clone();
     bad["poll_interval_secs"] = json!(5);
-    let err = invoke::<Value>(&w, "save_settings", json!({"settings": bad})).unwrap_err();
+    let err =
+        call::<Value>(&rt, &controller, "save_settings", json!({"settings": bad})).unwrap_err();
     assert!(err.contains("poll_interval_secs"), "{err}");
 
     // Pause and resume.
-    let until: String = invoke(&w, "pause_notifications", json!({"preset": "1h"})).unwrap();
-    let snap: Value = invoke(&w, "snapshot", json!({})).unwrap();
+    let until: String = call(
+        &rt,
+        &controller,
+        "pause_notifications",
+        json!({"preset": "1h"}),
+    )
+    .unwrap();
+    let snap: Value = call(&rt, &controller, "snapshot", json!({})).unwrap();
     assert_eq!(snap["paused_until"], until);
-    invoke::<()>(&w, "resume_notifications", json!({})).unwrap();
-    let snap: Value = invoke(&w, "snapshot", json!({})).unwrap();
+    call::<()>(&rt, &controller, "resume_notifications", json!({})).unwrap();
+    let snap: Value = call(&rt, &controller, "snapshot", json!({})).unwrap();
     assert!(snap["paused_until"].is_null());
-    assert!(invoke::<String>(&w, "pause_notifications", json!({"preset": "forever"})).is_err());
+    assert!(call::<String>(
+        &rt,
+        &controller,
+        "pause_notifications",
+        json!({"preset": "forever"})
+    )
+    .is_err());
 
     // A click on a result's notification: marked seen, its results opened,
-    // the window shown on that order (and the order handed to a page that
-    // loads later).
+    // the window started, and the order handed to its page when it loads.
     let note = fsn_core::policy::Notification {
         kind: fsn_core::policy::NotificationKind::Result {
             order_id: ready.id.clone(),
@@ -291,82 +292,64 @@ fn sign_in_list_open_mark_seen_check_now_settings_and_sign_out() {
     controller.on_notification_action(&note, fsn_core::policy::NotificationAction::Open);
     assert_eq!(opener.taken().len(), 1);
     assert_eq!(*shell.windows_shown.lock().unwrap(), 1);
+    assert_eq!(
+        call::<Value>(&rt, &controller, "take_view", json!({})).unwrap(),
+        json!({"kind": "order", "order_id": ready.id})
+    );
+    assert_eq!(
+        call::<Value>(&rt, &controller, "take_view", json!({})).unwrap(),
+        Value::Null
+    );
+    // With the window open, it is told at once, and nothing is left for a
+    // window that opens later.
+    *shell.window_open.lock().unwrap() = true;
+    controller.on_notification_action(&note, fsn_core::policy::NotificationAction::Open);
+    assert_eq!(opener.taken().len(), 1);
+    assert_eq!(*shell.windows_shown.lock().unwrap(), 2);
     assert!(shell
         .updates
         .lock()
         .unwrap()
         .contains(&format!("highlight:{}", ready.id)));
     assert_eq!(
-        invoke::<Option<String>>(&w, "take_highlight", json!({})).unwrap(),
-        Some(ready.id.clone())
-    );
-    assert_eq!(
-        invoke::<Option<String>>(&w, "take_highlight", json!({})).unwrap(),
-        None
+        call::<Value>(&rt, &controller, "take_view", json!({})).unwrap(),
+        Value::Null
     );
 
-    // Updates. A package this copy cannot install is offered for download,
-    // on the update feed's own host only; a tampered one never is.
-    let feed_host = fsn_core::config::DEFAULT_UPDATE_URL
+    // A new version's package the window could not install is opened only
+    // on the update feed's own host.
+    let package = fsn_core::config::DEFAULT_UPDATE_URL
         .parse::<url::Url>()
-        .unwrap();
-    let package = feed_host
+        .unwrap()
         .join("fullscript-notifier_0.2.0_amd64.deb")
         .unwrap();
-    shell.installs.lock().unwrap().extend([
-        Err(InstallProblem::BadSignature),
-        Err(InstallProblem::CannotInstallItself {
-            reason: "dpkg needs an administrator".into(),
-            download: Some(package.clone()),
-        }),
-        Err(InstallProblem::CannotInstallItself {
-            reason: "dpkg needs an administrator".into(),
-            download: Some("https://elsewhere.example/app.deb".parse().unwrap()),
-        }),
-        Ok(InstallOutcome::Installed {
-            version: "0.2.0".into(),
-        }),
-    ]);
-    let err = invoke::<Value>(&w, "install_update", json!({})).unwrap_err();
-    assert!(err.contains("signature does not match"), "{err}");
-    let snap: Value = invoke(&w, "snapshot", json!({})).unwrap();
-    assert_eq!(snap["offer_update_download"], false);
-    assert!(invoke::<String>(&w, "download_update", json!({})).is_err());
-    assert!(opener.taken().is_empty());
-
-    let err = invoke::<Value>(&w, "install_update", json!({})).unwrap_err();
-    assert!(err.contains("could not install the update itself"), "{err}");
-    let snap: Value = invoke(&w, "snapshot", json!({})).unwrap();
-    assert_eq!(snap["offer_update_download"], true);
-    assert!(snap["update_problem"]
-        .as_str()
-        .unwrap()
-        .contains("needs an administrator"));
-    let opened: String = invoke(&w, "download_update", json!({})).unwrap();
+    let opened: String = call(
+        &rt,
+        &controller,
+        "open_update_package",
+        json!({"url": package.as_str()}),
+    )
+    .unwrap();
     assert_eq!(opened, package.as_str());
     assert_eq!(opener.taken(), vec![package]);
-
-    invoke::<Value>(&w, "install_update", json!({})).unwrap_err();
-    let err = invoke::<String>(&w, "download_update", json!({})).unwrap_err();
+    let err = call::<String>(
+        &rt,
+        &controller,
+        "open_update_package",
+        json!({"url": "https://elsewhere.example/app.deb"}),
+    )
+    .unwrap_err();
     assert!(err.contains("elsewhere.example"), "{err}");
     assert!(opener.taken().is_empty());
 
-    let done: Value = invoke(&w, "install_update", json!({})).unwrap();
-    assert_eq!(done, json!({"kind": "installed", "version": "0.2.0"}));
-    let snap: Value = invoke(&w, "snapshot", json!({})).unwrap();
-    assert_eq!(snap["update_installed"], "0.2.0");
-    assert!(snap["update_problem"].is_null());
-    assert_eq!(snap["offer_update_download"], false);
-
     // Sign out: revoked at the simulator, local tokens gone, watcher stopped.
-    let out: Value = invoke(&w, "sign_out", json!({})).unwrap();
+    let out: Value = call(&rt, &controller, "sign_out", json!({})).unwrap();
     assert_eq!(out["revoke_errors"], json!([]));
     let revoked = ctl.requests_to("/api/oauth/revoke").len();
     assert_eq!(revoked, 2);
-    let snap: Value = invoke(&w, "snapshot", json!({})).unwrap();
+    let snap: Value = call(&rt, &controller, "snapshot", json!({})).unwrap();
     assert_eq!(snap["signed_in"], false);
     assert_eq!(snap["watching"], false);
-    assert!(invoke::<()>(&w, "check_now", json!({})).is_err());
-    let _ = app.state::<Arc<Controller>>();
+    assert!(call::<()>(&rt, &controller, "check_now", json!({})).is_err());
     drop(sim);
 }

@@ -1,7 +1,7 @@
-//! `fullscript-notifier demo`: the simulator's demo scenario in-process and
-//! the window app signed in to it through the real OAuth flow, approved
-//! automatically, so a newcomer sees orders move and notifications arrive
-//! within a minute without an account.
+//! `fullscript-notifier demo`: the simulator's demo scenario inside the
+//! agent, signed in to through the real OAuth flow, approved automatically,
+//! so a newcomer sees orders move and notifications arrive within a minute
+//! without an account.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -26,18 +26,24 @@ pub fn run(paths: Paths, step_secs: f64) -> ExitCode {
         demo_step: Duration::from_secs_f64(step_secs),
         ..Default::default()
     };
-    let sim =
-        match tauri::async_runtime::block_on(fsn_simulator::Simulator::start(sim_config.clone())) {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("error: cannot start the simulator: {e}");
-                return ExitCode::from(1);
-            }
-        };
-    let mut toml = fsn_cli::custom_config_toml(
+    let rt = match crate::runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let sim = match rt.block_on(fsn_simulator::Simulator::start(sim_config.clone())) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: cannot start the simulator: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let mut toml = fsn_simulator::fixture::app_config(
         &sim.base_url(),
-        &sim_config.client_id,
         &sim_config.redirect_uri,
+        &format!("client_id = \"{}\"", sim_config.client_id),
     );
     toml.push_str(&format!(
         "client_secret = \"{}\"\n# Demo: tokens in the demo folder, not your keychain; the quickest allowed polling.\ntoken_storage = \"file\"\npoll_interval_secs = 15\nsweep_every = 4\n",
@@ -52,14 +58,15 @@ pub fn run(paths: Paths, step_secs: f64) -> ExitCode {
         "Demo: Fullscript simulator at {} (invented patients and results)",
         sim.base_url()
     );
-    crate::gui::run(
+    crate::run_on(
+        rt,
         Paths {
             config_file,
             data_dir: dir,
         },
-        crate::gui::Options {
+        crate::Options {
             minimized: false,
-            demo: Some(crate::gui::Demo {
+            demo: Some(crate::Demo {
                 simulator: sim,
                 browser: std::sync::Arc::new(auto_approve_browser),
             }),
@@ -71,7 +78,7 @@ pub fn run(paths: Paths, step_secs: f64) -> ExitCode {
 /// redirect to the app's loopback listener, exactly as a browser would.
 pub fn auto_approve_browser(url: &url::Url) {
     let url = url.clone();
-    tauri::async_runtime::spawn(async move {
+    tokio::spawn(async move {
         fsn_core::http::install_crypto_provider();
         let http = match reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::limited(5))

@@ -1,0 +1,188 @@
+//! Fullscript Lab Notifier's background agent: the one process that runs
+//! all day. It owns the watcher and the database writes, shows
+//! notifications and receives their clicks, keeps the tray, and listens on
+//! a private control endpoint for the window, which is a separate process
+//! (`fullscript-notifier window`) started when the practitioner opens it and
+//! gone when it is closed. It links neither GTK nor WebKit.
+//!
+//! One agent per data directory: starting the app again finds the running
+//! agent on its endpoint and asks it to show the window.
+
+pub mod controller;
+pub mod demo;
+pub mod dispatch;
+pub mod ipc;
+pub mod logging;
+pub mod shell;
+pub mod tray;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use fsn_core::Paths;
+use serde_json::Value;
+use tokio::sync::Notify;
+
+pub use controller::{Controller, SignInBrowser};
+
+pub struct Options {
+    /// Start in the background (launch at login): no window.
+    pub minimized: bool,
+    /// The demo: the in-process simulator (kept alive with the agent) and
+    /// the "browser" that approves its sign-in page.
+    pub demo: Option<Demo>,
+}
+
+pub struct Demo {
+    pub simulator: fsn_simulator::Simulator,
+    pub browser: SignInBrowser,
+}
+
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+}
+
+/// Quit (from the tray or the window), and the one-window rule.
+struct Agent {
+    quit: Notify,
+    hub: ipc::Hub,
+}
+
+impl dispatch::AgentControl for Agent {
+    fn quit(&self) {
+        self.quit.notify_one();
+    }
+
+    fn focus_open_window(&self) -> bool {
+        if self.hub.windows() > 0 {
+            self.hub.send(shell::events::SHOW, Value::Null);
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Run the agent (or hand over to the one already running).
+pub fn run(paths: Paths, options: Options) -> ExitCode {
+    match runtime() {
+        Ok(rt) => run_on(rt, paths, options),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Ask a running agent to show its window; `false` when none runs.
+pub async fn show_in_running_agent(paths: &Paths) -> bool {
+    let endpoint = ipc::Endpoint::for_data_dir(&paths.data_dir);
+    match ipc::Client::connect(&endpoint).await {
+        Ok((client, _events)) => client.call("show_window", Value::Null).await.is_ok(),
+        Err(_) => false,
+    }
+}
+
+pub fn run_on(rt: tokio::runtime::Runtime, paths: Paths, options: Options) -> ExitCode {
+    let _log_guard = logging::init_files(&paths.log_dir(), "fullscript-notifier");
+    fsn_core::supervise::install_panic_hook();
+    let code = rt.block_on(agent(paths, options));
+    // The watcher's blocking work (a notification in flight) may still hold
+    // threads: give them a moment, never forever.
+    rt.shutdown_timeout(std::time::Duration::from_secs(5));
+    code
+}
+
+async fn agent(paths: Paths, options: Options) -> ExitCode {
+    if let Err(e) = paths.ensure_data_dir() {
+        eprintln!("error: data directory {}: {e}", paths.data_dir.display());
+        return ExitCode::from(1);
+    }
+    let endpoint = ipc::Endpoint::for_data_dir(&paths.data_dir);
+    // Started again: the running agent shows its window.
+    if ipc::Client::connect(&endpoint).await.is_ok() {
+        if !options.minimized && !show_in_running_agent(&paths).await {
+            eprintln!("error: the running app did not answer");
+            return ExitCode::from(1);
+        }
+        return ExitCode::SUCCESS;
+    }
+    let listener = match ipc::Listener::bind(&endpoint).await {
+        Ok(l) => l,
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            // Another start won the race: it shows the window.
+            if !options.minimized {
+                show_in_running_agent(&paths).await;
+            }
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("error: cannot listen for the window: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let (demo, browser) = match options.demo {
+        Some(d) => (Some(d.simulator), Some(d.browser)),
+        None => (None, None),
+    };
+    let hub = ipc::Hub::default();
+    let shell = Arc::new(shell::AgentShell::new(hub.clone(), paths.clone()));
+    let ctl = Controller::new(paths, demo.is_some(), shell.clone(), browser, None);
+    let quit = Arc::new(Agent {
+        quit: Notify::new(),
+        hub: hub.clone(),
+    });
+    let handler: ipc::Handler = {
+        let ctl = ctl.clone();
+        let quit = quit.clone();
+        Arc::new(move |cmd, args| {
+            let ctl = ctl.clone();
+            let quit = quit.clone();
+            Box::pin(async move { dispatch::dispatch(&ctl, &*quit, &cmd, args).await })
+        })
+    };
+    let server = tokio::spawn(ipc::serve(listener, handler, hub.clone()));
+    if let Some(tray) = tray::spawn(ctl.clone(), quit.clone()).await {
+        shell.set_tray(tray);
+    }
+    tracing::info!(pid = std::process::id(), "agent started");
+    ctl.start().await;
+    if demo.is_some() {
+        // The demo signs itself in through the real OAuth flow.
+        ctl.sign_in_if_needed().await;
+    }
+    if !options.minimized {
+        ctl.show_window();
+    }
+    wait_for_quit(&quit).await;
+    tracing::info!("agent stopping");
+    shell.close_windows();
+    ctl.stop_watching().await;
+    server.abort();
+    drop(demo);
+    ExitCode::SUCCESS
+}
+
+async fn wait_for_quit(quit: &Agent) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).ok();
+        let mut int = signal(SignalKind::interrupt()).ok();
+        tokio::select! {
+            _ = quit.quit.notified() => {}
+            _ = async { match term.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {}
+            _ = async { match int.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::select! {
+            _ = quit.quit.notified() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! The window's line to the agent: connect (starting the agent when none
+//! runs), pass its events to the page, and when it goes away (a crash, a
+//! `kill -9`) say so and start it again.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use fsn_agent::ipc::{CallError, Client, Endpoint, Event};
+use fsn_core::Paths;
+use serde_json::Value;
+use tauri::{AppHandle, Runtime};
+
+use super::events;
+
+/// How long a starting agent may take to listen.
+const AGENT_START_TIMEOUT: Duration = Duration::from_secs(20);
+
+pub struct Link {
+    paths: Paths,
+    endpoint: Endpoint,
+    /// The connection to the agent (none while it starts or restarts).
+    client: tokio::sync::watch::Sender<Option<Arc<Client>>>,
+    /// The window is closing (or the app quitting): do not restart the agent.
+    closing: AtomicBool,
+}
+
+impl Link {
+    pub fn new(paths: Paths) -> Link {
+        let endpoint = Endpoint::for_data_dir(&paths.data_dir);
+        Link {
+            paths,
+            endpoint,
+            client: tokio::sync::watch::Sender::new(None),
+            closing: AtomicBool::new(false),
+        }
+    }
+
+    pub fn paths(&self) -> &Paths {
+        &self.paths
+    }
+
+    /// One command to the agent (waiting for it while it starts); its
+    /// error is one sentence for the page.
+    pub async fn call(&self, cmd: &str, args: Value) -> Result<Value, String> {
+        let mut rx = self.client.subscribe();
+        let connected = tokio::time::timeout(AGENT_START_TIMEOUT, rx.wait_for(Option::is_some))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .and_then(|c| c.clone());
+        match connected {
+            Some(c) => c.call(cmd, args).await.map_err(|e| match e {
+                CallError::NotRunning => {
+                    "The app's background part stopped; it is being restarted. Try again in a moment."
+                        .to_string()
+                }
+                CallError::Refused(m) => m,
+            }),
+            None => Err("The app's background part is not answering; try again in a moment.".into()),
+        }
+    }
+
+    /// The window is closing: tell the agent (the first time it says it
+    /// keeps watching), and do not restart it from here any more.
+    pub fn closing(&self) {
+        self.closing.store(true, Ordering::SeqCst);
+        let call = self.call("window_closed", Value::Null);
+        let _ = tauri::async_runtime::block_on(async {
+            tokio::time::timeout(Duration::from_secs(2), call).await
+        });
+    }
+
+    /// Leaving on purpose (a restart into an update): the agent is not restarted.
+    pub fn set_closing(&self) {
+        self.closing.store(true, Ordering::SeqCst);
+    }
+
+    /// Until the agent no longer listens (it quit), at most `limit`.
+    pub async fn wait_agent_gone(&self, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while Client::connect(&self.endpoint).await.is_ok() {
+            if tokio::time::Instant::now() > deadline {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::SeqCst)
+    }
+
+    /// Connect, starting the agent (in the background) if none listens.
+    async fn connect_or_start(
+        &self,
+    ) -> Result<(Client, tokio::sync::mpsc::UnboundedReceiver<Event>), String> {
+        if let Ok(c) = Client::connect(&self.endpoint).await {
+            return Ok(c);
+        }
+        start_agent(&self.paths)?;
+        let deadline = tokio::time::Instant::now() + AGENT_START_TIMEOUT;
+        loop {
+            if let Ok(c) = Client::connect(&self.endpoint).await {
+                return Ok(c);
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err("The app's background part did not start.".into());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Start the agent: the headless build beside this binary (no GTK, no
+/// WebKit), else this binary in agent mode. In its own process group, so
+/// it outlives this window and whatever started it.
+pub fn start_agent(paths: &Paths) -> Result<(), String> {
+    let me = std::env::current_exe().map_err(|e| e.to_string())?;
+    let headless = me.with_file_name(if cfg!(windows) {
+        "fullscript-notifier-headless.exe"
+    } else {
+        "fullscript-notifier-headless"
+    });
+    let bin = if headless.exists() { headless } else { me };
+    let mut cmd = std::process::Command::new(bin);
+    cmd.args(["agent", "--minimized"])
+        .env("FSN_CONFIG", &paths.config_file)
+        .env("FSN_DATA_DIR", &paths.data_dir)
+        .stdin(std::process::Stdio::null());
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        cmd.process_group(0);
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("could not start the agent: {e}"))?;
+    tracing::info!(pid = child.id(), "agent started by the window");
+    std::thread::spawn(move || {
+        let _ = child.wait();
+    });
+    Ok(())
+}
+
+/// For as long as the window lives: connected to the agent, its events
+/// passed to the page; when it goes away, said, and started again.
+pub async fn keep_connected<R: Runtime>(app: AppHandle<R>, link: Arc<Link>) {
+    let mut first = true;
+    loop {
+        let (client, mut events) = match link.connect_or_start().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "no agent");
+                super::emit_event(&app, events::AGENT_GONE, Value::String(e));
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                continue;
+            }
+        };
+        // One window: if another is open, it comes forward and this one goes.
+        if first
+            && client
+                .call("focus_open_window", Value::Null)
+                .await
+                .ok()
+                .and_then(|v| v.as_bool())
+                == Some(true)
+        {
+            tracing::info!("a window is open already; it was brought forward");
+            link.closing.store(true, Ordering::SeqCst);
+            app.exit(0);
+            return;
+        }
+        if let Err(e) = client.subscribe(true).await {
+            tracing::warn!(error = %e, "could not listen to the agent");
+            continue;
+        }
+        link.client.send_replace(Some(Arc::new(client)));
+        if !first {
+            tracing::info!("agent back");
+            super::emit_event(&app, events::AGENT_BACK, Value::Null);
+        }
+        first = false;
+        while let Some(e) = events.recv().await {
+            match e.name.as_str() {
+                events::SHOW => super::show_main_window(&app),
+                events::QUIT => {
+                    link.closing.store(true, Ordering::SeqCst);
+                    app.exit(0);
+                    return;
+                }
+                _ => super::emit_event(&app, &e.name, e.payload),
+            }
+        }
+        link.client.send_replace(None);
+        if link.is_closing() {
+            return;
+        }
+        tracing::warn!("the agent went away; starting it again");
+        super::emit_event(
+            &app,
+            events::AGENT_GONE,
+            Value::String("The app's background part stopped; restarting it…".into()),
+        );
+    }
+}
