@@ -45,6 +45,19 @@ pub fn main() -> ExitCode {
             }
             #[cfg(windows)]
             {
+                // The agent runs all day: started on its own, and this
+                // process (which maps WebView2's loader) ends now.
+                if cli.is_agent() {
+                    let mut cmd = std::process::Command::new(&sibling);
+                    cmd.args(std::env::args_os().skip(1));
+                    match fsn_agent::spawn_detached(&mut cmd) {
+                        Ok(_) => return ExitCode::SUCCESS,
+                        Err(e) => eprintln!(
+                            "warning: could not start {}: {e}; continuing in-process",
+                            sibling.display()
+                        ),
+                    }
+                }
                 match std::process::Command::new(&sibling)
                     .args(std::env::args_os().skip(1))
                     .status()

@@ -472,13 +472,23 @@ impl Desktop {
         })
     }
 
-    /// SIGKILL every process of the app (agent, window, WebKit helpers).
+    /// SIGKILL every process of the app (agent, window, WebKit helpers):
+    /// windows first (a window that sees its agent die starts another),
+    /// until none is left.
     pub fn kill_app(&mut self) {
-        for p in self.app_processes() {
-            let _ = Command::new("kill")
-                .args(["-KILL", &p.pid.to_string()])
-                .stderr(Stdio::null())
-                .status();
+        for _ in 0..50 {
+            let mut left = self.app_processes();
+            if left.is_empty() {
+                return;
+            }
+            left.sort_by_key(AppProcess::is_agent);
+            for p in left {
+                let _ = Command::new("kill")
+                    .args(["-KILL", &p.pid.to_string()])
+                    .stderr(Stdio::null())
+                    .status();
+            }
+            std::thread::sleep(Duration::from_millis(100));
         }
     }
 

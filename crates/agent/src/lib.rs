@@ -77,6 +77,25 @@ pub fn run(paths: Paths, options: Options) -> ExitCode {
     }
 }
 
+/// Start a process of the app that outlives whatever started it: in a
+/// process group of its own on Unix; on Windows without a console window
+/// (the agent is a console program started from a windowed one).
+pub fn spawn_detached(cmd: &mut std::process::Command) -> std::io::Result<std::process::Child> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        cmd.process_group(0);
+    }
+    #[cfg(windows)]
+    {
+        use std::os::windows::process::CommandExt;
+        const CREATE_NEW_PROCESS_GROUP: u32 = 0x0000_0200;
+        const CREATE_NO_WINDOW: u32 = 0x0800_0000;
+        cmd.creation_flags(CREATE_NEW_PROCESS_GROUP | CREATE_NO_WINDOW);
+    }
+    cmd.stdin(std::process::Stdio::null()).spawn()
+}
+
 /// Ask a running agent to show its window; `false` when none runs.
 pub async fn show_in_running_agent(paths: &Paths) -> bool {
     let endpoint = ipc::Endpoint::for_data_dir(&paths.data_dir);
@@ -87,13 +106,27 @@ pub async fn show_in_running_agent(paths: &Paths) -> bool {
 }
 
 pub fn run_on(rt: tokio::runtime::Runtime, paths: Paths, options: Options) -> ExitCode {
-    let _log_guard = logging::init_files(&paths.log_dir(), "fullscript-notifier");
+    let log_guard = logging::init_files(&paths.log_dir(), "fullscript-notifier");
     fsn_core::supervise::install_panic_hook();
-    let code = rt.block_on(agent(paths, options));
-    // The watcher's blocking work (a notification in flight) may still hold
-    // threads: give them a moment, never forever.
-    rt.shutdown_timeout(std::time::Duration::from_secs(5));
-    code
+    let work = move || {
+        let code = rt.block_on(agent(paths, options));
+        // The watcher's blocking work (a notification in flight) may still
+        // hold threads: give them a moment, never forever.
+        rt.shutdown_timeout(std::time::Duration::from_secs(5));
+        // (The last log lines are written before the process may end.)
+        drop(log_guard);
+        code
+    };
+    // macOS: the main thread runs the run loop the tray and notification
+    // clicks need; the agent runs beside it.
+    #[cfg(target_os = "macos")]
+    {
+        tray::macos::run_with_main_loop(work)
+    }
+    #[cfg(not(target_os = "macos"))]
+    {
+        work()
+    }
 }
 
 async fn agent(paths: Paths, options: Options) -> ExitCode {

@@ -140,6 +140,11 @@ impl Cli {
         !matches!(self.command, Some(Command::Window))
     }
 
+    /// The app itself (its background agent), not a one-off command.
+    pub fn is_agent(&self) -> bool {
+        matches!(self.command, None | Some(Command::Agent))
+    }
+
     pub fn paths(&self) -> Result<Paths, fsn_core::config::ConfigError> {
         Paths::resolve(self.config.clone(), self.data_dir.clone())
     }

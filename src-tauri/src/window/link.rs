@@ -126,15 +126,8 @@ pub fn start_agent(paths: &Paths) -> Result<(), String> {
     let mut cmd = std::process::Command::new(bin);
     cmd.args(["agent", "--minimized"])
         .env("FSN_CONFIG", &paths.config_file)
-        .env("FSN_DATA_DIR", &paths.data_dir)
-        .stdin(std::process::Stdio::null());
-    #[cfg(unix)]
-    {
-        use std::os::unix::process::CommandExt;
-        cmd.process_group(0);
-    }
-    let mut child = cmd
-        .spawn()
+        .env("FSN_DATA_DIR", &paths.data_dir);
+    let mut child = fsn_agent::spawn_detached(&mut cmd)
         .map_err(|e| format!("could not start the agent: {e}"))?;
     tracing::info!(pid = child.id(), "agent started by the window");
     std::thread::spawn(move || {

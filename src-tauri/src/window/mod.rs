@@ -175,14 +175,8 @@ pub async fn restart_into_new_version<R: Runtime>(
     let me = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut cmd = std::process::Command::new(me);
     cmd.env("FSN_CONFIG", &link.paths().config_file)
-        .env("FSN_DATA_DIR", &link.paths().data_dir)
-        .stdin(std::process::Stdio::null());
-    #[cfg(unix)]
-    {
-        use std::os::unix::process::CommandExt;
-        cmd.process_group(0);
-    }
-    cmd.spawn()
+        .env("FSN_DATA_DIR", &link.paths().data_dir);
+    fsn_agent::spawn_detached(&mut cmd)
         .map_err(|e| format!("The new version could not be started: {e}"))?;
     app.exit(0);
     Ok(())
