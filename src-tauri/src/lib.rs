@@ -12,26 +12,15 @@ use std::process::ExitCode;
 use clap::Parser;
 use fsn_cli::{fail, Cli, Command};
 
-/// The headless build installed beside this binary, if any: everything but
-/// the window runs there, so the process that stays up all day maps no GTK
-/// and no WebKit.
-fn headless_sibling() -> Option<std::path::PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let name = if cfg!(windows) {
-        "fullscript-notifier-headless.exe"
-    } else {
-        "fullscript-notifier-headless"
-    };
-    let sibling = exe.with_file_name(name);
-    sibling.is_file().then_some(sibling)
-}
-
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     if cli.is_headless() {
         // Replace this process with the headless build (same pid, same
         // arguments) on Unix; start it and wait on Windows.
-        if let Some(sibling) = headless_sibling() {
+        // The headless build installed beside this binary, if any: everything
+        // but the window runs there, so the process that stays up all day
+        // maps no GTK and no WebKit.
+        if let Some(sibling) = fsn_agent::sibling_binary(fsn_agent::HEADLESS_BINARY) {
             #[cfg(unix)]
             {
                 use std::os::unix::process::CommandExt;

@@ -56,14 +56,7 @@ const WINDOW_START_GRACE: Duration = Duration::from_secs(15);
 /// The window app's binary: `fullscript-notifier` beside this one (the
 /// headless agent), or this very binary when it is the window app.
 pub fn window_binary() -> Option<PathBuf> {
-    let me = std::env::current_exe().ok()?;
-    let name = if cfg!(windows) {
-        "fullscript-notifier.exe"
-    } else {
-        "fullscript-notifier"
-    };
-    let sibling = me.with_file_name(name);
-    sibling.exists().then_some(sibling)
+    crate::sibling_binary(crate::WINDOW_BINARY)
 }
 
 impl AgentShell {

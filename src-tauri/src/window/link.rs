@@ -116,13 +116,10 @@ impl Link {
 /// WebKit), else this binary in agent mode. In its own process group, so
 /// it outlives this window and whatever started it.
 pub fn start_agent(paths: &Paths) -> Result<(), String> {
-    let me = std::env::current_exe().map_err(|e| e.to_string())?;
-    let headless = me.with_file_name(if cfg!(windows) {
-        "fullscript-notifier-headless.exe"
-    } else {
-        "fullscript-notifier-headless"
-    });
-    let bin = if headless.exists() { headless } else { me };
+    let bin = match fsn_agent::sibling_binary(fsn_agent::HEADLESS_BINARY) {
+        Some(headless) => headless,
+        None => std::env::current_exe().map_err(|e| e.to_string())?,
+    };
     let mut cmd = std::process::Command::new(bin);
     cmd.args(["agent", "--minimized"])
         .env("FSN_CONFIG", &paths.config_file)
