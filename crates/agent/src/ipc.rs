@@ -355,11 +355,23 @@ impl Listener {
         }
         #[cfg(windows)]
         {
-            use tokio::net::windows::named_pipe::ServerOptions;
+            use tokio::net::windows::named_pipe::{ClientOptions, ServerOptions};
+            let in_use =
+                || std::io::Error::new(std::io::ErrorKind::AddrInUse, "another agent is running");
+            // An agent answers there (Wine, unlike Windows, does not refuse
+            // a second "first" instance, so ask first).
+            if ClientOptions::new().open(&endpoint.pipe).is_ok() {
+                return Err(in_use());
+            }
             let first = ServerOptions::new()
                 .first_pipe_instance(true)
                 .reject_remote_clients(true)
-                .create(&endpoint.pipe)?;
+                .create(&endpoint.pipe)
+                .map_err(|e| match e.kind() {
+                    // Windows: the pipe exists (another agent, all its instances busy).
+                    std::io::ErrorKind::PermissionDenied => in_use(),
+                    _ => e,
+                })?;
             Ok(Listener {
                 pipe: endpoint.pipe.clone(),
                 next: tokio::sync::Mutex::new(first),
@@ -376,11 +388,14 @@ impl Listener {
         {
             use tokio::net::windows::named_pipe::ServerOptions;
             let mut next = self.next.lock().await;
-            next.connect().await?;
+            let connected = next.connect().await;
+            // A fresh instance either way: one whose client came and went
+            // before it was accepted (a probe) must not block the next.
             let fresh = ServerOptions::new()
                 .reject_remote_clients(true)
                 .create(&self.pipe)?;
-            Ok(std::mem::replace(&mut *next, fresh))
+            let current = std::mem::replace(&mut *next, fresh);
+            connected.map(|()| current)
         }
     }
 }
@@ -405,6 +420,9 @@ pub struct Client {
     out: mpsc::UnboundedSender<String>,
     pending: Pending,
     next_id: AtomicU64,
+    /// Dropping the client closes the connection: its reader goes too
+    /// (a named pipe has no half-close to say "done" with).
+    _reader: AbortOnDrop,
 }
 
 impl Client {
@@ -418,9 +436,21 @@ impl Client {
             .await
             .map_err(|_| CallError::NotRunning)?;
         #[cfg(windows)]
-        let stream = tokio::net::windows::named_pipe::ClientOptions::new()
-            .open(&endpoint.pipe)
-            .map_err(|_| CallError::NotRunning)?;
+        let stream = {
+            // Every instance busy (another client is being accepted): wait a moment.
+            const ERROR_PIPE_BUSY: i32 = 231;
+            let mut tries = 0;
+            loop {
+                match tokio::net::windows::named_pipe::ClientOptions::new().open(&endpoint.pipe) {
+                    Ok(s) => break s,
+                    Err(e) if e.raw_os_error() == Some(ERROR_PIPE_BUSY) && tries < 20 => {
+                        tries += 1;
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                    Err(_) => return Err(CallError::NotRunning),
+                }
+            }
+        };
         let (read, mut write) = tokio::io::split(stream);
         let (out, mut out_rx) = mpsc::unbounded_channel::<String>();
         tokio::spawn(async move {
@@ -436,7 +466,7 @@ impl Client {
         let pending: Pending = Arc::new(Mutex::new(Some(HashMap::new())));
         let (events_tx, events) = mpsc::unbounded_channel();
         let reader_pending = pending.clone();
-        tokio::spawn(async move {
+        let reader = tokio::spawn(async move {
             let mut reader = BufReader::new(read);
             while let Ok(Some(line)) = read_line(&mut reader).await {
                 let Ok(m) = serde_json::from_str::<Message>(&line) else {
@@ -467,6 +497,7 @@ impl Client {
                 out,
                 pending,
                 next_id: AtomicU64::new(1),
+                _reader: AbortOnDrop(reader),
             },
             events,
         ))

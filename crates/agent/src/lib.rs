@@ -155,6 +155,10 @@ async fn agent(paths: Paths, options: Options) -> ExitCode {
     let endpoint = ipc::Endpoint::for_data_dir(&paths.data_dir);
     // Started again: the running agent shows its window.
     if ipc::Client::connect(&endpoint).await.is_ok() {
+        tracing::info!(
+            minimized = options.minimized,
+            "the app is running already: handing over to it"
+        );
         if !options.minimized && !show_in_running_agent(&paths).await {
             eprintln!("error: the running app did not answer");
             return ExitCode::from(1);
