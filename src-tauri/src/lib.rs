@@ -15,12 +15,13 @@ use fsn_cli::{fail, Cli, Command};
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     if cli.is_headless() {
-        // Replace this process with the headless build (same pid, same
-        // arguments) on Unix; start it and wait on Windows.
-        // The headless build installed beside this binary, if any: everything
-        // but the window runs there, so the process that stays up all day
-        // maps no GTK and no WebKit.
+        // The headless build installed beside this binary, if any: the
+        // agent runs there, so the process that stays up all day maps no GTK
+        // and no WebKit.
         if let Some(sibling) = fsn_agent::sibling_binary(fsn_agent::HEADLESS_BINARY) {
+            // Unix: GTK and WebKit are mapped at start, so every command
+            // replaces this process with the headless build (same pid, same
+            // arguments).
             #[cfg(unix)]
             {
                 use std::os::unix::process::CommandExt;
@@ -32,28 +33,15 @@ pub fn main() -> ExitCode {
                     sibling.display()
                 );
             }
+            // Windows: nothing of WebView2 loads until a window is made, so
+            // one-off commands run here; the agent, which runs all day, is
+            // started on its own (without a console) and this process ends.
             #[cfg(windows)]
-            {
-                // The agent runs all day: started on its own, and this
-                // process (which maps WebView2's loader) ends now.
-                if cli.is_agent() {
-                    let mut cmd = std::process::Command::new(&sibling);
-                    cmd.args(std::env::args_os().skip(1));
-                    match fsn_agent::spawn_detached(&mut cmd) {
-                        Ok(_) => return ExitCode::SUCCESS,
-                        Err(e) => eprintln!(
-                            "warning: could not start {}: {e}; continuing in-process",
-                            sibling.display()
-                        ),
-                    }
-                }
-                match std::process::Command::new(&sibling)
-                    .args(std::env::args_os().skip(1))
-                    .status()
-                {
-                    Ok(s) => {
-                        return ExitCode::from(u8::try_from(s.code().unwrap_or(1)).unwrap_or(1))
-                    }
+            if cli.is_agent() {
+                let mut cmd = std::process::Command::new(&sibling);
+                cmd.args(std::env::args_os().skip(1));
+                match fsn_agent::spawn_detached(&mut cmd) {
+                    Ok(_) => return ExitCode::SUCCESS,
                     Err(e) => eprintln!(
                         "warning: could not start {}: {e}; continuing in-process",
                         sibling.display()
