@@ -359,3 +359,49 @@ async fn the_tray_over_dbus_opens_the_window_checks_pauses_and_quits() {
     });
     eprintln!("scenario: the tray over D-Bus ... ok");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn login_from_the_command_line_goes_through_the_running_agent() {
+    if fsn_e2e::skip() {
+        return;
+    }
+    let mut d = Desktop::start(Options::default());
+    let (sim, redirect) = simulator(SimConfig::default()).await;
+    d.write_config(
+        &sim,
+        &redirect,
+        &format!("{}\npoll_interval_secs = 3600", demo_client()),
+    );
+    // The app running (as at log-in), not signed in yet.
+    let mut cmd = d.app();
+    cmd.arg("--minimized");
+    let pid = d.spawn("app", cmd);
+    let endpoint = d.data_dir().join("agent.sock");
+    wait_for("the agent's endpoint", TIMEOUT, || {
+        endpoint.exists().then_some(())
+    });
+    assert_eq!(d.status_json()["signed_in"], false);
+
+    let (code, out, err) = d.run_app(&["login"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        err.contains("The app is running: signing in through it."),
+        "{err}"
+    );
+    assert!(out.contains("Maple Grove Integrative Health"), "{out}");
+    // The agent that signed in is the one watching now.
+    until!(
+        "the agent's first check",
+        d.status_json()["last_poll_at"].is_string()
+    );
+    assert!(d.is_running(pid), "the same agent");
+    assert_eq!(
+        d.opened_urls()
+            .iter()
+            .filter(|u| u.contains("/oauth/authorize"))
+            .count(),
+        1,
+        "one sign-in page"
+    );
+    eprintln!("scenario: login from the command line goes through the running agent ... ok");
+}

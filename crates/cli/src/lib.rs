@@ -219,6 +219,11 @@ pub fn run_headless(cli: Cli) -> ExitCode {
 }
 
 async fn login(app: &App) -> ExitCode {
+    // The app is running: its agent signs in (one place for the loopback
+    // listener, the browser hand-off and the watcher that follows).
+    if let Some(code) = login_through_agent(app).await {
+        return code;
+    }
     let session = match app.session() {
         Ok(s) => s,
         Err(e) => return fail(e),
@@ -256,6 +261,52 @@ async fn login(app: &App) -> ExitCode {
         }
         Err(e) => fail(e),
     }
+}
+
+/// Sign in through the running agent; `None` when none runs.
+async fn login_through_agent(app: &App) -> Option<ExitCode> {
+    use fsn_agent::ipc::{Client, Endpoint};
+    let endpoint = Endpoint::for_data_dir(&app.paths.data_dir);
+    let (client, mut events) = Client::connect(&endpoint).await.ok()?;
+    client.subscribe(false).await.ok()?;
+    eprintln!("The app is running: signing in through it.");
+    let started = match client.call("sign_in", serde_json::json!({})).await {
+        Ok(v) => v,
+        Err(e) => return Some(fail(e)),
+    };
+    if let Some(url) = started["authorize_url"].as_str() {
+        eprintln!(
+            "Opening your browser to sign in to Fullscript. If it does not open, visit:\n  {url}"
+        );
+    }
+    while let Some(e) = events.recv().await {
+        if e.name != fsn_agent::shell::events::SIGN_IN {
+            continue;
+        }
+        if e.payload["ok"].as_bool() != Some(true) {
+            return Some(fail(
+                e.payload["message"].as_str().unwrap_or("sign-in failed"),
+            ));
+        }
+        let s = client
+            .call("snapshot", serde_json::json!({}))
+            .await
+            .unwrap_or_default();
+        let who = match (
+            s["resource_owner"]["kind"].as_str(),
+            s["resource_owner"]["id"].as_str(),
+        ) {
+            (Some(kind), Some(id)) => format!("{kind} {id}"),
+            _ => "unknown user".into(),
+        };
+        println!(
+            "Signed in to {} ({}) as {who}; the running app watches it now.",
+            s["clinic"]["name"].as_str().unwrap_or("your clinic"),
+            s["environment"].as_str().unwrap_or("?"),
+        );
+        return Some(ExitCode::SUCCESS);
+    }
+    Some(fail("the running app stopped during sign-in"))
 }
 
 async fn logout(app: &App, erase: bool) -> ExitCode {
