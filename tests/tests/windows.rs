@@ -1,7 +1,6 @@
 //! The Windows build's command line under Wine, against the simulator
 //! running natively on Linux (the two share loopback): sign-in through a
-//! stub browser, `status`, `watch --once` raising an alert, the background
-//! agent watching and found on its named pipe by a second start, sign-out.
+//! stub browser, `status`, `watch --once` raising an alert, sign-out.
 //! Secrets go to the Windows Credential Manager, the database to %APPDATA%,
 //! and the Wine prefix's path has a space in it. Run by scripts/windows.sh,
 //! which cross-builds the binaries and names them in FSN_WINDOWS_BIN_DIR.
@@ -13,7 +12,6 @@ use std::time::{Duration, Instant};
 use fsn_e2e::*;
 
 const WINE: &str = "/usr/lib/wine/wine64";
-const WINESERVER: &str = "/usr/lib/wine/wineserver64";
 const TIMEOUT: Duration = Duration::from_secs(120);
 
 struct Wine {
@@ -227,66 +225,6 @@ async fn the_windows_command_line_signs_in_watches_and_signs_out_under_wine() {
             .is_some_and(|e| !e.is_empty()),
         "{s}"
     );
-
-    // The app as it runs all day: the background agent (as started at
-    // log-in), watching, reachable on its named pipe: starting the app
-    // again finds it there, hands over and exits.
-    let before = wine.status()["last_poll_at"].clone();
-    // Wine's server outlives the programs that start it and keeps their
-    // output open: with a program that runs on, start the server on its own
-    // (after the last one ended), or reading a command's output never ends.
-    let wineserver = |args: &[&str]| {
-        Command::new(WINESERVER)
-            .args(args)
-            .env("WINEPREFIX", &wine.prefix)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-    };
-    let _ = wineserver(&["-w"]);
-    let mut server = Command::new(WINESERVER)
-        .args(["-f", "-p"])
-        .env("WINEPREFIX", &wine.prefix)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut agent = wine
-        .command(&["--minimized"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait("the agent's first check", || {
-        let s = wine.status();
-        (s["last_poll_at"].is_string() && s["last_poll_at"] != before).then_some(())
-    });
-    let (code, out, err) = wine.run(&["--minimized"]);
-    assert_eq!(
-        code, 0,
-        "a second start hands over to the agent: {out}{err}"
-    );
-    let logs = wine.appdata().join("fullscript-notifier/data/logs");
-    let log: String = std::fs::read_dir(&logs)
-        .unwrap()
-        .flatten()
-        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
-        .collect();
-    assert!(
-        log.contains("the app is running already: handing over to it"),
-        "the second start reached the agent over its named pipe: {log}"
-    );
-    assert!(
-        agent.try_wait().unwrap().is_none(),
-        "the agent keeps running"
-    );
-    let _ = agent.kill();
-    let _ = agent.wait();
-    let _ = wineserver(&["-k"]);
-    let _ = server.wait();
 
     // Signing out revokes at Fullscript and removes the credential.
     let (code, out, err) = wine.run(&["logout"]);

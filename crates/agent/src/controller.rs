@@ -190,6 +190,11 @@ pub struct Controller {
     core_now: Mutex<Option<Arc<App>>>,
     /// What a window opened by a notification click shows first.
     pending_view: Mutex<Option<View>>,
+    /// Snapshots are computed concurrently and may finish out of order:
+    /// each is numbered when asked for, and one older than the last shown
+    /// is dropped (a stale "not paused" never overwrites "paused").
+    refresh_asked: std::sync::atomic::AtomicU64,
+    refresh_shown: Mutex<u64>,
     sign_in_task: Mutex<Option<JoinHandle<()>>>,
     /// The daily look at the update feed.
     update_checks: Mutex<Option<JoinHandle<()>>>,
@@ -229,6 +234,8 @@ impl Controller {
             services: AsyncMutex::new(Services::default()),
             core_now: Mutex::new(None),
             pending_view: Mutex::new(None),
+            refresh_asked: std::sync::atomic::AtomicU64::new(0),
+            refresh_shown: Mutex::new(0),
             sign_in_task: Mutex::new(None),
             update_checks: Mutex::new(None),
         })
@@ -296,9 +303,17 @@ impl Controller {
     /// Recompute the snapshot and push it to the page and the tray.
     pub fn refresh(&self) {
         let Some(me) = self.arc() else { return };
+        let asked = self
+            .refresh_asked
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            .saturating_add(1);
         self.rt.spawn(async move {
             let snapshot = me.snapshot().await;
-            me.shell.push(Update::State(Box::new(snapshot)));
+            let mut shown = lock(&me.refresh_shown);
+            if asked > *shown {
+                *shown = asked;
+                me.shell.push(Update::State(Box::new(snapshot)));
+            }
         });
     }
 

@@ -623,6 +623,9 @@ impl App {
             self.store.signed_out_reason().ok().flatten()
         };
         let unreadable = self.store.unreadable_orders().unwrap_or_default();
+        // Read before the counts: the baseline is committed with its orders,
+        // so a welcome never counts a list the check has not written yet.
+        let baseline_done = self.store.baseline_at().ok().flatten().is_some();
         let orders_by_state = self.store.counts_by_state().unwrap_or_default();
         let update = self.store.update_state().ok().flatten();
         watch.skipped_records = watch.skipped_records.max(unreadable.len());
@@ -639,7 +642,6 @@ impl App {
                     results,
                 })
             });
-        let baseline_done = self.store.baseline_at().ok().flatten().is_some();
         let welcome = (signed_in && baseline_done && self.store.welcome_pending().unwrap_or(false))
             .then(|| {
                 welcome_text(
