@@ -681,6 +681,8 @@ on("agent-gone", (why) => {
   view.agentGone = why;
   renderBanners(view.snapshot);
 });
+// Events were missed (the page fell behind): read everything again.
+on("resync", () => init());
 on("agent-back", () => {
   view.agentGone = null;
   view.agentRestarted = true;

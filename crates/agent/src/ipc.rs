@@ -26,6 +26,10 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+/// Sent to a subscriber that fell behind and missed events: it re-reads
+/// everything (the page does what it does when the agent comes back).
+pub const RESYNC_EVENT: &str = "resync";
+
 /// Longest message accepted (a clinic's whole order list fits many times over).
 const MAX_LINE: usize = 64 * 1024 * 1024;
 
@@ -241,7 +245,7 @@ where
                                 Err(broadcast::error::RecvError::Lagged(_)) => {
                                     // Missed some: the window re-reads everything.
                                     let _ = tx.send(Message::Event {
-                                        name: "resync".into(),
+                                        name: RESYNC_EVENT.into(),
                                         payload: Value::Null,
                                     });
                                 }
@@ -278,7 +282,6 @@ where
     }
     if is_window {
         hub.windows.fetch_sub(1, Ordering::SeqCst);
-        hub.send("window-gone", Value::Null);
     }
 }
 
@@ -611,6 +614,31 @@ mod tests {
             client.call("echo", Value::Null).await,
             Err(CallError::NotRunning)
         ));
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_that_falls_behind_is_told_to_read_everything_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let endpoint = Endpoint::for_data_dir(dir.path());
+        let listener = Listener::bind(&endpoint).await.unwrap();
+        let hub = Hub::default();
+        let _server = AbortOnDrop(tokio::spawn(serve(listener, echo(), hub.clone())));
+        let (client, mut events) = Client::connect(&endpoint).await.unwrap();
+        client.subscribe(true).await.unwrap();
+        // More than the channel holds, before the connection can forward any.
+        for n in 0..1000 {
+            hub.send("state-changed", serde_json::json!({ "n": n }));
+        }
+        let mut told = false;
+        while let Ok(Some(e)) =
+            tokio::time::timeout(std::time::Duration::from_secs(5), events.recv()).await
+        {
+            if e.name == RESYNC_EVENT {
+                told = true;
+                break;
+            }
+        }
+        assert!(told, "a lagging window is told to re-read");
     }
 
     #[cfg(unix)]

@@ -215,6 +215,13 @@ async fn agent(paths: Paths, options: Options) -> ExitCode {
     wait_for_quit(&quit).await;
     tracing::info!("agent stopping");
     shell.close_windows();
+    // An open window must hear "quit" before the endpoint goes, or it would
+    // take the agent for crashed and start it again: wait until it has gone
+    // (it disconnects when it closes), a few seconds at most.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
+    while hub.windows() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     ctl.stop_watching().await;
     server.abort();
     drop(demo);

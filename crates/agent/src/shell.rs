@@ -30,6 +30,8 @@ pub mod events {
     pub const SHOW: &str = "show";
     /// The app is quitting: close.
     pub const QUIT: &str = "quit";
+    /// Events were missed: read everything again.
+    pub const RESYNC: &str = crate::ipc::RESYNC_EVENT;
 }
 
 /// What the tray shows; the agent's tray implements it.
