@@ -228,6 +228,71 @@ esac
 exit 0
 "#;
 
+/// A notification daemon for the cases a real one does not show: the
+/// capabilities it advertises are given on its command line, and while
+/// the file `notifyd-hang` exists in its directory it takes calls and
+/// never answers them (a hung daemon). It writes what it received and what
+/// it answered to `notifyd.log`, a JSON object a line.
+const FAKE_NOTIFYD: &str = r#"
+import json, os, sys
+import dbus, dbus.service, dbus.mainloop.glib
+from gi.repository import GLib
+
+caps = [c for c in sys.argv[1].split(",") if c]
+home = sys.argv[2]
+log = open(os.path.join(home, "notifyd.log"), "a", buffering=1)
+held = []
+IFACE = "org.freedesktop.Notifications"
+
+def hanging():
+    return os.path.exists(os.path.join(home, "notifyd-hang"))
+
+class Daemon(dbus.service.Object):
+    next_id = 0
+
+    @dbus.service.method(IFACE, in_signature="", out_signature="as", async_callbacks=("ok", "err"))
+    def GetCapabilities(self, ok, err):
+        log.write(json.dumps({"call": "GetCapabilities", "answered": not hanging()}) + "\n")
+        if hanging():
+            held.append(ok)
+        else:
+            ok(caps)
+
+    @dbus.service.method(IFACE, in_signature="susssasa{sv}i", out_signature="u", async_callbacks=("ok", "err"))
+    def Notify(self, app, replaces, icon, summary, body, actions, hints, timeout, ok, err):
+        answered = not hanging()
+        entry = {"call": "Notify", "summary": str(summary), "body": str(body), "answered": answered}
+        log.write(json.dumps(entry) + "\n")
+        if answered:
+            Daemon.next_id += 1
+            ok(dbus.UInt32(Daemon.next_id))
+        else:
+            held.append(ok)
+
+    @dbus.service.method(IFACE, in_signature="u", out_signature="")
+    def CloseNotification(self, id):
+        pass
+
+    @dbus.service.method(IFACE, in_signature="", out_signature="ssss")
+    def GetServerInformation(self):
+        return ("fake-notifyd", "fsn-tests", "1", "1.2")
+
+dbus.mainloop.glib.DBusGMainLoop(set_as_default=True)
+bus = dbus.SessionBus()
+name = dbus.service.BusName(IFACE, bus)
+Daemon(bus, "/org/freedesktop/Notifications")
+GLib.MainLoop().run()
+"#;
+
+/// One call the fake notification daemon received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeNotify {
+    pub call: String,
+    pub summary: String,
+    pub body: String,
+    pub answered: bool,
+}
+
 const DUNSTRC: &str = "[global]\n    markup = full\n    mouse_left_click = do_action, close_current\n    history_length = 100\n    show_indicators = yes\n[urgency_low]\n    timeout = 0\n[urgency_normal]\n    timeout = 0\n[urgency_critical]\n    timeout = 0\n";
 
 impl Desktop {
@@ -463,6 +528,68 @@ impl Desktop {
                     || (p.exe.starts_with("WebKit") && p.exe != "WebKitWebDriver")
             })
             .collect()
+    }
+
+    /// Start the fake notification daemon (on a desktop started without a
+    /// display, so no dunst owns the name), advertising `capabilities`.
+    pub fn start_fake_notification_daemon(&mut self, capabilities: &[&str]) {
+        let script = self.home().join("fake-notifyd.py");
+        std::fs::write(&script, FAKE_NOTIFYD).unwrap();
+        let mut cmd = self.command("/usr/bin/python3");
+        cmd.arg(&script)
+            .arg(capabilities.join(","))
+            .arg(self.home());
+        self.spawn("fake-notifyd", cmd);
+        self.wait_for_bus_name("org.freedesktop.Notifications");
+    }
+
+    /// From now on the fake daemon takes calls and never answers (`true`),
+    /// or answers again (`false`).
+    pub fn hang_notification_daemon(&self, hang: bool) {
+        let flag = self.home().join("notifyd-hang");
+        if hang {
+            std::fs::write(flag, "").unwrap();
+        } else {
+            let _ = std::fs::remove_file(flag);
+        }
+    }
+
+    /// What the fake daemon received, in order.
+    pub fn fake_daemon_calls(&self) -> Vec<FakeNotify> {
+        let text = std::fs::read_to_string(self.home().join("notifyd.log")).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .map(|v| FakeNotify {
+                call: v["call"].as_str().unwrap_or_default().to_string(),
+                summary: v["summary"].as_str().unwrap_or_default().to_string(),
+                body: v["body"].as_str().unwrap_or_default().to_string(),
+                answered: v["answered"].as_bool().unwrap_or(false),
+            })
+            .collect()
+    }
+
+    /// One command to the agent over its control endpoint, as any client
+    /// speaks it (a JSON line each way); `None` when nothing answers.
+    pub fn agent_call(&self, cmd: &str) -> Option<serde_json::Value> {
+        use std::io::{BufRead, Write};
+        let path = self.data_dir().join("agent.sock");
+        let mut stream = std::os::unix::net::UnixStream::connect(path).ok()?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .ok()?;
+        let line = serde_json::json!({"id": 1, "cmd": cmd, "args": {}}).to_string();
+        stream.write_all(format!("{line}\n").as_bytes()).ok()?;
+        let mut reader = std::io::BufReader::new(stream);
+        loop {
+            let mut answer = String::new();
+            if reader.read_line(&mut answer).ok()? == 0 {
+                return None;
+            }
+            let v: serde_json::Value = serde_json::from_str(&answer).ok()?;
+            if v["id"] == 1 {
+                return Some(v);
+            }
+        }
     }
 
     /// The running agent (waits for one).

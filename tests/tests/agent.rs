@@ -405,3 +405,90 @@ async fn login_from_the_command_line_goes_through_the_running_agent() {
     );
     eprintln!("scenario: login from the command line goes through the running agent ... ok");
 }
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            match e.file_type() {
+                Ok(t) if t.is_dir() => todo.push(p),
+                Ok(t) if t.is_file() => out.push(p),
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logout_erase_while_the_agent_runs_stops_its_watcher_and_leaves_no_patient_data() {
+    if fsn_e2e::skip() {
+        return;
+    }
+    let (mut d, sim) = signed_in(
+        Options {
+            display: true,
+            keyring: false,
+        },
+        "poll_interval_secs = 15",
+    )
+    .await;
+    let order = sim
+        .control()
+        .add_patient_order("Erasmus", "Wipeley", "processing");
+    let mut cmd = d.app();
+    cmd.arg("--minimized");
+    let pid = d.spawn("app", cmd);
+    until!(
+        "the agent's first check",
+        d.status_json()["orders_by_state"]["processing"] == 1
+    );
+    // Fullscript cannot be told (its revoke endpoint fails): the agent's
+    // tokens must go all the same.
+    sim.control()
+        .add_fault(fsn_simulator::FaultSpec {
+            kind: fsn_simulator::FaultKind::Status { status: 503 },
+            count: None,
+            for_secs: Some(600.0),
+            path_prefix: Some("/api/oauth/revoke".into()),
+        })
+        .unwrap();
+
+    let (_, out, err) = d.run_app(&["logout", "--erase"]);
+    assert!(
+        err.contains("The app is running: signing out through it."),
+        "{err}"
+    );
+    assert!(out.contains("erased"), "{out}");
+    assert!(err.contains("retried at the next start"), "{err}");
+    let after_logout = sim.control().requests().len();
+
+    // A result arrives; two check intervals pass.
+    sim.control().set_state(&order.id, "results_ready").unwrap();
+    tokio::time::sleep(Duration::from_secs(32)).await;
+    let later: Vec<String> = sim.control().requests()[after_logout..]
+        .iter()
+        .filter(|r| !r.path.starts_with("/api/oauth/revoke"))
+        .map(|r| r.path.clone())
+        .collect();
+    assert!(later.is_empty(), "the watcher stopped: {later:?}");
+    assert!(d.notifications().is_empty(), "no notification");
+    assert!(d.is_running(pid), "the agent itself keeps running");
+    let s = d.status_json();
+    assert_eq!(s["signed_in"], false, "{s}");
+    assert_eq!(s["orders_by_state"], serde_json::json!({}), "{s}");
+    for file in files_under(&d.data_dir()) {
+        let bytes = std::fs::read(&file).unwrap_or_default();
+        for name in [&b"Wipeley"[..], b"Erasmus"] {
+            assert!(
+                !bytes.windows(name.len()).any(|w| w == name),
+                "{} holds a patient's name after the erase",
+                file.display()
+            );
+        }
+    }
+    eprintln!("scenario: logout --erase goes through the running agent ... ok");
+}

@@ -55,6 +55,19 @@ fn sign(file: &Path, version: &str) -> String {
     std::fs::read_to_string(format!("{}.sig", file.display())).unwrap()
 }
 
+/// A process that exists and has not ended (a zombie has ended).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+        .unwrap_or(false)
+}
+
 fn feed(version: &str, url: &str, signature: &str) -> String {
     serde_json::json!({
         "version": version,
@@ -197,9 +210,15 @@ async fn an_installed_build_installs_a_signed_update_and_refuses_a_tampered_or_i
     eprintln!("scenario: without an administrator, the package is offered for download ... ok");
 
     // With an administrator: downloaded, verified, installed; no restart.
+    // It puts the package's programs in place the way dpkg does: each
+    // renamed over the running one.
     script(
         "pkexec",
-        "echo \"$@\" >> \"$FSN_E2E_DIR/pkexec.log\"\ncp \"$3\" \"$FSN_E2E_DIR/installed.deb\"",
+        "echo \"$@\" >> \"$FSN_E2E_DIR/pkexec.log\"\ncp \"$3\" \"$FSN_E2E_DIR/installed.deb\"\n\
+         new=$(mktemp -d) && dpkg -x \"$3\" \"$new\" || exit 1\n\
+         for f in \"$new\"/usr/bin/*; do b=$(basename \"$f\"); \
+         cp \"$f\" \"$FSN_E2E_DIR/root/usr/bin/.$b.new\" && \
+         mv -f \"$FSN_E2E_DIR/root/usr/bin/.$b.new\" \"$FSN_E2E_DIR/root/usr/bin/$b\" || exit 1; done",
     );
     click(&driver, "#install-update").await;
     until!(
@@ -237,5 +256,70 @@ async fn an_installed_build_installs_a_signed_update_and_refuses_a_tampered_or_i
     let s = d.status_json();
     assert!(s["update_available"].is_null(), "{s}");
     eprintln!("scenario: plain http to another host is refused ... ok");
-    driver.quit().await.unwrap();
+
+    // Restart now: the old agent and window go, the new version (the
+    // files the package put in place) runs, agent and window.
+    click(&driver, "#settings-cancel").await;
+    until!(
+        "the restart button",
+        visible(&driver, "#restart-update").await
+    );
+    let old_agent = d.agent();
+    let old_window = d
+        .app_processes()
+        .into_iter()
+        .find(AppProcess::is_window)
+        .expect("the window");
+    let running = |pid: u32| {
+        std::fs::read_link(format!("/proc/{pid}/exe"))
+            .unwrap()
+            .display()
+            .to_string()
+    };
+    assert!(
+        running(old_agent.pid).ends_with("(deleted)"),
+        "the old agent runs the replaced file: {}",
+        running(old_agent.pid)
+    );
+    // (The WebDriver session ends with the old window: no answer awaited.)
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        click(&driver, "#restart-update"),
+    )
+    .await;
+    let (agent, window) = wait_for("the new version's agent and window", TIMEOUT, || {
+        let procs = d.app_processes();
+        let agent = procs
+            .iter()
+            .find(|p| p.is_agent() && p.pid != old_agent.pid)?
+            .clone();
+        let window = procs
+            .iter()
+            .find(|p| p.is_window() && p.pid != old_window.pid)?
+            .clone();
+        Some((agent, window))
+    });
+    let root = d.home().join("root/usr/bin");
+    for p in [&agent, &window] {
+        let exe = running(p.pid);
+        assert!(
+            exe.starts_with(&root.display().to_string()) && !exe.ends_with("(deleted)"),
+            "{} {:?} runs the new version's file: {exe}",
+            p.exe,
+            p.args
+        );
+    }
+    wait_for("the old processes to end", TIMEOUT, || {
+        (!alive(old_agent.pid) && !alive(old_window.pid)).then_some(())
+    });
+    // The new agent answers on the endpoint, and the new window is connected to it.
+    wait_for(
+        "the new window to connect to the new agent",
+        TIMEOUT,
+        || {
+            let v = d.agent_call("focus_open_window")?;
+            (v["value"] == true).then_some(())
+        },
+    );
+    eprintln!("scenario: Restart now ends with the new version's agent and window ... ok");
 }

@@ -147,8 +147,11 @@ pub struct SignInStarted {
     pub authorize_url: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct SignedOut {
+    /// There was a sign-in to end.
+    #[serde(default)]
+    pub was_signed_in: bool,
     pub revoke_errors: Vec<String>,
     /// Revocations that failed, retried at the next start.
     pub queued: usize,
@@ -461,11 +464,16 @@ impl Controller {
         let running = self.services.lock().await.watcher.take();
         if let Some(w) = running {
             let _ = w.stop.send(true);
-            if tokio::time::timeout(Duration::from_secs(30), w.supervisor)
+            let mut supervisor = w.supervisor;
+            if tokio::time::timeout(Duration::from_secs(30), &mut supervisor)
                 .await
                 .is_err()
             {
-                tracing::warn!("the watcher did not stop within 30 s");
+                // Stopped for good all the same: a sign-out or an erase must
+                // not be followed by a check writing its rows back.
+                tracing::warn!("the watcher did not stop within 30 s; ending it");
+                supervisor.abort();
+                let _ = supervisor.await;
             }
             for t in w.helpers {
                 t.abort();
@@ -808,12 +816,21 @@ impl Controller {
         let svc = self.services.lock().await;
         let (core, session) = (svc.core.clone(), svc.session.clone());
         drop(svc);
-        let (Some(core), Some(session)) = (core, session) else {
+        let Some(core) = core else {
             return Err(CommandError::msg("Not signed in."));
         };
-        let report = core.logout(&session, erase).await;
+        let report = match session {
+            Some(session) => core.logout(&session, erase).await,
+            // Not configured: nothing to revoke, but the local data still goes.
+            None if erase => fsn_core::session::SignOutReport {
+                local_error: core.erase_local_data().err().map(|e| e.to_string()),
+                ..Default::default()
+            },
+            None => return Err(CommandError::msg("Not signed in.")),
+        };
         self.changed();
         Ok(SignedOut {
+            was_signed_in: report.was_signed_in,
             revoke_errors: report.revoke_errors,
             queued: report.queued,
             local_error: report.local_error,

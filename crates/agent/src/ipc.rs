@@ -107,7 +107,15 @@ pub enum CallError {
     /// The agent answered with an error (one sentence for the page).
     #[error("{0}")]
     Refused(String),
+    /// The agent took the command and did not answer in time.
+    #[error("the app's background agent did not answer within {0} s")]
+    TimedOut(u64),
 }
+
+/// How long a command may take before its caller stops waiting. The
+/// slowest commands (a sign-out revoking at Fullscript, an update check)
+/// are bounded by their own network timeouts well within this.
+pub const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(90);
 
 // ---------------------------------------------------------------- server
 
@@ -423,6 +431,7 @@ pub struct Client {
     out: mpsc::UnboundedSender<String>,
     pending: Pending,
     next_id: AtomicU64,
+    timeout: std::time::Duration,
     /// Dropping the client closes the connection: its reader goes too
     /// (a named pipe has no half-close to say "done" with).
     _reader: AbortOnDrop,
@@ -500,6 +509,7 @@ impl Client {
                 out,
                 pending,
                 next_id: AtomicU64::new(1),
+                timeout: CALL_TIMEOUT,
                 _reader: AbortOnDrop(reader),
             },
             events,
@@ -525,11 +535,29 @@ impl Client {
         })
         .map_err(|e| CallError::Refused(e.to_string()))?;
         self.out.send(line).map_err(|_| CallError::NotRunning)?;
-        match rx.await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(message)) => Err(CallError::Refused(message)),
-            Err(_) => Err(CallError::NotRunning),
+        match tokio::time::timeout(self.timeout, rx).await {
+            Ok(Ok(Ok(v))) => Ok(v),
+            Ok(Ok(Err(message))) => Err(CallError::Refused(message)),
+            Ok(Err(_)) => Err(CallError::NotRunning),
+            Err(_) => {
+                // Its answer, if it ever comes, has nobody waiting.
+                if let Some(p) = self
+                    .pending
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .as_mut()
+                {
+                    p.remove(&id);
+                }
+                Err(CallError::TimedOut(self.timeout.as_secs()))
+            }
         }
+    }
+
+    /// Wait at most `timeout` for each answer (default [`CALL_TIMEOUT`]).
+    pub fn with_timeout(mut self, timeout: std::time::Duration) -> Client {
+        self.timeout = timeout;
+        self
     }
 
     /// Receive events from now on; `window` tells the agent a window listens.

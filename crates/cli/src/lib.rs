@@ -310,6 +310,11 @@ async fn login_through_agent(app: &App) -> Option<ExitCode> {
 }
 
 async fn logout(app: &App, erase: bool) -> ExitCode {
+    // The app is running: its agent signs out (and erases), so that its
+    // watcher stops and nothing it holds is written back afterwards.
+    if let Some(code) = logout_through_agent(app, erase).await {
+        return code;
+    }
     let session = match app.session() {
         Ok(s) => s,
         Err(_) if erase => {
@@ -328,6 +333,36 @@ async fn logout(app: &App, erase: bool) -> ExitCode {
         return fail(e);
     }
     let report = app.logout(&session, erase).await;
+    print_sign_out(&fsn_agent::controller::SignedOut {
+        was_signed_in: report.was_signed_in,
+        revoke_errors: report.revoke_errors,
+        queued: report.queued,
+        local_error: report.local_error,
+        erased: erase,
+    })
+}
+
+/// Sign out (and erase) through the running agent; `None` when none runs.
+async fn logout_through_agent(app: &App, erase: bool) -> Option<ExitCode> {
+    use fsn_agent::ipc::{Client, Endpoint};
+    let endpoint = Endpoint::for_data_dir(&app.paths.data_dir);
+    let (client, _events) = Client::connect(&endpoint).await.ok()?;
+    eprintln!("The app is running: signing out through it.");
+    let answer = match client
+        .call("sign_out", serde_json::json!({ "erase": erase }))
+        .await
+    {
+        Ok(v) => v,
+        Err(e) => return Some(fail(e)),
+    };
+    match serde_json::from_value::<fsn_agent::controller::SignedOut>(answer) {
+        Ok(report) => Some(print_sign_out(&report)),
+        Err(e) => Some(fail(format!("the running app answered oddly: {e}"))),
+    }
+}
+
+fn print_sign_out(report: &fsn_agent::controller::SignedOut) -> ExitCode {
+    let erase = report.erased;
     if !report.was_signed_in {
         println!("Not signed in; nothing to revoke.");
     }

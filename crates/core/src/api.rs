@@ -127,8 +127,8 @@ pub struct FullscriptClient {
     session: Arc<Session>,
     budget: Arc<RequestBudget>,
     clock: Clock,
-    /// Fullscript's clock minus ours, from the latest `Date` header.
-    server_offset: std::sync::Mutex<Option<chrono::Duration>>,
+    /// Fullscript's clock, from the recent `Date` headers.
+    server_clock: std::sync::Mutex<crate::server_clock::ServerClock>,
 }
 
 /// Which optional parameters the events query carries: they are guesses
@@ -153,7 +153,7 @@ impl FullscriptClient {
             session,
             budget,
             clock: Clock::system(),
-            server_offset: std::sync::Mutex::new(None),
+            server_clock: std::sync::Mutex::new(Default::default()),
         }
     }
 
@@ -162,29 +162,41 @@ impl FullscriptClient {
         self
     }
 
-    /// Fullscript's "now": this computer's clock corrected by the offset
-    /// seen in the latest response's `Date` header (so a computer clock a
-    /// year off does not move cursors or prune events).
+    fn server_clock(&self) -> std::sync::MutexGuard<'_, crate::server_clock::ServerClock> {
+        self.server_clock.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Fullscript's "now": the recent `Date` headers' median, moved on by
+    /// the time elapsed since (so a computer clock a year off does not move
+    /// cursors or prune events, and neither does one odd answer); this
+    /// computer's clock before any answer.
     pub fn server_now(&self) -> chrono::DateTime<Utc> {
-        let local = self.clock.now();
-        let offset = *self.server_offset.lock().unwrap_or_else(|p| p.into_inner());
-        offset
-            .and_then(|o| local.checked_add_signed(o))
-            .unwrap_or(local)
+        self.server_clock()
+            .estimate(std::time::Instant::now())
+            .unwrap_or_else(|| self.clock.now())
     }
 
     /// Has a response told us Fullscript's time yet?
     pub fn knows_server_time(&self) -> bool {
-        self.server_offset
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_some()
+        self.server_clock().known()
+    }
+
+    /// Do enough answers agree on Fullscript's time to prune by it?
+    pub fn server_time_confirmed(&self) -> bool {
+        self.server_clock().confirmed()
+    }
+
+    /// Is an event time from Fullscript plausible (at most a day past its
+    /// own now)? An implausible one (a misread epoch, a wrong clock) is
+    /// treated as unknown: it may neither move the cursor nor decide news.
+    pub fn plausible_time(&self, t: chrono::DateTime<Utc>) -> bool {
+        self.server_clock()
+            .plausible(t, std::time::Instant::now(), self.clock.now())
     }
 
     fn note_server_time(&self, headers: &reqwest::header::HeaderMap) {
         if let Some(date) = http::server_date(headers) {
-            let offset = date.signed_duration_since(self.clock.now());
-            *self.server_offset.lock().unwrap_or_else(|p| p.into_inner()) = Some(offset);
+            self.server_clock().observe(date, std::time::Instant::now());
         }
     }
 

@@ -195,11 +195,37 @@ pub fn needs_detail(tracked: &HashMap<String, Tracked>, order: &LabOrder) -> boo
         })
 }
 
-/// `new_events`: order id → id of a not-yet-processed event about it.
+/// A not-yet-processed event about an order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent {
+    pub id: String,
+    /// When Fullscript says it happened (none when unknown or implausible).
+    pub at: Option<DateTime<Utc>>,
+}
+
+impl NewEvent {
+    /// Is this event news about the order as last recorded? An event no
+    /// later than the recorded `updated_at` is the change already read
+    /// (a sweep saw it while the events feed was failing, or the feed
+    /// lists it late): it must not announce that change again. Unknown
+    /// times count as news: better twice than never.
+    fn is_news_after(&self, recorded: Option<&Tracked>) -> bool {
+        let recorded_at = recorded
+            .and_then(|t| t.updated_at.as_deref())
+            .and_then(crate::timestamp::parse_str);
+        match (self.at, recorded_at) {
+            // A second of slack: a list may give times to the second only.
+            (Some(at), Some(recorded)) => at > recorded + chrono::Duration::seconds(1),
+            _ => true,
+        }
+    }
+}
+
+/// `new_events`: order id → the newest not-yet-processed event about it.
 pub fn detect(
     tracked: &HashMap<String, Tracked>,
     fetched: &[LabOrder],
-    new_events: &HashMap<String, String>,
+    new_events: &HashMap<String, NewEvent>,
     baseline: Baseline,
     rules: &AlertRules,
 ) -> Detection {
@@ -220,7 +246,12 @@ pub fn detect(
             &o.test_names,
             document_url.as_deref(),
         );
-        let event = new_events.get(&o.id);
+        // Only an event newer than what was last recorded can say the
+        // order changed again.
+        let event = new_events
+            .get(&o.id)
+            .filter(|e| e.is_news_after(prev))
+            .map(|e| &e.id);
         let (state_changed, results_changed, worth_writing) = match prev {
             None => (true, true, true),
             Some(p) => {
@@ -399,6 +430,63 @@ mod tests {
     }
 
     #[test]
+    fn an_event_no_newer_than_the_recorded_update_announces_nothing_again() {
+        let mut tracked = HashMap::new();
+        let o = order(
+            "o",
+            LabState::ResultsAmended,
+            "f",
+            "2026-12-01T10:00:00.250Z",
+        );
+        track(
+            &detect(
+                &tracked,
+                std::slice::from_ref(&o),
+                &HashMap::new(),
+                Baseline::Silent,
+                &rules(),
+            ),
+            &mut tracked,
+        );
+        let at = |t: &str| crate::timestamp::parse_str(t);
+        let event = |id: &str, t: &str| {
+            HashMap::from([(
+                "o".to_string(),
+                NewEvent {
+                    id: id.into(),
+                    at: at(t),
+                },
+            )])
+        };
+        // The change already recorded (the same instant, or a list that
+        // rounded it to the second): not news.
+        for t in [
+            "2026-12-01T10:00:00.250Z",
+            "2026-12-01T10:00:00.900Z",
+            "2026-12-01T09:59:00Z",
+        ] {
+            let d = detect(
+                &tracked,
+                std::slice::from_ref(&o),
+                &event("old", t),
+                Baseline::Off,
+                &rules(),
+            );
+            assert!(d.alerts.is_empty(), "{t}");
+        }
+        // Later than what was recorded: a further amendment.
+        let d = detect(
+            &tracked,
+            std::slice::from_ref(&o),
+            &event("new", "2026-12-01T10:05:00Z"),
+            Baseline::Off,
+            &rules(),
+        );
+        assert_eq!(d.alerts.len(), 1);
+        assert_eq!(d.alerts[0].fingerprint, "event:new");
+    }
+
+    #[test]
     fn amendment_seen_only_as_a_new_event_alerts_once() {
         let mut tracked = HashMap::new();
         let o = order("o", LabState::ResultsAmended, "f", "t");
@@ -412,7 +500,13 @@ mod tests {
             ),
             &mut tracked,
         );
-        let events = HashMap::from([("o".to_string(), "evt-9".to_string())]);
+        let events = HashMap::from([(
+            "o".to_string(),
+            NewEvent {
+                id: "evt-9".into(),
+                at: None,
+            },
+        )]);
         let d = detect(
             &tracked,
             std::slice::from_ref(&o),

@@ -19,6 +19,7 @@ pub mod policy;
 pub mod schedule;
 pub mod secret;
 pub mod secret_store;
+pub mod server_clock;
 pub mod session;
 pub mod status;
 pub mod store;

@@ -26,14 +26,19 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::config::APP_NAME;
-use crate::policy::{Notification, NotificationAction};
+use crate::policy::{BodyRules, Notification, NotificationAction};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NotifyError {
     #[error("no notification service is available: {0}")]
     Unavailable(String),
+    /// The desktop's notification service took the call and never
+    /// answered (a hung daemon): the alert stays queued.
+    #[error("the notification service did not answer within {0} s")]
+    NotAnswering(u64),
 }
 
 pub trait Notifier: Send + Sync {
@@ -44,6 +49,17 @@ pub trait Notifier: Send + Sync {
 
 /// What to do when the practitioner clicks a notification or one of its buttons.
 pub type ClickHandler = Arc<dyn Fn(&Notification, NotificationAction) + Send + Sync>;
+
+/// How long one call into the desktop's notification service (show, its
+/// capabilities) may take. notify-rust's D-Bus calls have no timeout of
+/// their own: a daemon that takes a call and never answers would otherwise
+/// hold the watcher forever.
+pub const DESKTOP_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Calls that timed out stay blocked in their threads until the daemon
+/// answers (or the bus gives up); past this many, calls fail at once
+/// instead of starting more threads.
+const MAX_UNANSWERED_CALLS: usize = 4;
 
 /// Desktop identity, so the desktop shows the app's name and icon, not
 /// "tauri": `desktop_entry` is the installed `.desktop` file's name (the Tauri
@@ -56,7 +72,10 @@ pub struct DesktopNotifier {
     pub app_id: String,
     on_click: ClickHandler,
     waiting: Arc<AtomicUsize>,
-    /// The daemon's capabilities (asked once; freedesktop only).
+    /// Calls into the daemon that have not returned yet.
+    unanswered: Arc<AtomicUsize>,
+    timeout: Duration,
+    /// The daemon's capabilities (asked until it answers once; freedesktop only).
     capabilities: std::sync::OnceLock<Vec<String>>,
 }
 
@@ -73,42 +92,104 @@ impl DesktopNotifier {
             app_id: "com.fullscriptlabnotifier.desktop".to_string(),
             on_click,
             waiting: Arc::new(AtomicUsize::new(0)),
+            unanswered: Arc::new(AtomicUsize::new(0)),
+            timeout: DESKTOP_CALL_TIMEOUT,
             capabilities: std::sync::OnceLock::new(),
         }
     }
 
-    /// The freedesktop daemon's capabilities; `None` off freedesktop.
-    fn capabilities(&self) -> Option<&[String]> {
+    /// Run a call into the desktop on a thread of its own and wait for it
+    /// at most the notifier's timeout. `f` gets a way to hand its answer
+    /// back and may go on afterwards (waiting for the click).
+    fn call_desktop<T: Send + 'static>(
+        &self,
+        name: &str,
+        f: impl FnOnce(&dyn Fn(T)) + Send + 'static,
+    ) -> Result<T, NotifyError> {
+        let timeout_secs = self.timeout.as_secs();
+        if self.unanswered.load(Ordering::SeqCst) >= MAX_UNANSWERED_CALLS {
+            return Err(NotifyError::NotAnswering(timeout_secs));
+        }
+        let (tx, rx) = std::sync::mpsc::sync_channel::<T>(1);
+        let unanswered = self.unanswered.clone();
+        unanswered.fetch_add(1, Ordering::SeqCst);
+        let thread_unanswered = unanswered.clone();
+        let spawned = std::thread::Builder::new()
+            .name(name.to_string())
+            .spawn(move || {
+                // Counted out exactly once, when the daemon answered (or
+                // the call ended without answering).
+                let answered = std::sync::atomic::AtomicBool::new(false);
+                let answer = |value: T| {
+                    if !answered.swap(true, Ordering::SeqCst) {
+                        thread_unanswered.fetch_sub(1, Ordering::SeqCst);
+                    }
+                    let _ = tx.try_send(value);
+                };
+                f(&answer);
+                if !answered.swap(true, Ordering::SeqCst) {
+                    thread_unanswered.fetch_sub(1, Ordering::SeqCst);
+                }
+            });
+        if let Err(e) = spawned {
+            unanswered.fetch_sub(1, Ordering::SeqCst);
+            return Err(NotifyError::Unavailable(format!(
+                "could not start a thread: {e}"
+            )));
+        }
+        match rx.recv_timeout(self.timeout) {
+            Ok(v) => Ok(v),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                tracing::warn!(
+                    call = name,
+                    "the notification service did not answer in time"
+                );
+                Err(NotifyError::NotAnswering(timeout_secs))
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(NotifyError::Unavailable(
+                "the notification service call ended without an answer".into(),
+            )),
+        }
+    }
+
+    /// How the daemon reads a body: from its freedesktop capabilities
+    /// (asked once it answers; while it does not, the safest rules);
+    /// plain text off freedesktop.
+    fn body_rules(&self) -> (BodyRules, bool) {
         #[cfg(all(unix, not(target_os = "macos")))]
         {
-            let caps = self.capabilities.get_or_init(|| {
-                let caps = notify_rust::get_capabilities();
-                tracing::debug!(?caps, "notification daemon capabilities");
-                // Unknown: treated as markup (escaping is the safe mistake), no buttons.
-                caps.unwrap_or_else(|_| vec!["body-markup".into()])
-            });
-            Some(caps)
+            let caps = match self.capabilities.get() {
+                Some(c) => Some(c.clone()),
+                None => match self.call_desktop("notification-capabilities", |answer| {
+                    answer(notify_rust::get_capabilities().map_err(|e| e.to_string()))
+                }) {
+                    Ok(Ok(caps)) => {
+                        tracing::debug!(?caps, "notification daemon capabilities");
+                        let _ = self.capabilities.set(caps.clone());
+                        Some(caps)
+                    }
+                    Ok(Err(e)) => {
+                        tracing::debug!(error = %e, "the notification daemon's capabilities are unknown");
+                        None
+                    }
+                    Err(_) => None,
+                },
+            };
+            match caps {
+                Some(c) => (
+                    BodyRules::for_capabilities(&c),
+                    c.iter().any(|c| c == "actions"),
+                ),
+                // Unknown: nothing in the body may come alive, no buttons.
+                None => (BodyRules::UNKNOWN, false),
+            }
         }
         #[cfg(not(all(unix, not(target_os = "macos"))))]
         {
+            // Windows toasts and macOS notifications read plain text and show buttons.
             let _ = &self.capabilities;
-            None
+            (BodyRules::PLAIN, true)
         }
-    }
-
-    /// freedesktop daemons that advertise `body-markup` interpret `<b>`,
-    /// `<a href>`, `<img src>` and entities in the body: ours is escaped
-    /// for them. Elsewhere bodies are plain already.
-    fn body_markup(&self) -> bool {
-        self.capabilities()
-            .is_some_and(|c| c.iter().any(|c| c == "body-markup"))
-    }
-
-    /// Buttons: on freedesktop only where the daemon says it shows them;
-    /// Windows toasts and macOS notifications show them.
-    fn shows_buttons(&self) -> bool {
-        self.capabilities()
-            .is_none_or(|c| c.iter().any(|c| c == "actions"))
     }
 
     pub fn with_icon(mut self, icon: impl Into<String>) -> DesktopNotifier {
@@ -116,13 +197,24 @@ impl DesktopNotifier {
         self
     }
 
+    /// Wait at most `timeout` for each call into the desktop (tests).
+    pub fn with_timeout(mut self, timeout: Duration) -> DesktopNotifier {
+        self.timeout = timeout;
+        self
+    }
+
     #[cfg(not(all(target_os = "macos", fsn_typecheck_only)))]
     fn build(&self, n: &Notification) -> notify_rust::Notification {
-        use crate::policy::{plain_text, MAX_BODY_CHARS, MAX_SUMMARY_CHARS};
+        use crate::policy::{body_text, plain_text, MAX_BODY_CHARS, MAX_SUMMARY_CHARS};
+        let (rules, shows_buttons) = self.body_rules();
         let mut native = notify_rust::Notification::new();
-        // The summary is never markup; the body may be.
-        let summary = plain_text(&n.title, MAX_SUMMARY_CHARS, false);
-        let body = plain_text(&n.body, MAX_BODY_CHARS, self.body_markup());
+        // The summary is never markup (and gets no tags either).
+        let summary = plain_text(
+            &crate::policy::strip_tags(&n.title),
+            MAX_SUMMARY_CHARS,
+            false,
+        );
+        let body = body_text(&n.body, MAX_BODY_CHARS, rules);
         native
             .appname(&self.app_name)
             .summary(&summary)
@@ -132,7 +224,7 @@ impl DesktopNotifier {
                 NotificationAction::Open.key(),
                 NotificationAction::Open.label(),
             );
-        if self.shows_buttons() {
+        if shows_buttons {
             for a in &n.actions {
                 native.action(a.key(), a.label());
             }
@@ -174,57 +266,56 @@ impl Notifier for DesktopNotifier {
             &self.waiting,
             &self.desktop_entry,
             &self.app_id,
-            self.body_markup(),
-            self.shows_buttons(),
+            self.body_rules(),
             MAX_WAITING,
         );
+        let _ = self.call_desktop("notification", |answer: &dyn Fn(())| answer(()));
         Err(NotifyError::Unavailable(
             "this build has no macOS notification backend".into(),
         ))
     }
 
+    /// Shown on a thread of its own, which then waits for the click: the
+    /// daemon sends `ActionInvoked` only to the connection that called
+    /// `Notify`. The caller waits for the daemon's answer at most the
+    /// timeout; a late answer means the alert may be shown twice (the only
+    /// duplicate allowed: better twice than never).
     #[cfg(not(all(target_os = "macos", fsn_typecheck_only)))]
     fn show(&self, n: &Notification) -> Result<(), NotifyError> {
-        let handle = self
-            .build(n)
-            .show()
-            .map_err(|e| NotifyError::Unavailable(e.to_string()))?;
+        let native = self.build(n);
         // On macOS (NSUserNotificationCenter) the notification is handed to
         // the system by the waiter itself: it must always run.
         let waiter_sends = cfg!(target_os = "macos");
-        if !waiter_sends && self.waiting.load(Ordering::Relaxed) >= MAX_WAITING {
-            tracing::debug!(
-                "too many open notifications; this one is shown without a click handler"
-            );
-            return Ok(());
-        }
         let on_click = self.on_click.clone();
         let waiting = self.waiting.clone();
         let n = n.clone();
-        waiting.fetch_add(1, Ordering::Relaxed);
-        let spawned = std::thread::Builder::new()
-            .name("notification-click".into())
-            .spawn(move || {
-                let _ = handle.wait_for_response(|response: &notify_rust::NotificationResponse| {
-                    let action = match response {
-                        notify_rust::NotificationResponse::Default => {
-                            Some(NotificationAction::Open)
-                        }
-                        notify_rust::NotificationResponse::Action(key) => {
-                            NotificationAction::from_key(key)
-                        }
-                        _ => None,
-                    };
-                    if let Some(action) = action {
-                        on_click(&n, action);
+        self.call_desktop("notification", move |answer| {
+            let handle = match native.show() {
+                Ok(h) => h,
+                Err(e) => return answer(Err(NotifyError::Unavailable(e.to_string()))),
+            };
+            answer(Ok(()));
+            if !waiter_sends && waiting.load(Ordering::Relaxed) >= MAX_WAITING {
+                tracing::debug!(
+                    "too many open notifications; this one is shown without a click handler"
+                );
+                return;
+            }
+            waiting.fetch_add(1, Ordering::Relaxed);
+            let _ = handle.wait_for_response(|response: &notify_rust::NotificationResponse| {
+                let action = match response {
+                    notify_rust::NotificationResponse::Default => Some(NotificationAction::Open),
+                    notify_rust::NotificationResponse::Action(key) => {
+                        NotificationAction::from_key(key)
                     }
-                });
-                waiting.fetch_sub(1, Ordering::Relaxed);
+                    _ => None,
+                };
+                if let Some(action) = action {
+                    on_click(&n, action);
+                }
             });
-        if spawned.is_err() {
-            self.waiting.fetch_sub(1, Ordering::Relaxed);
-        }
-        Ok(())
+            waiting.fetch_sub(1, Ordering::Relaxed);
+        })?
     }
 }
 

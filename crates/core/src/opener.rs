@@ -27,6 +27,7 @@ pub struct UrlGuard {
     sign_in: Url,
     allow_loopback_http: bool,
     update_origin: url::Origin,
+    update_feed: Url,
 }
 
 /// A path that belongs to an OAuth flow (`/oauth/…`, `/api/oauth/…`).
@@ -44,6 +45,7 @@ impl UrlGuard {
             sign_in: config.endpoints.authorize_url.clone(),
             allow_loopback_http: config.environment == Environment::Custom,
             update_origin: config.update_url.origin(),
+            update_feed: config.update_url.clone(),
         }
     }
 
@@ -56,9 +58,25 @@ impl UrlGuard {
         scheme_ok && url.username().is_empty() && url.password().is_none()
     }
 
-    /// A result link (document or results page) that may be opened.
+    /// A result link (document or results page) that may be opened: on a
+    /// result host, never an OAuth page (the sign-in page included) and
+    /// never anything on the update feed's host.
     pub fn allows_result(&self, url: &Url) -> bool {
-        self.scheme_ok(url) && self.result_origins.contains(&url.origin()) && !is_oauth_path(url)
+        self.scheme_ok(url)
+            && self.result_origins.contains(&url.origin())
+            && !is_oauth_path(url)
+            && !self.is_sign_in(url)
+            && !self.is_update_feed_path(url)
+    }
+
+    /// On the update feed's host, in the feed's own directory (the feed and
+    /// the packages published beside it).
+    fn is_update_feed_path(&self, url: &Url) -> bool {
+        let dir = match self.update_feed.path().rfind('/') {
+            Some(i) => &self.update_feed.path()[..=i],
+            None => "/",
+        };
+        url.origin() == self.update_origin && url.path().starts_with(dir)
     }
 
     /// The configured sign-in page (whatever its query).

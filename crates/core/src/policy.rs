@@ -143,6 +143,87 @@ pub fn plain_text(raw: &str, max: usize, escape_markup: bool) -> String {
     out
 }
 
+/// What a notification daemon does with the text of a body, from its
+/// freedesktop capabilities.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BodyRules {
+    /// `&`, `<`, `>` are read as markup (`body-markup`): escape them.
+    pub escape: bool,
+    /// Tags may come alive as links or images (`body-hyperlinks`,
+    /// `body-images`), or nobody knows what the daemon does: remove every
+    /// tag, keeping the words between them.
+    pub strip_tags: bool,
+}
+
+impl BodyRules {
+    /// Plain text, nothing interpreted (Windows toasts, macOS).
+    pub const PLAIN: BodyRules = BodyRules {
+        escape: false,
+        strip_tags: false,
+    };
+    /// A daemon whose capabilities are unknown (it did not say, or did not
+    /// answer in time): the safest reading of all.
+    pub const UNKNOWN: BodyRules = BodyRules {
+        escape: true,
+        strip_tags: true,
+    };
+
+    pub fn for_capabilities(caps: &[String]) -> BodyRules {
+        let has = |c: &str| caps.iter().any(|x| x == c);
+        BodyRules {
+            escape: has("body-markup"),
+            strip_tags: has("body-hyperlinks") || has("body-images") || has("body-markup"),
+        }
+    }
+}
+
+/// A body as the daemon described by `rules` must receive it: tags from
+/// an API answer removed where they could come alive, then [`plain_text`].
+pub fn body_text(raw: &str, max: usize, rules: BodyRules) -> String {
+    if rules.strip_tags {
+        plain_text(&strip_tags(raw), max, rules.escape)
+    } else {
+        plain_text(raw, max, rules.escape)
+    }
+}
+
+/// Remove anything shaped like a markup tag (`<a href=…>`, `</b>`, `<img …/>`,
+/// `<!-- … -->`), keeping the text around and between tags. A `<` that
+/// starts no tag (`TSH < 4.5`) stays.
+pub fn strip_tags(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    let mut rest = raw;
+    while let Some(i) = rest.find('<') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        let starts_tag = after
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '/' || c == '!' || c == '?');
+        match after.find('>') {
+            Some(end) if starts_tag => {
+                rest = &after[end + 1..];
+                // Words either side of a removed tag stay apart.
+                if !out.ends_with(' ') && !out.is_empty() && !rest.starts_with(' ') {
+                    out.push(' ');
+                }
+            }
+            // An unclosed tag: everything after it could still be read as
+            // markup by a lenient daemon; drop it.
+            None if starts_tag => {
+                rest = "";
+            }
+            _ => {
+                out.push('<');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    // (Removed tags leave their spaces behind.)
+    out.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 pub fn title_for(state: &LabState) -> &'static str {
     match state {
         LabState::PartialResults => "Partial lab results received",
@@ -161,7 +242,9 @@ pub fn results_link(
     document_url: Option<&str>,
 ) -> Option<Url> {
     if let Some(doc) = document_url.and_then(|d| Url::parse(d).ok()) {
-        if guard.allows(&doc) {
+        // A result link only: never the sign-in page or an update package,
+        // which the guard admits for their own purposes.
+        if guard.allows_result(&doc) {
             return Some(doc);
         }
         tracing::warn!(
@@ -171,7 +254,7 @@ pub fn results_link(
     }
     endpoints
         .results_url_for(order_id)
-        .filter(|u| guard.allows(u))
+        .filter(|u| guard.allows_result(u))
 }
 
 fn body_for(a: &PendingAlert, detail: NotificationDetail) -> String {
@@ -368,6 +451,35 @@ mod tests {
     }
 
     #[test]
+    fn a_document_link_to_the_sign_in_page_or_the_update_host_opens_the_results_page_instead() {
+        let c = Config::parse(
+            Path::new("c.toml"),
+            "update_url = \"https://us-snd.fullscript.io/downloads/latest.json\"",
+        )
+        .unwrap();
+        let g = UrlGuard::new(&c);
+        let page = "https://us-snd.fullscript.io/labs/orders/o-1";
+        for doc in [
+            // Fullscript's consent page, for another app.
+            "https://api-us-snd.fullscript.io/api/oauth/authorize?client_id=other&redirect_uri=x",
+            // The update feed's host (here the practitioner web app's own).
+            "https://us-snd.fullscript.io/downloads/app.deb",
+            "https://us-snd.fullscript.io/downloads/latest.json",
+        ] {
+            let link = results_link(&g, &c.endpoints, "o-1", Some(doc)).unwrap();
+            assert_eq!(link.as_str(), page, "{doc}");
+        }
+        // A genuine document on the web app is opened as it is.
+        let doc = "https://us-snd.fullscript.io/labs/documents/r-1.pdf";
+        assert_eq!(
+            results_link(&g, &c.endpoints, "o-1", Some(doc))
+                .unwrap()
+                .as_str(),
+            doc
+        );
+    }
+
+    #[test]
     fn single_alerts_carry_no_patient_name_by_default() {
         let (c, g) = setup();
         let p = Policy {
@@ -422,6 +534,37 @@ mod tests {
         assert_eq!(n[0].title, "New lab result");
         assert_eq!(n[0].body, "");
         assert!(n[0].url.is_some(), "a click still opens the results");
+    }
+
+    #[test]
+    fn tags_from_fullscript_never_reach_a_daemon_that_makes_links_or_images_of_them() {
+        let caps = |c: &[&str]| c.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let name = r#"<a href="https://evil.example/x">CBC</a> <img src="https://evil.example/t.png"> & TSH < 4"#;
+        // dunst as shipped: hyperlinks, no body-markup.
+        let rules = BodyRules::for_capabilities(&caps(&["body", "body-hyperlinks", "actions"]));
+        let body = body_text(name, MAX_BODY_CHARS, rules);
+        assert_eq!(body, "CBC & TSH < 4");
+        assert!(!body.contains("evil"), "{body}");
+        // Images only.
+        let rules = BodyRules::for_capabilities(&caps(&["body", "body-images"]));
+        assert!(!body_text(name, MAX_BODY_CHARS, rules).contains("evil"));
+        // Markup: stripped and escaped.
+        let rules = BodyRules::for_capabilities(&caps(&["body", "body-markup"]));
+        assert_eq!(
+            body_text(name, MAX_BODY_CHARS, rules),
+            "CBC &amp; TSH &lt; 4"
+        );
+        // Unknown capabilities: the same.
+        assert_eq!(
+            body_text(name, MAX_BODY_CHARS, BodyRules::UNKNOWN),
+            "CBC &amp; TSH &lt; 4"
+        );
+        // A daemon that interprets nothing gets the text as written.
+        let rules = BodyRules::for_capabilities(&caps(&["body"]));
+        assert_eq!(body_text("A & <b>B</b>", 240, rules), "A & <b>B</b>");
+        // An unclosed tag takes nothing live with it.
+        assert_eq!(strip_tags("CBC <a href=\"https://evil.example"), "CBC");
+        assert_eq!(strip_tags("a<b>c</b>d"), "a c d");
     }
 
     #[test]

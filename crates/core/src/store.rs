@@ -44,6 +44,10 @@ pub enum StoreError {
         "the sign-in changed in another window or command; this check's results were not kept"
     )]
     GrantChanged,
+    /// The practitioner signed out (or erased the local data) while a
+    /// check was in flight: nothing of it is kept.
+    #[error("signed out while a check was in progress; its results were not kept")]
+    SignedOut,
     #[error("local database {path} was written by a newer version of the app (schema {found}, this version knows {known})")]
     TooNew {
         path: PathBuf,
@@ -255,45 +259,74 @@ impl Store {
         match Store::open_checked(path) {
             Err(e) if is_damage(&e) => {
                 tracing::error!(error = %e, "the local database is damaged; keeping it aside and starting afresh");
-                let last_written = std::fs::metadata(path)
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .map(|t| ts(DateTime::<Utc>::from(t)));
-                let now = Utc::now();
-                let kept = path.with_file_name(format!(
-                    "{}.damaged-{}",
-                    path.file_name()
-                        .map(|n| n.to_string_lossy().to_string())
-                        .unwrap_or_else(|| "database".into()),
-                    now.format("%Y%m%dT%H%M%SZ")
-                ));
-                let move_aside = |from: &Path, to: &Path| -> Result<(), StoreError> {
-                    match std::fs::rename(from, to) {
-                        Ok(()) => Ok(()),
-                        Err(io) if io.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                        Err(io) => Err(StoreError::Io {
-                            path: from.to_path_buf(),
-                            context: "keep the damaged database aside",
-                            source: io,
-                        }),
-                    }
-                };
-                move_aside(path, &kept)?;
-                for suffix in ["-wal", "-shm"] {
-                    let side = PathBuf::from(format!("{}{suffix}", path.display()));
-                    let kept_side = PathBuf::from(format!("{}{suffix}", kept.display()));
-                    move_aside(&side, &kept_side)?;
-                }
-                let store = Store::open_checked(path)?;
-                store.set_rebuilt(&Rebuilt {
-                    at: ts(now),
-                    kept_as: kept.display().to_string(),
-                    last_written,
-                })?;
-                Ok(store)
+                Store::replace_damaged(path)
             }
             other => other,
         }
+    }
+
+    /// Damage found while running (`SQLITE_CORRUPT` in the middle of the
+    /// day): the same as at open, in place, so every holder of this store
+    /// goes on with the fresh database. The sign-in's account is carried
+    /// over when it can still be read. Answers whether it rebuilt.
+    pub fn recover_from(&self, e: &StoreError) -> Result<bool, StoreError> {
+        if !is_damage(e) || self.path == Path::new(":memory:") {
+            return Ok(false);
+        }
+        tracing::error!(error = %e, "the local database turned out damaged while running; keeping it aside and starting afresh");
+        let account = self.account().ok().flatten();
+        let mut conn = self.conn();
+        let placeholder = Connection::open_in_memory().map_err(self.err("open"))?;
+        // The damaged file's connection is closed before the file is moved.
+        drop(std::mem::replace(&mut *conn, placeholder));
+        let fresh = Store::replace_damaged(&self.path)?;
+        *conn = fresh.conn.into_inner().unwrap_or_else(|p| p.into_inner());
+        drop(conn);
+        if let Some(account) = account {
+            self.set_account(&account)?;
+        }
+        Ok(true)
+    }
+
+    /// Move a damaged database (and its journal) aside, kept with a
+    /// timestamp, and start an empty one that records why ([`Store::rebuilt`]).
+    fn replace_damaged(path: &Path) -> Result<Store, StoreError> {
+        let last_written = std::fs::metadata(path)
+            .and_then(|m| m.modified())
+            .ok()
+            .map(|t| ts(DateTime::<Utc>::from(t)));
+        let now = Utc::now();
+        let kept = path.with_file_name(format!(
+            "{}.damaged-{}",
+            path.file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_else(|| "database".into()),
+            now.format("%Y%m%dT%H%M%S%.3fZ")
+        ));
+        let move_aside = |from: &Path, to: &Path| -> Result<(), StoreError> {
+            match std::fs::rename(from, to) {
+                Ok(()) => Ok(()),
+                Err(io) if io.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(io) => Err(StoreError::Io {
+                    path: from.to_path_buf(),
+                    context: "keep the damaged database aside",
+                    source: io,
+                }),
+            }
+        };
+        move_aside(path, &kept)?;
+        for suffix in ["-wal", "-shm"] {
+            let side = PathBuf::from(format!("{}{suffix}", path.display()));
+            let kept_side = PathBuf::from(format!("{}{suffix}", kept.display()));
+            move_aside(&side, &kept_side)?;
+        }
+        let store = Store::open_checked(path)?;
+        store.set_rebuilt(&Rebuilt {
+            at: ts(now),
+            kept_as: kept.display().to_string(),
+            last_written,
+        })?;
+        Ok(store)
     }
 
     fn open_checked(path: &Path) -> Result<Store, StoreError> {
@@ -623,6 +656,21 @@ impl Store {
         let now_s = ts(now);
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(self.err("begin cycle"))?;
+        if c.grant_id.is_some() {
+            // Signed out (or erased) by another process, or by this one
+            // while the check was in flight: its rows are not written back.
+            let signed_out: Option<String> = tx
+                .query_row(
+                    "SELECT value FROM meta WHERE key = ?1",
+                    [Meta::SignedOutReason.key()],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(self.err("read sign-out"))?;
+            if signed_out.is_some() {
+                return Err(StoreError::SignedOut);
+            }
+        }
         if let Some(ours) = &c.grant_id {
             let account: Option<String> = tx
                 .query_row(
@@ -800,6 +848,14 @@ impl Store {
         tx.execute_batch(
             "DELETE FROM lab_orders; DELETE FROM seen_events; DELETE FROM alerts;
              DELETE FROM unreadable_orders; DELETE FROM meta;",
+        )
+        .map_err(self.err("erase"))?;
+        // Signed out is what remains: a watcher anywhere that still holds
+        // tokens follows it, and a check in flight is not written back.
+        let user = serde_json::to_string(&SignedOutCause::User).unwrap_or_else(|_| "null".into());
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2)",
+            params![Meta::SignedOutReason.key(), user],
         )
         .map_err(self.err("erase"))?;
         tx.commit().map_err(self.err("commit erase"))?;

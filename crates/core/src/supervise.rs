@@ -17,6 +17,14 @@ use crate::watcher::{Watcher, WatcherHandle};
 /// (`watch` then exits non-zero; the window shows the error).
 const MAX_BUILD_FAILURES: u32 = 5;
 
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SuperviseError {
     #[error("the watcher could not be started: {0}")]
@@ -81,7 +89,10 @@ where
             }
             Ok(watcher) => {
                 build_failures = 0;
-                match tokio::spawn(watcher.run(shutdown.clone())).await {
+                // Ends with the supervisor: a supervisor aborted (a stop
+                // that took too long) leaves no watcher running on.
+                let mut task = AbortOnDrop(tokio::spawn(watcher.run(shutdown.clone())));
+                match (&mut task.0).await {
                     Ok(()) if *shutdown.borrow() => return Ok(()),
                     Ok(()) => "the watcher's loop ended".to_string(),
                     Err(e) if e.is_panic() => panic_text(&*e.into_panic()),

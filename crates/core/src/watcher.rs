@@ -148,7 +148,7 @@ pub enum CycleError {
 struct Gathered {
     orders: Vec<LabOrder>,
     /// order id → a new event about it
-    new_events: HashMap<String, String>,
+    new_events: HashMap<String, detect::NewEvent>,
     /// events to record as processed (id, server time)
     processed_events: Vec<(String, String)>,
     cursor: Option<DateTime<Utc>>,
@@ -369,8 +369,26 @@ impl Watcher {
     }
 
     /// One poll cycle: gather, detect, commit, deliver. Only the gathering
-    /// can be interrupted by `stop`.
+    /// can be interrupted by `stop`. A database found damaged on the way is
+    /// rebuilt (as at open: kept aside, said in the status) and the cycle
+    /// runs again on the fresh one, which lists what it finds without
+    /// announcing it one by one.
     pub async fn run_cycle_until(
+        &mut self,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<CycleReport, CycleError> {
+        match self.run_cycle_once(stop).await {
+            Err(CycleError::Store(e)) if self.store.recover_from(&e)? => {
+                self.tracked = self.store.load_tracked()?;
+                self.unreadable.clear();
+                self.need_sweep = true;
+                self.run_cycle_once(stop).await
+            }
+            other => other,
+        }
+    }
+
+    async fn run_cycle_once(
         &mut self,
         stop: &mut watch::Receiver<bool>,
     ) -> Result<CycleReport, CycleError> {
@@ -448,7 +466,9 @@ impl Watcher {
             grant_id: self.api.session().grant_id(),
         };
         let new_alert_ids = match self.store.commit_cycle(&commit, now) {
-            Err(StoreError::GrantChanged) => return Err(CycleError::SignInChanged),
+            Err(StoreError::GrantChanged | StoreError::SignedOut) => {
+                return Err(CycleError::SignInChanged)
+            }
             other => other?,
         };
         self.remember(&commit);
@@ -475,7 +495,8 @@ impl Watcher {
             );
         }
         self.set_status(|s| s.skipped_records = skipped);
-        if self.api.knows_server_time() {
+        // Pruning cannot be undone: only by a time several answers agree on.
+        if self.api.server_time_confirmed() {
             let horizon = chrono::Duration::days(EVENT_WINDOW_DAYS + 3);
             if let Some(cutoff) = self.api.server_now().checked_sub_signed(horizon) {
                 let _ = self.store.prune_events(cutoff);
@@ -604,7 +625,20 @@ impl Watcher {
             Err(other) => return Err(other),
         }
         for e in &events {
-            got.new_events.insert(e.order_id.clone(), e.id.clone());
+            let at = e.created_at.filter(|t| self.api.plausible_time(*t));
+            let newer = got
+                .new_events
+                .get(&e.order_id)
+                .is_none_or(|known| known.at.is_some() && (at.is_none() || at > known.at));
+            if newer {
+                got.new_events.insert(
+                    e.order_id.clone(),
+                    detect::NewEvent {
+                        id: e.id.clone(),
+                        at,
+                    },
+                );
+            }
         }
 
         if sweep || fallback {
@@ -759,6 +793,7 @@ impl Watcher {
         let knew_server_time = self.api.knows_server_time();
         let mut from_day = self.events_from(cursor);
         let mut all: Vec<(LabEvent, bool)> = Vec::new();
+        let mut listed_ids: HashSet<String> = HashSet::new();
         let mut skipped = 0;
         let mut page = 1;
         loop {
@@ -788,7 +823,8 @@ impl Watcher {
                         skipped += 1;
                     }
                     Ok(e) => {
-                        if !all.iter().any(|(n, _)| n.id == e.id) {
+                        // (A set, not a scan: a page of 500,000 events stays linear.)
+                        if listed_ids.insert(e.id.clone()) {
                             all.push((e, is_new));
                         }
                     }
@@ -803,17 +839,20 @@ impl Watcher {
             got.skipped_without_id += skipped;
             self.need_sweep = true;
         }
+        // An event time more than a day past Fullscript's own now (a wrong
+        // clock, epoch nanoseconds read as seconds) moves nothing.
+        let time_of = |e: &LabEvent| e.created_at.filter(|t| self.api.plausible_time(*t));
         // The cursor may pass processed events only up to the oldest one not
         // yet processed (whatever order the feed answered in).
         let blocked_at = all
             .iter()
             .filter(|(_, new)| *new)
-            .map(|(e, _)| e.created_at)
+            .map(|(e, _)| time_of(e))
             .min();
         let newest_done = all
             .iter()
             .filter(|(_, new)| !*new)
-            .filter_map(|(e, _)| e.created_at)
+            .filter_map(|(e, _)| time_of(e))
             .filter(|t| match blocked_at {
                 Some(Some(b)) => *t < b,
                 // A new event without a time blocks nothing it can be placed after.
@@ -833,6 +872,11 @@ impl Watcher {
             }
             _ => None,
         };
+        // Never past Fullscript's own clock.
+        if self.api.knows_server_time() {
+            let server_now = self.api.server_now();
+            got.cursor = got.cursor.map(|c| c.min(server_now));
+        }
         new_events.extend(all.into_iter().filter(|(_, new)| *new).map(|(e, _)| e));
         Ok(())
     }

@@ -169,6 +169,38 @@ async fn a_failing_events_feed_means_reading_the_order_list_and_saying_so() {
 }
 
 #[tokio::test]
+async fn an_amendment_a_sweep_announced_while_the_feed_failed_is_not_announced_again_by_its_event()
+{
+    let r = rig("sweep_every = 1000").await;
+    let o = r.order("Amy", "results_amended");
+    let mut w = r.watcher();
+    w.run_cycle().await.unwrap(); // baseline
+    r.sim()
+        .add_fault(fault(FaultKind::Status { status: 503 }, 1, "/api/events"))
+        .unwrap();
+    r.sim().amend(&o.id).unwrap();
+    let report = w.run_cycle().await.unwrap();
+    assert!(report.swept, "the feed failed: the order list was read");
+    assert_eq!(titles(&r.notes.taken()), ["Lab results amended"]);
+    // The feed recovers and lists the amendment's event: already announced.
+    for _ in 0..3 {
+        w.run_cycle().await.unwrap();
+    }
+    assert!(
+        r.notes.taken().is_empty(),
+        "one amendment, one notification"
+    );
+    // A genuine further amendment that shows only as a new event (the same
+    // results), a while later, is still news.
+    r.sim().advance_clock(Duration::from_secs(120));
+    r.sim().event_only(&o.id).unwrap();
+    w.run_cycle().await.unwrap();
+    assert_eq!(titles(&r.notes.taken()), ["Lab results amended"]);
+    w.run_cycle().await.unwrap();
+    assert!(r.notes.taken().is_empty());
+}
+
+#[tokio::test]
 async fn an_events_feed_that_refuses_the_guessed_parameters_is_asked_again_without_them() {
     let r = rig("sweep_every = 1000").await;
     r.sim()
@@ -288,10 +320,14 @@ async fn an_empty_or_shrunken_list_removes_nothing_and_announces_nothing_when_it
     let mut w = r.watcher();
     w.run_cycle().await.unwrap();
     for kind in [FaultKind::EmptyList, FaultKind::TruncatedList { keep: 5 }] {
+        // As many sweeps in a row as removing an order takes: only the
+        // suspicion of the list itself keeps the orders.
         r.sim()
-            .add_fault(fault(kind.clone(), 1, "/api/clinic/labs/orders"))
+            .add_fault(fault(kind.clone(), 3, "/api/clinic/labs/orders"))
             .unwrap();
-        w.run_cycle().await.unwrap();
+        for _ in 0..3 {
+            w.run_cycle().await.unwrap();
+        }
         assert_eq!(
             r.app.store.list_orders().unwrap().len(),
             15,
@@ -404,7 +440,9 @@ async fn pre_signed_links_and_list_versus_detail_formats_never_make_an_amendment
 
 #[tokio::test]
 async fn any_retry_after_is_clamped_and_the_sweep_is_deferred_after_a_429() {
-    let r = rig("sweep_every = 1000").await;
+    // A sweep every other check: each 429 below arrives on a cheap check,
+    // so the check after it is one where a sweep is due.
+    let r = rig("sweep_every = 2").await;
     let mut w = r.watcher();
     w.run_cycle().await.unwrap();
     for (raw, lo, hi) in [
@@ -432,7 +470,7 @@ async fn any_retry_after_is_clamped_and_the_sweep_is_deferred_after_a_429() {
             (lo..=hi).contains(&wait.as_secs()),
             "Retry-After {raw} → {wait:?}"
         );
-        // Back on the cheap path, not with a full sweep.
+        // Back on the cheap path, not with the full sweep that was due.
         let (next, _) = w.cycle().await;
         assert!(!next.unwrap().swept, "{raw}: the sweep waits");
     }
@@ -636,6 +674,75 @@ async fn a_computer_clock_a_year_ahead_and_then_corrected_neither_misses_nor_rep
     );
 }
 
+#[tokio::test]
+async fn an_event_dated_a_year_ahead_moves_no_cursor_and_is_announced_once() {
+    let r = rig("sweep_every = 1000").await;
+    let a = r.order("Future", "processing");
+    let b = r.order("Later", "processing");
+    let mut w = r.watcher();
+    w.run_cycle().await.unwrap(); // baseline
+    r.sim().set_state(&a.id, "results_ready").unwrap();
+    r.sim().shift_newest_event(chrono::Duration::days(365));
+    let mut sweeps = 0;
+    for _ in 0..4 {
+        if w.run_cycle().await.unwrap().swept {
+            sweeps += 1;
+        }
+    }
+    assert!(sweeps <= 1, "{sweeps} full sweeps in 4 checks");
+    assert_eq!(titles(&r.notes.taken()), ["Lab results ready"]);
+    let cursor = r.app.store.event_cursor().unwrap().unwrap();
+    assert!(
+        cursor <= chrono::Utc::now() + chrono::Duration::minutes(5),
+        "the cursor never passes Fullscript's own clock: {cursor}"
+    );
+    r.sim().set_state(&b.id, "results_ready").unwrap();
+    for _ in 0..3 {
+        w.run_cycle().await.unwrap();
+    }
+    assert_eq!(
+        result_orders(&r.notes.taken()),
+        std::slice::from_ref(&b.id),
+        "the next result, and not the dated one again"
+    );
+}
+
+#[tokio::test]
+async fn one_response_dated_a_year_ahead_replays_no_event() {
+    let r = rig("sweep_every = 1000").await;
+    let orders: Vec<String> = (0..3)
+        .map(|i| r.order(&format!("D{i}"), "processing").id)
+        .collect();
+    let mut w = r.watcher();
+    w.run_cycle().await.unwrap(); // baseline
+    for id in &orders {
+        r.sim().set_state(id, "results_ready").unwrap();
+    }
+    r.sim().amend(&orders[0]).unwrap();
+    w.run_cycle().await.unwrap();
+    assert_eq!(r.notes.taken().len(), 3);
+    w.run_cycle().await.unwrap();
+    // One answer says it is a year later.
+    r.sim()
+        .add_fault(fault(
+            FaultKind::ServerDate {
+                offset_secs: 365 * 86_400,
+            },
+            1,
+            "/api/events",
+        ))
+        .unwrap();
+    w.run_cycle().await.unwrap();
+    for _ in 0..3 {
+        let report = w.run_cycle().await.unwrap();
+        assert_eq!(
+            report.requests, 1,
+            "the events already processed stay processed: no order is read again"
+        );
+    }
+    assert!(r.notes.taken().is_empty(), "nothing replayed");
+}
+
 // ---------------------------------------------------------------- 11. stopping
 
 /// Blocks in `show` until released, to stop the watcher mid-delivery.
@@ -779,4 +886,50 @@ async fn a_damaged_database_is_rebuilt_silently_and_says_so() {
     sim.set_state(&later.id, "results_ready").unwrap();
     w.run_cycle().await.unwrap();
     assert_eq!(titles(&notes.taken()), ["Lab results ready"]);
+}
+
+#[tokio::test]
+async fn a_database_damaged_while_running_is_rebuilt_at_the_next_check_and_later_results_alert() {
+    let r = rig("sweep_every = 1000").await;
+    r.order("Before", "results_ready");
+    let pending = r.order("Meanwhile", "processing");
+    let mut w = r.watcher();
+    w.run_cycle().await.unwrap(); // baseline
+    let db = r.app.paths.database();
+    // Everything in the main file, then every page but the first (the
+    // header and the schema) overwritten under the running watcher.
+    {
+        let other = rusqlite::Connection::open(&db).unwrap();
+        other
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .unwrap();
+    }
+    let mut bytes = std::fs::read(&db).unwrap();
+    let page = 4096;
+    assert!(bytes.len() > page, "more than one page");
+    for b in bytes.iter_mut().skip(page) {
+        *b = 0x5a;
+    }
+    std::fs::write(&db, &bytes).unwrap();
+    r.sim().set_state(&pending.id, "results_ready").unwrap();
+
+    let report = w.run_cycle().await.expect("the check rebuilds and goes on");
+    assert!(
+        report.swept,
+        "the fresh database is filled from the whole list"
+    );
+    let status = r.app.status(Some(&r.session)).await;
+    let rebuilt = status.local_history_rebuilt.expect("said in status");
+    assert!(std::path::Path::new(&rebuilt.kept_as).exists());
+    assert!(r.notes.taken().is_empty(), "not announced one by one");
+    assert_eq!(r.app.store.list_orders().unwrap().len(), 2);
+    // Later results are announced as usual.
+    let later = r.order("Later", "processing");
+    w.run_cycle().await.unwrap();
+    r.sim().set_state(&later.id, "results_ready").unwrap();
+    w.run_cycle().await.unwrap();
+    assert_eq!(
+        result_orders(&r.notes.taken()),
+        std::slice::from_ref(&later.id)
+    );
 }

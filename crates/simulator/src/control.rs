@@ -66,6 +66,21 @@ impl SimControl {
         self.set_state(order_id, "results_amended")
     }
 
+    /// A new event about the order with its results unchanged (an
+    /// amendment seen only through the events feed).
+    pub fn event_only(&self, order_id: &str) -> Result<(), String> {
+        self.shared.lock().event_only(order_id)
+    }
+
+    /// Move the newest event's `created_at` by `by` (a feed whose clock
+    /// is wrong, or a time misread).
+    pub fn shift_newest_event(&self, by: chrono::Duration) {
+        let mut world = self.shared.lock();
+        if let Some(e) = world.events.last_mut() {
+            e.created_at += by;
+        }
+    }
+
     pub fn corrupt_order(&self, order_id: &str, raw: Value) -> Result<(), String> {
         self.shared.lock().corrupt_order(order_id, raw)
     }

@@ -43,6 +43,9 @@ pub enum FaultKind {
     MalformedJson,
     /// Start a 200 response, then drop the connection mid-body.
     DropConnection,
+    /// Answer normally, with a `Date` header this many seconds off the
+    /// simulator's clock (one answer from a server whose clock is wrong).
+    ServerDate { offset_secs: i64 },
 }
 
 impl FaultKind {
@@ -57,6 +60,7 @@ impl FaultKind {
             FaultKind::Delay { delay_ms } => format!("delay:{delay_ms}ms"),
             FaultKind::MalformedJson => "malformed_json".into(),
             FaultKind::DropConnection => "drop_connection".into(),
+            FaultKind::ServerDate { offset_secs } => format!("server_date:{offset_secs}s"),
         }
     }
 }
@@ -218,7 +222,9 @@ fn fault_response(kind: &FaultKind) -> Response {
                 .body(Body::from_stream(futures_util::stream::iter(chunks)))
                 .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
         }
-        FaultKind::Delay { .. } => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        FaultKind::Delay { .. } | FaultKind::ServerDate { .. } => {
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
     }
 }
 
@@ -272,6 +278,7 @@ pub async fn middleware(State(shared): State<Shared>, mut req: Request, next: Ne
     };
 
     let mut response = None;
+    let mut date_offset = chrono::Duration::zero();
     if rate_limited_path {
         let limited = shared.lock().rate_check();
         if let Err(retry_after) = limited {
@@ -297,6 +304,9 @@ pub async fn middleware(State(shared): State<Shared>, mut req: Request, next: Ne
                 FaultKind::TruncatedList { keep } => {
                     req.extensions_mut().insert(ListFault::Truncated(keep));
                 }
+                FaultKind::ServerDate { offset_secs } => {
+                    date_offset = chrono::Duration::try_seconds(offset_secs).unwrap_or_default();
+                }
                 other => response = Some(fault_response(&other)),
             }
         }
@@ -320,7 +330,7 @@ pub async fn middleware(State(shared): State<Shared>, mut req: Request, next: Ne
         response.headers_mut().insert("x-request-id", v);
     }
     // The simulator's clock (which tests may advance), as an HTTP date.
-    let now = shared.lock().now();
+    let now = shared.lock().now() + date_offset;
     if let Ok(v) = HeaderValue::from_str(&now.format("%a, %d %b %Y %H:%M:%S GMT").to_string()) {
         response.headers_mut().insert(header::DATE, v);
     }

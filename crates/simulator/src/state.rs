@@ -511,6 +511,24 @@ impl World {
         Ok(())
     }
 
+    /// A new `lab_order.updated` event for an order in its current state,
+    /// with nothing else about it changed but its time (an amendment
+    /// Fullscript announces without new results in the response).
+    pub fn event_only(&mut self, id: &str) -> Result<(), String> {
+        let now = self.now();
+        let order = self.order_mut(id)?;
+        order.updated_at = now;
+        let (state, clinic_id) = (order.state.clone(), order.clinic_id.clone());
+        self.events.push(LabEvent {
+            id: uuid::Uuid::new_v4().to_string(),
+            created_at: now,
+            order_id: id.to_string(),
+            state,
+            clinic_id,
+        });
+        Ok(())
+    }
+
     /// Replace an order's JSON with something arbitrary (a malformed record).
     pub fn corrupt_order(&mut self, id: &str, raw: Value) -> Result<(), String> {
         self.order_mut(id)?.raw_override = Some(raw);

@@ -23,6 +23,13 @@ pub struct Link {
     client: tokio::sync::watch::Sender<Option<Arc<Client>>>,
     /// The window is closing (or the app quitting): do not restart the agent.
     closing: AtomicBool,
+    /// Restarting into an installed update: the agent's "quit" ends the
+    /// link, not this process (which still has to start the new version).
+    restarting: AtomicBool,
+    /// This program's path as it was at start: after a package replaced
+    /// the binary, `current_exe()` names the deleted file, while this path
+    /// holds the new version.
+    started_as: Option<std::path::PathBuf>,
 }
 
 impl Link {
@@ -33,7 +40,16 @@ impl Link {
             endpoint,
             client: tokio::sync::watch::Sender::new(None),
             closing: AtomicBool::new(false),
+            restarting: AtomicBool::new(false),
+            started_as: std::env::current_exe().ok().map(|p| installed_path(&p)),
         }
+    }
+
+    /// The program to start for the new version.
+    pub fn program(&self) -> Option<std::path::PathBuf> {
+        self.started_as
+            .clone()
+            .or_else(|| std::env::current_exe().ok().map(|p| installed_path(&p)))
     }
 
     pub fn paths(&self) -> &Paths {
@@ -56,6 +72,10 @@ impl Link {
                         .to_string()
                 }
                 CallError::Refused(m) => m,
+                CallError::TimedOut(_) => {
+                    "The app's background part did not answer in time; try again in a moment."
+                        .to_string()
+                }
             }),
             None => Err("The app's background part is not answering; try again in a moment.".into()),
         }
@@ -71,20 +91,28 @@ impl Link {
         });
     }
 
-    /// Leaving on purpose (a restart into an update): the agent is not restarted.
-    pub fn set_closing(&self) {
+    /// Leaving on purpose (a restart into an update): the agent is not
+    /// restarted, and its "quit" does not end this process.
+    pub fn set_restarting(&self) {
         self.closing.store(true, Ordering::SeqCst);
+        self.restarting.store(true, Ordering::SeqCst);
     }
 
-    /// Until the agent no longer listens (it quit), at most `limit`.
-    pub async fn wait_agent_gone(&self, limit: Duration) {
+    fn is_restarting(&self) -> bool {
+        self.restarting.load(Ordering::SeqCst)
+    }
+
+    /// Until the agent no longer listens (it quit), at most `limit`;
+    /// answers whether it is gone.
+    pub async fn wait_agent_gone(&self, limit: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + limit;
         while Client::connect(&self.endpoint).await.is_ok() {
             if tokio::time::Instant::now() > deadline {
-                return;
+                return false;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        true
     }
 
     pub fn is_closing(&self) -> bool {
@@ -109,6 +137,16 @@ impl Link {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+}
+
+/// The path a program was started from, as it is on disk now: Linux
+/// names a binary replaced while running `… (deleted)`.
+pub fn installed_path(p: &std::path::Path) -> std::path::PathBuf {
+    let text = p.to_string_lossy();
+    match text.strip_suffix(" (deleted)") {
+        Some(original) => std::path::PathBuf::from(original),
+        None => p.to_path_buf(),
     }
 }
 
@@ -174,6 +212,13 @@ pub async fn keep_connected<R: Runtime>(app: AppHandle<R>, link: Arc<Link>) {
         while let Some(e) = events.recv().await {
             match e.name.as_str() {
                 events::SHOW => super::show_main_window(&app),
+                events::QUIT if link.is_restarting() => {
+                    // The restart goes on (it starts the new version, then
+                    // exits); the connection closes now, so the agent
+                    // need not wait for this window before it leaves.
+                    link.client.send_replace(None);
+                    return;
+                }
                 events::QUIT => {
                     link.closing.store(true, Ordering::SeqCst);
                     app.exit(0);

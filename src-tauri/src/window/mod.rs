@@ -168,11 +168,23 @@ pub async fn restart_into_new_version<R: Runtime>(
     app: &AppHandle<R>,
     link: &Link,
 ) -> Result<(), String> {
-    link.set_closing();
+    // Whatever arrives first (the answer, the agent's "quit" event, the
+    // endpoint closing), this process lives on until the new version runs.
+    link.set_restarting();
     let _ = link.call("quit", Value::Null).await;
-    link.wait_agent_gone(std::time::Duration::from_secs(10))
-        .await;
-    let me = std::env::current_exe().map_err(|e| e.to_string())?;
+    if !link
+        .wait_agent_gone(std::time::Duration::from_secs(30))
+        .await
+    {
+        // Starting now would hand over to the old agent, which then quits.
+        return Err(
+            "The app's background part did not stop; quit the app and start it again.".into(),
+        );
+    }
+    let me = link
+        .program()
+        .ok_or_else(|| "The new version could not be found.".to_string())?;
+    tracing::info!(program = %me.display(), "starting the new version");
     let mut cmd = std::process::Command::new(me);
     cmd.env("FSN_CONFIG", &link.paths().config_file)
         .env("FSN_DATA_DIR", &link.paths().data_dir);
