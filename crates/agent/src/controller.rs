@@ -201,6 +201,8 @@ pub struct Controller {
     sign_in_task: Mutex<Option<JoinHandle<()>>>,
     /// The daily look at the update feed.
     update_checks: Mutex<Option<JoinHandle<()>>>,
+    /// The agent's lock on the data directory (its watcher runs under it).
+    watcher_lock: Mutex<Option<std::fs::File>>,
 }
 
 /// Where the notification icon is written (an absolute path works whether
@@ -216,6 +218,8 @@ fn notification_icon(paths: &Paths) -> String {
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
+
+use lock as lock_mutex;
 
 impl Controller {
     /// Must be called inside the agent's tokio runtime.
@@ -241,7 +245,15 @@ impl Controller {
             refresh_shown: Mutex::new(0),
             sign_in_task: Mutex::new(None),
             update_checks: Mutex::new(None),
+            watcher_lock: Mutex::new(None),
         })
+    }
+
+    /// The agent holds the data directory's lock for as long as it runs;
+    /// its watcher runs under that same lock (another handle on it), not a
+    /// second one it could not get.
+    pub fn hold_watcher_lock(&self, lock: std::fs::File) {
+        *lock_mutex(&self.watcher_lock) = Some(lock);
     }
 
     fn arc(&self) -> Option<Arc<Controller>> {
@@ -396,7 +408,15 @@ impl Controller {
             .session
             .clone()
             .ok_or_else(|| CommandError::msg("not configured"))?;
-        let lock = core.lock_watcher()?;
+        let held = lock_mutex(&self.watcher_lock)
+            .as_ref()
+            .map(std::fs::File::try_clone);
+        let lock = match held {
+            Some(handle) => {
+                handle.map_err(|e| CommandError::msg(format!("the data directory's lock: {e}")))?
+            }
+            None => core.lock_watcher()?,
+        };
         let notifier = self.notifier(&core);
         let handle = core.watcher_handle();
         let (stop, stop_rx) = tokio::sync::watch::channel(false);

@@ -30,8 +30,31 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 /// everything (the page does what it does when the agent comes back).
 pub const RESYNC_EVENT: &str = "resync";
 
-/// Longest message accepted (a clinic's whole order list fits many times over).
-const MAX_LINE: usize = 64 * 1024 * 1024;
+/// Longest message accepted. Every message the agent sends is far
+/// smaller (the list goes in pages); a longer line is a broken peer.
+const MAX_LINE: usize = 16 * 1024 * 1024;
+
+/// Messages queued for one connection's writer. A subscriber that stops
+/// reading fills it; the events it misses after that are dropped and it is
+/// told to re-read everything ([`RESYNC_EVENT`]).
+const OUT_QUEUE: usize = 256;
+
+/// How long a subscriber that is behind may go without reading anything
+/// before the agent gives up on it and closes its connection (its queue,
+/// and so the agent's memory, stays bounded either way).
+const STALL_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+const STALL_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Commands one connection may have in flight; past that the agent reads
+/// its next line only when one has finished.
+const MAX_CALLS_PER_CONNECTION: usize = 16;
+
+/// Events a client keeps for its reader.
+const CLIENT_EVENT_QUEUE: usize = 1024;
+
+/// Connections an agent serves at once (a window, the command line, a
+/// second start: a handful); more are refused.
+const MAX_CONNECTIONS: usize = 32;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Request {
@@ -56,40 +79,120 @@ pub struct Event {
     pub payload: Value,
 }
 
-/// Where the agent listens for this data directory.
+/// Where the agent listens for this data directory, and the lock that
+/// makes it the only one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
     #[cfg(unix)]
     pub path: PathBuf,
     #[cfg(windows)]
     pub pipe: String,
+    /// Held (an OS file lock) by the agent for as long as it runs, taken
+    /// before it binds: "is another agent running?" is one atomic step.
+    /// The same lock keeps a second watcher (`watch`) off the data directory.
+    pub lock: PathBuf,
+    /// A directory of ours the endpoint lives in that may have to be made
+    /// (the private fallback when the data directory's path is too long).
+    #[cfg(unix)]
+    private_dir: Option<PathBuf>,
 }
+
+/// The name of the lock file in the data directory.
+pub const LOCK_FILE: &str = "watcher.lock";
 
 impl Endpoint {
     /// The endpoint of the agent for `data_dir`.
     pub fn for_data_dir(data_dir: &Path) -> Endpoint {
         #[cfg(unix)]
         {
-            let path = data_dir.join("agent.sock");
-            // A Unix socket's path is limited to ~108 bytes: a very deep data
-            // directory gets its socket in the user's private runtime directory.
-            let path = if path.as_os_str().len() < 100 {
-                path
-            } else {
+            Endpoint::for_data_dir_in(
+                data_dir,
                 std::env::var_os("XDG_RUNTIME_DIR")
-                    .map(PathBuf::from)
-                    .unwrap_or_else(std::env::temp_dir)
-                    .join(format!("fullscript-notifier-{:016x}.sock", hash(data_dir)))
-            };
-            Endpoint { path }
+                    .filter(|d| !d.is_empty())
+                    .map(PathBuf::from),
+                &std::env::temp_dir(),
+            )
         }
         #[cfg(windows)]
         {
             Endpoint {
                 pipe: format!(r"\\.\pipe\fullscript-notifier-{:016x}", hash(data_dir)),
+                lock: data_dir.join(LOCK_FILE),
             }
         }
     }
+
+    /// A Unix socket's path is limited to ~108 bytes: a very deep data
+    /// directory gets its socket in the user's runtime directory, or, where
+    /// there is none, in a directory of this user's own under the temp
+    /// directory (made 0700, refused when someone else owns it or may write
+    /// to it): never loose in the shared temp directory.
+    #[cfg(unix)]
+    fn for_data_dir_in(data_dir: &Path, runtime: Option<PathBuf>, temp: &Path) -> Endpoint {
+        let lock = data_dir.join(LOCK_FILE);
+        let path = data_dir.join("agent.sock");
+        if path.as_os_str().len() < 100 {
+            return Endpoint {
+                path,
+                lock,
+                private_dir: None,
+            };
+        }
+        let name = format!("fullscript-notifier-{:016x}.sock", hash(data_dir));
+        match runtime {
+            Some(dir) => Endpoint {
+                path: dir.join(name),
+                lock,
+                private_dir: None,
+            },
+            None => {
+                let dir = temp.join(format!("fullscript-notifier-{}", own_uid()));
+                Endpoint {
+                    path: dir.join(name),
+                    lock,
+                    private_dir: Some(dir),
+                }
+            }
+        }
+    }
+
+    /// The directory the socket is in must be this user's own and writable
+    /// by nobody else (else another local user could put a socket of theirs
+    /// in its place); the private fallback is made here when missing.
+    #[cfg(unix)]
+    fn check_directory(&self) -> std::io::Result<()> {
+        use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+        let Some(dir) = self.path.parent() else {
+            return Ok(());
+        };
+        if let Some(private) = &self.private_dir {
+            match std::fs::DirBuilder::new().mode(0o700).create(private) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let meta = std::fs::symlink_metadata(dir)?;
+        if !meta.is_dir() || meta.uid() != own_uid() || meta.mode() & 0o022 != 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!(
+                    "{} is not a private directory of this user's (owner {}, mode {:o}); the app will not listen there",
+                    dir.display(),
+                    meta.uid(),
+                    meta.mode() & 0o7777
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// This process's effective user.
+#[cfg(unix)]
+pub fn own_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
 }
 
 fn hash(path: &Path) -> u64 {
@@ -185,6 +288,14 @@ pub async fn serve(listener: Listener, handler: Handler, hub: Hub) {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(stream) => {
+                    if !listener.peer_allowed(&stream) {
+                        tracing::warn!("refused a connection to the control endpoint from another user");
+                        continue;
+                    }
+                    if connections.len() >= MAX_CONNECTIONS {
+                        tracing::warn!(limit = MAX_CONNECTIONS, "too many connections to the control endpoint; refused one");
+                        continue;
+                    }
                     connections.spawn(connection(stream, handler.clone(), hub.clone()));
                 }
                 Err(e) => {
@@ -197,21 +308,114 @@ pub async fn serve(listener: Listener, handler: Handler, hub: Hub) {
     }
 }
 
+/// Forward the hub's events to one subscriber through its bounded queue:
+/// what does not fit is dropped and the subscriber told to re-read
+/// everything once there is room. One whose connection has written
+/// nothing for [`STALL_LIMIT`] while it is behind (it stopped reading) is
+/// given up on (`gave_up` fires); a slow reader that keeps reading is kept.
+async fn forward_events(
+    mut rx: broadcast::Receiver<Event>,
+    tx: mpsc::Sender<Message>,
+    written: Arc<AtomicU64>,
+    gave_up: Arc<tokio::sync::Notify>,
+) {
+    // Events missed since the last re-read was queued (none: not behind).
+    let mut missed = 0usize;
+    let mut written_before = written.load(Ordering::SeqCst);
+    let mut progress_at = tokio::time::Instant::now();
+    loop {
+        let received = if missed > 0 {
+            // Behind: look at the writer's progress even when no event comes.
+            match tokio::time::timeout(STALL_CHECK, rx.recv()).await {
+                Ok(r) => Some(r),
+                Err(_) => None,
+            }
+        } else {
+            Some(rx.recv().await)
+        };
+        let event = match received {
+            Some(Ok(e)) => Some(e),
+            // Missed some in the hub itself: the same as a full queue.
+            Some(Err(broadcast::error::RecvError::Lagged(n))) => {
+                missed = missed.saturating_add(usize::try_from(n).unwrap_or(usize::MAX));
+                None
+            }
+            Some(Err(broadcast::error::RecvError::Closed)) => break,
+            None => None,
+        };
+        if missed > 0 {
+            let resync = Message::Event {
+                name: RESYNC_EVENT.into(),
+                payload: Value::Null,
+            };
+            match tx.try_send(resync) {
+                Ok(()) => missed = 0,
+                Err(mpsc::error::TrySendError::Full(_)) => {}
+                Err(mpsc::error::TrySendError::Closed(_)) => break,
+            }
+        }
+        if let Some(e) = event {
+            if missed > 0 {
+                // Still behind: this one is covered by the re-read to come.
+                missed = missed.saturating_add(1);
+            } else {
+                let m = Message::Event {
+                    name: e.name,
+                    payload: e.payload,
+                };
+                match tx.try_send(m) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(_)) => missed = 1,
+                    Err(mpsc::error::TrySendError::Closed(_)) => break,
+                }
+            }
+        }
+        let written_now = written.load(Ordering::SeqCst);
+        if written_now != written_before || missed == 0 {
+            written_before = written_now;
+            progress_at = tokio::time::Instant::now();
+        } else if progress_at.elapsed() > STALL_LIMIT {
+            tracing::warn!(
+                missed,
+                "a subscriber of the control endpoint stopped reading; closing its connection"
+            );
+            gave_up.notify_one();
+            break;
+        }
+    }
+}
+
 async fn connection<S>(stream: S, handler: Handler, hub: Hub)
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (read, mut write) = tokio::io::split(stream);
-    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Message>();
+    let (out_tx, mut out_rx) = mpsc::channel::<Message>(OUT_QUEUE);
+    // Messages written so far: whether a subscriber still reads.
+    let written = Arc::new(AtomicU64::new(0));
+    let writer_count = written.clone();
+    let gave_up = Arc::new(tokio::sync::Notify::new());
+    let writer_gave_up = gave_up.clone();
     let _writer = AbortOnDrop(tokio::spawn(async move {
         while let Some(m) = out_rx.recv().await {
             let Ok(mut line) = serde_json::to_string(&m) else {
                 continue;
             };
             line.push('\n');
-            if write.write_all(line.as_bytes()).await.is_err() {
-                break;
+            // A peer that reads nothing at all blocks the write: given up
+            // on after a while, its connection closed.
+            match tokio::time::timeout(STALL_LIMIT, write.write_all(line.as_bytes())).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => break,
+                Err(_) => {
+                    tracing::warn!(
+                        "a client of the control endpoint stopped reading; closing its connection"
+                    );
+                    writer_gave_up.notify_one();
+                    break;
+                }
             }
+            writer_count.fetch_add(1, Ordering::SeqCst);
         }
     }));
     let mut reader = BufReader::new(read);
@@ -221,9 +425,19 @@ where
     let mut is_window = false;
     loop {
         while calls.try_join_next().is_some() {}
-        let line = match read_line(&mut reader).await {
-            Ok(Some(l)) => l,
-            Ok(None) | Err(_) => break,
+        if calls.len() >= MAX_CALLS_PER_CONNECTION {
+            // Backpressure: the next line is read when a command has finished.
+            tokio::select! {
+                _ = calls.join_next() => continue,
+                _ = gave_up.notified() => break,
+            }
+        }
+        let line = tokio::select! {
+            line = read_line(&mut reader) => match line {
+                Ok(Some(l)) => l,
+                Ok(None) | Err(_) => break,
+            },
+            _ = gave_up.notified() => break,
         };
         let req: Request = match serde_json::from_str(&line) {
             Ok(r) => r,
@@ -236,40 +450,26 @@ where
             // Events from now on; a window says so, so the agent knows one is open.
             "subscribe" => {
                 if subscription.is_none() {
-                    let mut rx = hub.events.subscribe();
-                    let tx = out_tx.clone();
-                    subscription = Some(AbortOnDrop(tokio::spawn(async move {
-                        loop {
-                            match rx.recv().await {
-                                Ok(e) => {
-                                    let m = Message::Event {
-                                        name: e.name,
-                                        payload: e.payload,
-                                    };
-                                    if tx.send(m).is_err() {
-                                        break;
-                                    }
-                                }
-                                Err(broadcast::error::RecvError::Lagged(_)) => {
-                                    // Missed some: the window re-reads everything.
-                                    let _ = tx.send(Message::Event {
-                                        name: RESYNC_EVENT.into(),
-                                        payload: Value::Null,
-                                    });
-                                }
-                                Err(broadcast::error::RecvError::Closed) => break,
-                            }
-                        }
-                    })));
+                    subscription = Some(AbortOnDrop(tokio::spawn(forward_events(
+                        hub.events.subscribe(),
+                        out_tx.clone(),
+                        written.clone(),
+                        gave_up.clone(),
+                    ))));
                 }
                 if req.args.get("window").and_then(Value::as_bool) == Some(true) && !is_window {
                     is_window = true;
                     hub.windows.fetch_add(1, Ordering::SeqCst);
                     hub.windows_ever.fetch_add(1, Ordering::SeqCst);
                 }
-                let _ = out_tx.send(Message::Result {
-                    id: req.id,
-                    value: Value::Null,
+                let tx = out_tx.clone();
+                calls.spawn(async move {
+                    let _ = tx
+                        .send(Message::Result {
+                            id: req.id,
+                            value: Value::Null,
+                        })
+                        .await;
                 });
             }
             _ => {
@@ -283,7 +483,7 @@ where
                             message,
                         },
                     };
-                    let _ = tx.send(m);
+                    let _ = tx.send(m).await;
                 });
             }
         }
@@ -328,16 +528,20 @@ async fn read_line<R: AsyncBufReadExt + Unpin>(r: &mut R) -> std::io::Result<Opt
 
 // ---------------------------------------------------------------- listener
 
-/// A bound control endpoint.
+/// A bound control endpoint, and the lock that makes this agent the only one.
 pub struct Listener {
     #[cfg(unix)]
     inner: tokio::net::UnixListener,
     #[cfg(unix)]
     path: PathBuf,
+    /// Connections are served to this user only.
+    #[cfg(unix)]
+    uid: u32,
     #[cfg(windows)]
     pipe: String,
     #[cfg(windows)]
     next: tokio::sync::Mutex<tokio::net::windows::named_pipe::NamedPipeServer>,
+    lock: std::fs::File,
 }
 
 #[cfg(unix)]
@@ -345,48 +549,108 @@ type Stream = tokio::net::UnixStream;
 #[cfg(windows)]
 type Stream = tokio::net::windows::named_pipe::NamedPipeServer;
 
+fn in_use() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::AddrInUse, "another agent is running")
+}
+
+/// Take the agent's lock, or say another agent holds it.
+fn take_lock(path: &Path) -> std::io::Result<std::fs::File> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(in_use()),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
+    }
+}
+
 impl Listener {
-    /// Bind the endpoint. Fails when another agent listens there; a stale
-    /// socket left by a crash is replaced.
+    /// Bind the endpoint: take the agent's lock first (one atomic step:
+    /// of two agents started at once, exactly one gets it; the other gets
+    /// `AddrInUse`), then listen. A socket left by a crash is replaced; a
+    /// path that belongs to another user is refused with a clear error.
     pub async fn bind(endpoint: &Endpoint) -> std::io::Result<Listener> {
         #[cfg(unix)]
         {
-            use std::os::unix::fs::PermissionsExt;
+            use std::os::unix::fs::{MetadataExt, PermissionsExt};
+            endpoint.check_directory()?;
+            let lock = take_lock(&endpoint.lock)?;
             let path = endpoint.path.clone();
-            if tokio::net::UnixStream::connect(&path).await.is_ok() {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::AddrInUse,
-                    "another agent is running",
-                ));
+            let uid = own_uid();
+            match std::fs::symlink_metadata(&path) {
+                Ok(meta) if meta.uid() != uid => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::PermissionDenied,
+                        format!(
+                            "{} belongs to another user (uid {}); the app will not listen there",
+                            path.display(),
+                            meta.uid()
+                        ),
+                    ));
+                }
+                Ok(_) => {
+                    // Ours and the lock is ours: an agent that does not
+                    // take the lock (an older version) may still answer.
+                    if tokio::net::UnixStream::connect(&path).await.is_ok() {
+                        return Err(in_use());
+                    }
+                    std::fs::remove_file(&path)?;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
             }
-            let _ = std::fs::remove_file(&path);
             let inner = tokio::net::UnixListener::bind(&path)?;
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-            Ok(Listener { inner, path })
+            Ok(Listener {
+                inner,
+                path,
+                uid,
+                lock,
+            })
         }
         #[cfg(windows)]
         {
-            use tokio::net::windows::named_pipe::{ClientOptions, ServerOptions};
-            let in_use =
-                || std::io::Error::new(std::io::ErrorKind::AddrInUse, "another agent is running");
+            use tokio::net::windows::named_pipe::ClientOptions;
+            let lock = take_lock(&endpoint.lock)?;
             // An agent answers there (Wine, unlike Windows, does not refuse
             // a second "first" instance, so ask first).
             if ClientOptions::new().open(&endpoint.pipe).is_ok() {
                 return Err(in_use());
             }
-            let first = ServerOptions::new()
-                .first_pipe_instance(true)
-                .reject_remote_clients(true)
-                .create(&endpoint.pipe)
-                .map_err(|e| match e.kind() {
-                    // Windows: the pipe exists (another agent, all its instances busy).
-                    std::io::ErrorKind::PermissionDenied => in_use(),
-                    _ => e,
-                })?;
+            let first = pipe::create(&endpoint.pipe, true).map_err(|e| match e.kind() {
+                // Windows: the pipe exists (another agent, all its instances busy).
+                std::io::ErrorKind::PermissionDenied => in_use(),
+                _ => e,
+            })?;
             Ok(Listener {
                 pipe: endpoint.pipe.clone(),
                 next: tokio::sync::Mutex::new(first),
+                lock,
             })
+        }
+    }
+
+    /// Another handle on the agent's lock (the watcher holds it while it
+    /// runs; the same lock, so a second watcher anywhere is refused).
+    pub fn lock_handle(&self) -> std::io::Result<std::fs::File> {
+        self.lock.try_clone()
+    }
+
+    /// Only this user's programs may talk to the agent: the peer's uid
+    /// (`SO_PEERCRED`/`getpeereid`) on Unix; on Windows the pipe's DACL
+    /// admits only its owner and remote clients are refused.
+    fn peer_allowed(&self, stream: &Stream) -> bool {
+        #[cfg(unix)]
+        {
+            stream.peer_cred().is_ok_and(|c| c.uid() == self.uid)
+        }
+        #[cfg(windows)]
+        {
+            let _ = stream;
+            true
         }
     }
 
@@ -397,17 +661,69 @@ impl Listener {
         }
         #[cfg(windows)]
         {
-            use tokio::net::windows::named_pipe::ServerOptions;
             let mut next = self.next.lock().await;
             let connected = next.connect().await;
             // A fresh instance either way: one whose client came and went
             // before it was accepted (a probe) must not block the next.
-            let fresh = ServerOptions::new()
-                .reject_remote_clients(true)
-                .create(&self.pipe)?;
+            let fresh = pipe::create(&self.pipe, false)?;
             let current = std::mem::replace(&mut *next, fresh);
             connected.map(|()| current)
         }
+    }
+}
+
+/// Named pipe instances whose DACL admits only their owner (this user):
+/// another user's process on the same computer cannot open them.
+#[cfg(windows)]
+mod pipe {
+    use tokio::net::windows::named_pipe::{NamedPipeServer, ServerOptions};
+    use windows_sys::Win32::Foundation::LocalFree;
+    use windows_sys::Win32::Security::Authorization::{
+        ConvertStringSecurityDescriptorToSecurityDescriptorW, SDDL_REVISION_1,
+    };
+    use windows_sys::Win32::Security::SECURITY_ATTRIBUTES;
+
+    /// Protected DACL: generic all to the owner (OW), nothing to anyone else.
+    const SDDL: &str = "D:P(A;;GA;;;OW)";
+
+    pub fn create(name: &str, first: bool) -> std::io::Result<NamedPipeServer> {
+        let sddl: Vec<u16> = SDDL.encode_utf16().chain(std::iter::once(0)).collect();
+        let mut descriptor = std::ptr::null_mut();
+        // SAFETY: `sddl` is NUL-terminated UTF-16; on success the system
+        // allocates the descriptor, freed below with LocalFree.
+        let ok = unsafe {
+            ConvertStringSecurityDescriptorToSecurityDescriptorW(
+                sddl.as_ptr(),
+                SDDL_REVISION_1,
+                &mut descriptor,
+                std::ptr::null_mut(),
+            )
+        };
+        if ok == 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let mut attributes = SECURITY_ATTRIBUTES {
+            nLength: std::mem::size_of::<SECURITY_ATTRIBUTES>() as u32,
+            lpSecurityDescriptor: descriptor,
+            bInheritHandle: 0,
+        };
+        let mut options = ServerOptions::new();
+        options
+            .first_pipe_instance(first)
+            .reject_remote_clients(true);
+        // SAFETY: `attributes` and the descriptor it points to live until
+        // the call returns; the pipe keeps its own copy.
+        let created = unsafe {
+            options.create_with_security_attributes_raw(
+                name,
+                (&mut attributes as *mut SECURITY_ATTRIBUTES).cast(),
+            )
+        };
+        // SAFETY: allocated by ConvertStringSecurityDescriptorToSecurityDescriptorW.
+        unsafe {
+            LocalFree(descriptor);
+        }
+        created
     }
 }
 
@@ -442,11 +758,19 @@ impl Client {
     /// the agent goes away).
     pub async fn connect(
         endpoint: &Endpoint,
-    ) -> Result<(Client, mpsc::UnboundedReceiver<Event>), CallError> {
+    ) -> Result<(Client, mpsc::Receiver<Event>), CallError> {
         #[cfg(unix)]
-        let stream = tokio::net::UnixStream::connect(&endpoint.path)
-            .await
-            .map_err(|_| CallError::NotRunning)?;
+        let stream = {
+            let stream = tokio::net::UnixStream::connect(&endpoint.path)
+                .await
+                .map_err(|_| CallError::NotRunning)?;
+            // Only an agent of this user's is the app's agent.
+            if !stream.peer_cred().is_ok_and(|c| c.uid() == own_uid()) {
+                tracing::warn!(path = %endpoint.path.display(), "the control endpoint is held by another user; not talking to it");
+                return Err(CallError::NotRunning);
+            }
+            stream
+        };
         #[cfg(windows)]
         let stream = {
             // Every instance busy (another client is being accepted): wait a moment.
@@ -476,10 +800,13 @@ impl Client {
             let _ = write.shutdown().await;
         });
         let pending: Pending = Arc::new(Mutex::new(Some(HashMap::new())));
-        let (events_tx, events) = mpsc::unbounded_channel();
+        // Bounded too: a reader of events that stalls loses events, and
+        // is told to re-read everything when it reads again.
+        let (events_tx, events) = mpsc::channel::<Event>(CLIENT_EVENT_QUEUE);
         let reader_pending = pending.clone();
         let reader = tokio::spawn(async move {
             let mut reader = BufReader::new(read);
+            let mut missed = false;
             while let Ok(Some(line)) = read_line(&mut reader).await {
                 let Ok(m) = serde_json::from_str::<Message>(&line) else {
                     continue;
@@ -488,7 +815,16 @@ impl Client {
                     Message::Result { id, value } => (id, Ok(value)),
                     Message::Error { id, message } => (id, Err(message)),
                     Message::Event { name, payload } => {
-                        let _ = events_tx.send(Event { name, payload });
+                        if missed {
+                            let resync = Event {
+                                name: RESYNC_EVENT.into(),
+                                payload: Value::Null,
+                            };
+                            missed = events_tx.try_send(resync).is_err();
+                        }
+                        if !missed {
+                            missed = events_tx.try_send(Event { name, payload }).is_err();
+                        }
                         continue;
                     }
                 };
@@ -679,5 +1015,191 @@ mod tests {
         assert!(tokio::net::UnixStream::connect(&endpoint.path)
             .await
             .is_ok());
+    }
+
+    #[tokio::test]
+    async fn of_fifty_agents_started_at_once_exactly_one_listens() {
+        let dir = tempfile::tempdir().unwrap();
+        let endpoint = Endpoint::for_data_dir(dir.path());
+        let mut starts = tokio::task::JoinSet::new();
+        for _ in 0..50 {
+            let endpoint = endpoint.clone();
+            starts.spawn(async move { Listener::bind(&endpoint).await });
+        }
+        let mut listening = Vec::new();
+        let mut refused = 0;
+        while let Some(r) = starts.join_next().await {
+            match r.unwrap() {
+                Ok(l) => listening.push(l),
+                Err(e) => {
+                    assert_eq!(e.kind(), std::io::ErrorKind::AddrInUse, "{e}");
+                    refused += 1;
+                }
+            }
+        }
+        assert_eq!(listening.len(), 1, "exactly one agent");
+        assert_eq!(refused, 49);
+        // Its lock also keeps a second watcher off the data directory.
+        let again = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&endpoint.lock)
+            .unwrap();
+        assert!(again.try_lock().is_err());
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_socket_path_that_belongs_to_someone_else_is_a_clear_error() {
+        use std::os::unix::fs::PermissionsExt;
+        if own_uid() != 0 {
+            eprintln!("skipped: needs root to make a file of another user's");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let endpoint = Endpoint::for_data_dir(dir.path());
+        std::fs::write(&endpoint.path, b"").unwrap();
+        std::os::unix::fs::chown(&endpoint.path, Some(65534), Some(65534)).unwrap();
+        let e = Listener::bind(&endpoint).await.err().expect("refused");
+        assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied);
+        assert!(e.to_string().contains("belongs to another user"), "{e}");
+        assert!(endpoint.path.exists(), "left where it was");
+        // A directory someone else may write to is refused too.
+        std::fs::remove_file(&endpoint.path).unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = Listener::bind(&endpoint).await.err().expect("refused");
+        assert!(e.to_string().contains("not a private directory"), "{e}");
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_deep_data_directory_without_a_runtime_directory_listens_in_a_private_one() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let dir = tempfile::tempdir().unwrap();
+        let deep = dir.path().join("d".repeat(120));
+        std::fs::create_dir_all(&deep).unwrap();
+        let temp = tempfile::tempdir().unwrap();
+        let endpoint = Endpoint::for_data_dir_in(&deep, None, temp.path());
+        let private = endpoint.path.parent().unwrap().to_path_buf();
+        assert!(private.starts_with(temp.path()));
+        assert_ne!(private, temp.path(), "never loose in the temp directory");
+        let listener = Listener::bind(&endpoint).await.unwrap();
+        let meta = std::fs::metadata(&private).unwrap();
+        assert_eq!(meta.mode() & 0o777, 0o700);
+        assert_eq!(meta.uid(), own_uid());
+        drop(listener);
+        // Someone made it first, open to everyone: refused, not used.
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = Listener::bind(&endpoint).await.err().expect("refused");
+        assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied);
+        assert!(e.to_string().contains("not a private directory"), "{e}");
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_peer_of_another_user_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let endpoint = Endpoint::for_data_dir(dir.path());
+        let mut listener = Listener::bind(&endpoint).await.unwrap();
+        // As if every client were someone else.
+        listener.uid = own_uid().wrapping_add(1);
+        let served = Arc::new(AtomicUsize::new(0));
+        let counted = served.clone();
+        let handler: Handler = Arc::new(move |_, _| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async { Ok(Value::Null) })
+        });
+        let _server = AbortOnDrop(tokio::spawn(serve(listener, handler, Hub::default())));
+        let (client, _events) = Client::connect(&endpoint).await.unwrap();
+        assert!(matches!(
+            client.call("echo", Value::Null).await,
+            Err(CallError::NotRunning)
+        ));
+        assert_eq!(served.load(Ordering::SeqCst), 0, "no command ran");
+    }
+
+    fn rss_kib() -> Option<u64> {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+    }
+
+    #[cfg(unix)]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_subscriber_that_never_reads_is_dropped_and_the_others_carry_on() {
+        use tokio::io::AsyncReadExt;
+        let dir = tempfile::tempdir().unwrap();
+        let endpoint = Endpoint::for_data_dir(dir.path());
+        let listener = Listener::bind(&endpoint).await.unwrap();
+        let hub = Hub::default();
+        let _server = AbortOnDrop(tokio::spawn(serve(listener, echo(), hub.clone())));
+        // A raw client that subscribes and then never reads.
+        let mut stuck = tokio::net::UnixStream::connect(&endpoint.path)
+            .await
+            .unwrap();
+        stuck
+            .write_all(b"{\"id\":1,\"cmd\":\"subscribe\",\"args\":{}}\n")
+            .await
+            .unwrap();
+        // A window that reads.
+        let (client, mut events) = Client::connect(&endpoint).await.unwrap();
+        client.subscribe(true).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let before = rss_kib();
+        let payload = serde_json::json!({ "text": "x".repeat(1000) });
+        let reader = tokio::spawn(async move {
+            let mut got = 0usize;
+            while let Ok(Some(_)) =
+                tokio::time::timeout(std::time::Duration::from_secs(5), events.recv()).await
+            {
+                got += 1;
+            }
+            got
+        });
+        for _ in 0..100_000 {
+            hub.send("state-changed", payload.clone());
+            tokio::task::yield_now().await;
+        }
+        let after = rss_kib();
+        eprintln!(
+            "agent RSS while a subscriber never read 100,000 events of 1 KB: {before:?} KiB before, {after:?} KiB after"
+        );
+        // The stuck one was told to re-read (it missed events), or given up
+        // on (its connection closed); what it can still read is bounded.
+        let mut buf = vec![0u8; 1 << 20];
+        let mut pending = Vec::new();
+        let mut closed = false;
+        loop {
+            match tokio::time::timeout(std::time::Duration::from_secs(8), stuck.read(&mut buf))
+                .await
+            {
+                Ok(Ok(0)) | Ok(Err(_)) => {
+                    closed = true;
+                    break;
+                }
+                Ok(Ok(n)) => pending.extend_from_slice(&buf[..n]),
+                Err(_) => break,
+            }
+        }
+        let text = String::from_utf8_lossy(&pending);
+        let lines = text.lines().count();
+        eprintln!(
+            "the stuck subscriber had {lines} messages ({} KiB) waiting; closed: {closed}",
+            pending.len() / 1024
+        );
+        assert!(closed || text.contains(RESYNC_EVENT), "resynced or dropped");
+        assert!(
+            lines < 100_000 / 10,
+            "bounded: {lines} messages held for it"
+        );
+        // The reading one is unaffected: it got events, and still answers.
+        assert!(reader.await.unwrap() > 0);
+        let v = client
+            .call("echo", serde_json::json!({"still": "here"}))
+            .await
+            .unwrap();
+        assert_eq!(v, serde_json::json!({"still": "here"}));
     }
 }

@@ -168,11 +168,26 @@ async fn agent(paths: Paths, options: Options) -> ExitCode {
     let listener = match ipc::Listener::bind(&endpoint).await {
         Ok(l) => l,
         Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
-            // Another start won the race: it shows the window.
-            if !options.minimized {
-                show_in_running_agent(&paths).await;
+            // Another start won the race (it holds the lock and is about to
+            // listen): it shows the window. Or a `watch` holds the lock.
+            tracing::info!("another agent holds this data directory: handing over to it");
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+            loop {
+                if ipc::Client::connect(&endpoint).await.is_ok() {
+                    if !options.minimized {
+                        show_in_running_agent(&paths).await;
+                    }
+                    return ExitCode::SUCCESS;
+                }
+                if tokio::time::Instant::now() > deadline {
+                    eprintln!(
+                        "error: another process of the app is watching {} (a `fullscript-notifier watch`?); stop it first",
+                        paths.data_dir.display()
+                    );
+                    return ExitCode::from(1);
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }
-            return ExitCode::SUCCESS;
         }
         Err(e) => {
             eprintln!("error: cannot listen for the window: {e}");
@@ -186,6 +201,11 @@ async fn agent(paths: Paths, options: Options) -> ExitCode {
     let hub = ipc::Hub::default();
     let shell = Arc::new(shell::AgentShell::new(hub.clone(), paths.clone()));
     let ctl = Controller::new(paths, demo.is_some(), shell.clone(), browser, None);
+    // The watcher runs under the agent's own lock (taken before it bound).
+    match listener.lock_handle() {
+        Ok(lock) => ctl.hold_watcher_lock(lock),
+        Err(e) => tracing::warn!(error = %e, "could not share the agent's lock with its watcher"),
+    }
     let quit = Arc::new(Agent {
         quit: Notify::new(),
         hub: hub.clone(),

@@ -122,7 +122,7 @@ impl Link {
     /// Connect, starting the agent (in the background) if none listens.
     async fn connect_or_start(
         &self,
-    ) -> Result<(Client, tokio::sync::mpsc::UnboundedReceiver<Event>), String> {
+    ) -> Result<(Client, tokio::sync::mpsc::Receiver<Event>), String> {
         if let Ok(c) = Client::connect(&self.endpoint).await {
             return Ok(c);
         }
