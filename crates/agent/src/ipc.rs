@@ -326,10 +326,7 @@ async fn forward_events(
     loop {
         let received = if missed > 0 {
             // Behind: look at the writer's progress even when no event comes.
-            match tokio::time::timeout(STALL_CHECK, rx.recv()).await {
-                Ok(r) => Some(r),
-                Err(_) => None,
-            }
+            tokio::time::timeout(STALL_CHECK, rx.recv()).await.ok()
         } else {
             Some(rx.recv().await)
         };
