@@ -1,32 +1,16 @@
-// The status list: grouped by what needs attention, filtered and searched
-// on the page (one clinic's orders: small enough to hold, not always to draw).
+// The status list: grouped by what needs attention. The agent groups,
+// filters and searches; the page draws the rows it was sent (the newest
+// of each group) and each group's count.
 import { ago } from "./time.js";
 
-const GROUPS = [
-  ["unseen", "New results"],
-  ["results_ready", "Results ready"],
-  ["partial_results", "Partial results"],
-  ["results_amended", "Amended"],
-  ["in_progress", "In progress"],
-  ["other", "Other"],
-];
-
-export function groupOf(order) {
-  return order.unseen ? "unseen" : order.group;
-}
-
-function matches(order, filter, query, since) {
-  if (filter === "since") {
-    if (!since || !order.last_result_at || order.last_result_at < since) return false;
-  } else if (filter !== "all" && groupOf(order) !== filter && !(filter !== "unseen" && order.group === filter)) {
-    return false;
-  }
-  if (!query) return true;
-  const hay = [order.patient_name || "", order.title || "", (order.test_names || []).join(" "), order.lab_name || ""]
-    .join(" ")
-    .toLowerCase();
-  return hay.includes(query.toLowerCase());
-}
+const GROUPS = {
+  unseen: "New results",
+  results_ready: "Results ready",
+  partial_results: "Partial results",
+  results_amended: "Amended",
+  in_progress: "In progress",
+  other: "Other",
+};
 
 function row(order, highlighted, onOpen, onReviewed) {
   const li = document.createElement("li");
@@ -103,50 +87,44 @@ export function focusedOrderId(container) {
   return el && container.contains(el) && el.classList.contains("order") ? el.dataset.orderId : null;
 }
 
-// A group shows its most recent rows first and the rest on request: a clinic's
-// history can hold thousands of orders, and every row costs the page memory.
-const ROWS_PER_GROUP = 100;
-const expanded = new Set();
-
-export function render(container, orders, opts) {
-  const { filter, query, since, highlighted, onOpen, onReviewed, signedIn } = opts;
+// A group shows its most recent rows first and the rest on request
+// (`onMore(group, total)`): a clinic's history can hold thousands of
+// orders, and every row costs the page memory.
+export function render(container, page, opts) {
+  const { highlighted, onOpen, onReviewed, onMore, signedIn } = opts;
   const focused = focusedOrderId(container);
   container.replaceChildren();
   container.setAttribute("aria-busy", "false");
-  const shown = orders.filter((o) => matches(o, filter, query, since));
-  if (shown.length === 0) {
+  const groups = (page && page.groups) || [];
+  if (groups.length === 0) {
     const p = document.createElement("p");
     p.className = "empty muted";
     p.textContent = !signedIn
       ? "Sign in to see your clinic's lab orders."
-      : orders.length === 0
+      : !page || page.orders_total === 0
         ? "No lab orders yet. New orders appear here as soon as Fullscript lists them."
         : "No lab orders match.";
     container.append(p);
     return;
   }
-  for (const [key, title] of GROUPS) {
-    const items = shown.filter((o) => groupOf(o) === key);
-    if (items.length === 0) continue;
+  for (const g of groups) {
     const section = document.createElement("section");
     section.className = "group";
-    section.dataset.group = key;
+    section.dataset.group = g.key;
     const h = document.createElement("h2");
-    h.textContent = `${title} (${items.length})`;
+    h.textContent = `${GROUPS[g.key] || g.key} (${g.total})`;
     const ul = document.createElement("ul");
-    const all = expanded.has(key) || items.findIndex((o) => o.id === highlighted) >= ROWS_PER_GROUP;
-    const visible = all ? items : items.slice(0, ROWS_PER_GROUP);
-    for (const o of visible) ul.append(row(o, highlighted, onOpen, onReviewed));
+    for (const o of g.rows) ul.append(row(o, highlighted, onOpen, onReviewed));
     section.append(h, ul);
-    if (visible.length < items.length) {
+    if (g.rows.length < g.total) {
       const more = document.createElement("button");
       more.type = "button";
       more.className = "show-more";
-      more.textContent = `Show ${items.length - visible.length} more`;
-      more.addEventListener("click", () => {
-        expanded.add(key);
-        render(container, orders, opts);
-        const next = container.querySelector(`section[data-group="${key}"] li:nth-child(${visible.length + 1}) button.order`);
+      more.textContent = `Show ${g.total - g.rows.length} more`;
+      const shown = g.rows.length;
+      more.addEventListener("click", async () => {
+        await onMore(g.key, g.total);
+        const next = container.querySelector(`section[data-group="${g.key}"] li:nth-child(${shown + 1}) button.order`);
         if (next) next.focus();
       });
       section.append(more);
@@ -162,6 +140,13 @@ export function render(container, orders, opts) {
     pick.tabIndex = 0;
     if (focused) pick.focus();
   }
+}
+
+/** The rows a page carries, by order id. */
+export function rowsById(page) {
+  const map = new Map();
+  for (const g of (page && page.groups) || []) for (const o of g.rows) map.set(o.id, o);
+  return map;
 }
 
 // Relative times age without new data.

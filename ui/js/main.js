@@ -1,14 +1,19 @@
 // Wires the page to the app: renders the pushed state and list, sends the
 // user's actions as commands.
 import { call, on } from "./api.js";
-import { render, refreshTimes, moveFocus, focusedOrderId } from "./list.js";
+import { render, refreshTimes, moveFocus, focusedOrderId, rowsById } from "./list.js";
 import { ago, clock, dayTime } from "./time.js";
 
 const $ = (id) => document.getElementById(id);
 
 const view = {
   snapshot: null,
-  orders: [],
+  // The rows the agent sent (grouped, filtered, searched) and each group's count.
+  page: null,
+  // Rows wanted per group, beyond the first 100 ("Show N more").
+  rows: {},
+  // Answers to list requests can arrive out of order: only the newest is drawn.
+  listAsked: 0,
   filter: "all",
   query: "",
   highlighted: null,
@@ -341,26 +346,44 @@ function applySnapshot(s) {
   } else renderSignIn(s);
 }
 
-function renderList() {
-  render($("list"), view.orders, {
-    filter: view.filter,
-    query: view.query,
-    since: view.since,
+function draw() {
+  render($("list"), view.page, {
     highlighted: view.highlighted,
     signedIn: view.snapshot ? view.snapshot.signed_in : false,
     onOpen: openResults,
     onReviewed: markReviewed,
+    onMore: async (group, total) => {
+      view.rows[group] = total;
+      await renderList();
+    },
   });
   $("filter").querySelector("option[value=since]").hidden = !view.since;
 }
 
-async function loadOrders() {
+// Ask the agent for what the list shows now, and draw it.
+async function renderList() {
+  const asked = ++view.listAsked;
+  let page;
   try {
-    view.orders = await call("list_orders");
+    page = await call("list_orders", {
+      query: {
+        filter: view.filter,
+        query: view.query || null,
+        since: view.since,
+        rows: view.rows,
+        highlighted: view.highlighted,
+      },
+    });
   } catch {
-    view.orders = [];
+    page = null;
   }
-  renderList();
+  if (asked !== view.listAsked) return;
+  view.page = page;
+  draw();
+}
+
+async function loadOrders() {
+  await renderList();
 }
 
 async function markReviewed(order) {
@@ -389,11 +412,11 @@ async function openResults(order) {
   }
 }
 
-function highlight(orderId) {
+async function highlight(orderId) {
   view.highlighted = orderId;
   view.filter = "all";
   $("filter").value = "all";
-  renderList();
+  await renderList();
   const el = document.querySelector(`[data-order-id="${CSS.escape(orderId)}"]`);
   if (el) {
     el.scrollIntoView({ block: "center" });
@@ -490,7 +513,7 @@ $("list").addEventListener("keydown", (e) => {
     moveFocus($("list"), moves[e.key]);
   } else if (e.key === "r" || e.key === "R") {
     const id = focusedOrderId($("list"));
-    const order = id && view.orders.find((o) => o.id === id);
+    const order = id && rowsById(view.page).get(id);
     if (order) {
       e.preventDefault();
       markReviewed(order);

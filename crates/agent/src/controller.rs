@@ -533,6 +533,20 @@ impl Controller {
         }
     }
 
+    /// What the window's list draws: grouped, filtered, searched, the
+    /// newest rows of each group and every group's count.
+    pub async fn list_page(
+        &self,
+        q: fsn_core::list::ListQuery,
+    ) -> CmdResult<fsn_core::list::ListPage> {
+        let core = self.core().await?;
+        tokio::task::spawn_blocking(move || core.list_page(&q))
+            .await
+            .map_err(|e| CommandError::msg(e.to_string()))?
+            .map_err(CommandError::from)
+    }
+
+    /// Every order (the command line and tests; the window pages).
     pub async fn list_orders(&self) -> CmdResult<Vec<OrderRow>> {
         Ok(self
             .core()

@@ -40,6 +40,12 @@ pub async fn dispatch(
     match cmd {
         "snapshot" => answer(Ok(ctl.snapshot().await)),
         "list_orders" => answer(ctl.list_orders().await),
+        "list_page" => answer(
+            ctl.list_page(
+                arg::<Option<fsn_core::list::ListQuery>>(a, "query")?.unwrap_or_default(),
+            )
+            .await,
+        ),
         "open_results" => answer(ctl.open_results(arg(a, "order_id")?).await),
         "mark_seen" => answer(ctl.mark_seen(arg(a, "order_id")?).await),
         "mark_all_seen" => answer(ctl.mark_all_seen().await),

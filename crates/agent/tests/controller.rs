@@ -357,3 +357,133 @@ fn sign_in_list_open_mark_seen_check_now_settings_and_sign_out() {
     assert!(call::<()>(&rt, &controller, "check_now", json!({})).is_err());
     drop(sim);
 }
+
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[test]
+fn a_clinic_of_200000_orders_is_listed_in_pages_far_under_the_line_limit() {
+    use fsn_core::detect::OrderRecord;
+    use fsn_core::lab::LabState;
+    let dir = tempfile::tempdir().unwrap();
+    std::env::set_var(
+        "DBUS_SESSION_BUS_ADDRESS",
+        "unix:path=/nonexistent/fsn-test",
+    );
+    let config_file = dir.path().join("config.toml");
+    write_config(
+        &config_file,
+        "http://127.0.0.1:9",
+        "http://127.0.0.1:9/callback",
+    );
+    let paths = fsn_core::Paths {
+        config_file,
+        data_dir: dir.path().join("data"),
+    };
+    // 200,000 orders in the store.
+    {
+        let app = fsn_core::App::open(paths.clone()).unwrap();
+        let upserts: Vec<OrderRecord> = (0..200_000)
+            .map(|i| OrderRecord {
+                id: format!("order-{i:06}"),
+                patient_name: Some(fsn_core::secret::PatientName::new(format!("Patient {i}"))),
+                title: Some("Comprehensive Metabolic Panel".into()),
+                lab_name: Some("Quest Diagnostics".into()),
+                test_names: vec!["Glucose".into(), "Sodium".into()],
+                state: if i % 3 == 0 {
+                    LabState::ResultsReady
+                } else {
+                    LabState::Processing
+                },
+                results_fp: Some(format!("{i:016x}")),
+                results_count: 2,
+                results_known: true,
+                document_url: None,
+                updated_at: Some("2026-12-01T10:00:00Z".into()),
+                changed: true,
+            })
+            .collect();
+        app.store
+            .commit_cycle(
+                &fsn_core::store::CycleCommit {
+                    upserts,
+                    missing: vec![],
+                    removals: vec![],
+                    unreadable: vec![],
+                    readable_again: vec![],
+                    alerts: vec![],
+                    seen_events: vec![],
+                    cursor: None,
+                    baseline_done: true,
+                    grant_id: None,
+                },
+                chrono::Utc::now(),
+            )
+            .unwrap();
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let _in_runtime = rt.enter();
+    let shell = Arc::new(RecordingShell::default());
+    let controller = Controller::new(paths.clone(), false, shell, None, None);
+    rt.block_on(controller.start());
+
+    // Through the real control endpoint, as the window asks.
+    let endpoint = fsn_agent::ipc::Endpoint::for_data_dir(&paths.data_dir);
+    let listener = rt
+        .block_on(fsn_agent::ipc::Listener::bind(&endpoint))
+        .unwrap();
+    let handler: fsn_agent::ipc::Handler = {
+        let ctl = controller.clone();
+        Arc::new(move |cmd, args| {
+            let ctl = ctl.clone();
+            Box::pin(async move { dispatch(&ctl, &NoAgent, &cmd, args).await })
+        })
+    };
+    let server = rt.spawn(fsn_agent::ipc::serve(
+        listener,
+        handler,
+        fsn_agent::ipc::Hub::default(),
+    ));
+    // (Peak RSS counted from here: `5` resets the high-water mark.)
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    let before = peak_rss_kib();
+    let page = rt
+        .block_on(async {
+            let (client, _events) = fsn_agent::ipc::Client::connect(&endpoint).await?;
+            client
+                .call(
+                    "list_page",
+                    json!({"query": {"highlighted": "order-100002"}}),
+                )
+                .await
+        })
+        .expect("the list request succeeds");
+    let after = peak_rss_kib();
+    let size = page.to_string().len();
+    eprintln!(
+        "list of 200,000 orders: answer {size} bytes; agent peak RSS {before:?} KiB before, {after:?} KiB after answering"
+    );
+    assert!(size < 1024 * 1024, "far under the line limit: {size} bytes");
+    let groups = page["groups"].as_array().unwrap();
+    assert_eq!(page["orders_total"], 200_000);
+    assert_eq!(groups[0]["key"], "results_ready");
+    assert_eq!(groups[0]["total"], 66_667);
+    assert_eq!(groups[1]["key"], "in_progress");
+    assert_eq!(groups[1]["total"], 133_333);
+    assert_eq!(groups[1]["rows"].as_array().unwrap().len(), 100);
+    assert!(
+        groups[0]["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["id"] == "order-100002"),
+        "the highlighted order is among the rows"
+    );
+    server.abort();
+}

@@ -508,6 +508,14 @@ impl App {
         Ok(self.store.list_orders()?)
     }
 
+    /// The rows the window draws (grouped, filtered, searched) and every
+    /// group's count: what the window asks for, whatever the clinic's size.
+    pub fn list_page(&self, q: &crate::list::ListQuery) -> Result<crate::list::ListPage, AppError> {
+        let mut b = crate::list::ListBuilder::new(q);
+        self.store.for_each_order(|o| b.add(o))?;
+        Ok(b.finish())
+    }
+
     pub fn mark_seen(&self, order_id: &str) -> Result<usize, AppError> {
         Ok(self.store.mark_order_seen(order_id, Utc::now())?)
     }

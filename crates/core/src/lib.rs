@@ -12,6 +12,7 @@ pub mod detect;
 pub mod files;
 pub mod http;
 pub mod lab;
+pub mod list;
 pub mod notifier;
 pub mod oauth;
 pub mod opener;

@@ -1082,6 +1082,14 @@ impl Store {
     // ------------------------------------------------------------------ list
 
     pub fn list_orders(&self) -> Result<Vec<OrderRow>, StoreError> {
+        let mut out = Vec::new();
+        self.for_each_order(|row| out.push(row))?;
+        Ok(out)
+    }
+
+    /// Every listed order, newest change first, one at a time (a clinic
+    /// with years of history is never held in memory at once).
+    pub fn for_each_order(&self, mut visit: impl FnMut(OrderRow)) -> Result<(), StoreError> {
         let conn = self.conn();
         let mut stmt = conn
             .prepare(
@@ -1118,8 +1126,10 @@ impl Store {
                 })
             })
             .map_err(self.err("list orders"))?;
-        rows.collect::<Result<_, _>>()
-            .map_err(self.err("list orders"))
+        for row in rows {
+            visit(row.map_err(self.err("list orders"))?);
+        }
+        Ok(())
     }
 
     pub fn order_document_url(&self, order_id: &str) -> Result<Option<String>, StoreError> {

@@ -45,9 +45,10 @@ pub async fn snapshot(link: L<'_>, updates: State<'_, Arc<Updates>>) -> R {
     Ok(updates.merge(link.call("snapshot", json!({})).await?))
 }
 
+/// The rows the list draws and each group's count (never every order).
 #[tauri::command]
-pub async fn list_orders(link: L<'_>) -> R {
-    link.call("list_orders", json!({})).await
+pub async fn list_orders(link: L<'_>, query: Option<serde_json::Value>) -> R {
+    link.call("list_page", json!({ "query": query })).await
 }
 
 #[tauri::command]
