@@ -39,9 +39,20 @@ fn install(deb: &Path, root: &Path) -> PathBuf {
 /// does for a real release: the version is bound into the signature, so the
 /// feed cannot pair a new version number with an older package.
 fn sign(file: &Path, version: &str) -> String {
+    sign_as(file, Some(version))
+}
+
+/// `sign`, or without binding any version (as signatures made before the
+/// Tauri CLI recorded one).
+fn sign_as(file: &Path, version: Option<&str>) -> String {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut args = vec!["signer", "sign"];
+    if let Some(v) = version {
+        args.extend(["--app-version", v]);
+    }
+    args.push("-f");
     let out = Command::new(root.join("scripts/tauri"))
-        .args(["signer", "sign", "--app-version", version, "-f"])
+        .args(&args)
         .arg(root.join("target/update-test-key/key"))
         .args(["-p", ""])
         .arg(file)
@@ -208,6 +219,59 @@ async fn an_installed_build_installs_a_signed_update_and_refuses_a_tampered_or_i
     assert_eq!(opened, format!("{base}/app.deb"));
     assert!(!d.home().join("pkexec.log").exists());
     eprintln!("scenario: without an administrator, the package is offered for download ... ok");
+
+    // The genuine package with a genuine signature, made for another
+    // version (an older release's, replayed as 0.2.0): refused, because the
+    // signature must bind the version the feed announces.
+    std::fs::copy(updates.join("app.deb"), updates.join("replayed.deb")).unwrap();
+    let replayed = sign(&updates.join("replayed.deb"), "0.1.9");
+    std::fs::write(
+        updates.join("latest.json"),
+        feed("0.2.0", &format!("{base}/replayed.deb"), &replayed),
+    )
+    .unwrap();
+    click(&driver, "#install-update").await;
+    until!(
+        "the replayed signature to be refused",
+        text(&driver, "#banners")
+            .await
+            .contains("signature does not match")
+    );
+    assert!(!d.home().join("pkexec.log").exists());
+    assert!(!visible(&driver, "#download-update").await);
+    // One that binds no version at all is refused too (requireSignedVersion).
+    std::fs::write(
+        updates.join("latest.json"),
+        feed("0.2.0", &format!("{base}/app.deb"), &signature),
+    )
+    .unwrap();
+    click(&driver, "#install-update").await;
+    until!(
+        "the download to be offered again",
+        visible(&driver, "#download-update").await
+    );
+    std::fs::copy(updates.join("app.deb"), updates.join("unbound.deb")).unwrap();
+    let unbound = sign_as(&updates.join("unbound.deb"), None);
+    std::fs::write(
+        updates.join("latest.json"),
+        feed("0.2.0", &format!("{base}/unbound.deb"), &unbound),
+    )
+    .unwrap();
+    click(&driver, "#install-update").await;
+    until!(
+        "the signature without a version to be refused",
+        !visible(&driver, "#download-update").await
+            && text(&driver, "#banners")
+                .await
+                .contains("signature does not match")
+    );
+    assert!(!d.home().join("pkexec.log").exists());
+    eprintln!("scenario: a signature made for another version, or for none, is refused ... ok");
+    std::fs::write(
+        updates.join("latest.json"),
+        feed("0.2.0", &format!("{base}/app.deb"), &signature),
+    )
+    .unwrap();
 
     // With an administrator: downloaded, verified, installed; no restart.
     // It puts the package's programs in place the way dpkg does: each

@@ -129,6 +129,7 @@ pub struct FullscriptClient {
     clock: Clock,
     /// Fullscript's clock, from the recent `Date` headers.
     server_clock: std::sync::Mutex<crate::server_clock::ServerClock>,
+    bytes_read: std::sync::atomic::AtomicU64,
 }
 
 /// Which optional parameters the events query carries: they are guesses
@@ -154,6 +155,7 @@ impl FullscriptClient {
             budget,
             clock: Clock::system(),
             server_clock: std::sync::Mutex::new(Default::default()),
+            bytes_read: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -293,10 +295,19 @@ impl FullscriptClient {
             http::BodyError::Transport(text, true) => ApiError::Timeout(text),
             http::BodyError::Transport(text, false) => ApiError::Network(text),
         })?;
+        self.bytes_read.fetch_add(
+            u64::try_from(bytes.len()).unwrap_or(u64::MAX),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         serde_json::from_slice(&bytes).map_err(|e| ApiError::Malformed {
             what: format!("{path}: {e}"),
             request_id,
         })
+    }
+
+    /// Response bytes read so far (a sweep's ceiling is counted with it).
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes_read.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub async fn clinic(&self) -> Result<Clinic, ApiError> {

@@ -47,7 +47,7 @@ impl LabState {
             "results_amended" => LabState::ResultsAmended,
             "interpretation_ready" => LabState::InterpretationReady,
             "interpretation_shared" => LabState::InterpretationShared,
-            _ => LabState::Other(raw.trim().to_string()),
+            _ => LabState::Other(raw.trim().chars().take(MAX_STATE_CHARS).collect()),
         }
     }
 
@@ -194,12 +194,21 @@ fn display_field(v: &Value, key: &str) -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
+/// Longest id kept: Fullscript's are UUIDs or numbers; anything longer is
+/// not an id (and would be stored and compared on every check).
+pub const MAX_ID_CHARS: usize = 128;
+/// Longest state name kept verbatim (an unknown state is listed as it is).
+pub const MAX_STATE_CHARS: usize = 64;
+/// Longest document link kept (a longer one is not opened; the results page is).
+pub const MAX_URL_CHARS: usize = 4096;
+
 fn id_of(v: &Value) -> Option<String> {
-    match v.get("id")? {
-        Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
+    let id = match v.get("id")? {
+        Value::String(s) if !s.trim().is_empty() => s.trim().to_string(),
+        Value::Number(n) => n.to_string(),
+        _ => return None,
+    };
+    (id.len() <= MAX_ID_CHARS).then_some(id)
 }
 
 fn join_name(first: Option<&str>, last: Option<&str>) -> Option<String> {
@@ -292,7 +301,10 @@ pub fn summarise_results(results: &[Value]) -> ResultsSummary {
     let canonical = format!("{}\n{}", identities.len(), identities.join("\n"));
     let mut latest: Option<(Option<chrono::DateTime<chrono::Utc>>, String)> = None;
     for r in results {
-        let link = DOCUMENT_KEYS.iter().find_map(|k| str_field(r, k));
+        let link = DOCUMENT_KEYS
+            .iter()
+            .find_map(|k| str_field(r, k))
+            .filter(|l| l.len() <= MAX_URL_CHARS);
         if let Some(link) = link {
             let stamp = r
                 .get("updated_at")
@@ -320,7 +332,7 @@ impl LabOrder {
         let id = id_of(v).ok_or_else(|| BadRecord {
             id: "(no id)".into(),
             id_known: false,
-            problem: "missing id".into(),
+            problem: "missing or overlong id".into(),
         })?;
         let bad = |problem: &str| BadRecord {
             id: id.clone(),
@@ -467,7 +479,7 @@ pub struct LabEvent {
 
 impl LabEvent {
     pub fn from_json(v: &Value) -> Result<LabEvent, String> {
-        let id = id_of(v).ok_or("event without id")?;
+        let id = id_of(v).ok_or("event without a usable id")?;
         let created_at = v.get("created_at").and_then(timestamp::parse);
         let data = v.get("data");
         let order_id = data
@@ -479,6 +491,7 @@ impl LabEvent {
             })
             .or_else(|| str_field(v, "lab_order_id").map(str::to_string))
             .or_else(|| v.get("lab_order").and_then(id_of))
+            .filter(|o| o.len() <= MAX_ID_CHARS)
             .ok_or_else(|| format!("event {id} names no lab order"))?;
         Ok(LabEvent {
             id,

@@ -89,6 +89,11 @@ pub fn is_newer(candidate: &str, current: &str) -> bool {
     }
 }
 
+/// Longest version a feed may announce (`1.2.3-rc.4+build.5` is 17).
+const MAX_VERSION_CHARS: usize = 64;
+/// Most platform entries a feed may list (Tauri's are a dozen).
+const MAX_PLATFORMS: usize = 64;
+
 #[derive(Deserialize)]
 struct Feed {
     version: String,
@@ -143,7 +148,22 @@ pub fn interpret(
 ) -> Result<Option<UpdateInfo>, UpdateError> {
     let feed: Feed =
         serde_json::from_slice(body).map_err(|e| UpdateError::Malformed(e.to_string()))?;
+    if feed.version.len() > MAX_VERSION_CHARS {
+        return Err(UpdateError::Malformed(format!(
+            "a version of {} characters",
+            feed.version.len()
+        )));
+    }
+    if feed.platforms.len() > MAX_PLATFORMS {
+        return Err(UpdateError::Malformed(format!(
+            "{} platforms",
+            feed.platforms.len()
+        )));
+    }
     for p in feed.platforms.values() {
+        if p.url.len() > crate::lab::MAX_URL_CHARS {
+            return Err(UpdateError::Malformed("an overlong download link".into()));
+        }
         let url = Url::parse(&p.url).map_err(|e| UpdateError::Malformed(e.to_string()))?;
         check_transport(&url)?;
     }
@@ -218,6 +238,28 @@ mod tests {
 
     fn linux() -> Vec<String> {
         vec!["linux-x86_64-deb".into(), "linux-x86_64".into()]
+    }
+
+    #[test]
+    fn a_feed_with_an_overlong_version_or_link_is_refused() {
+        let platforms = vec!["linux-x86_64".to_string()];
+        let long = format!("0.2.0-{}", "a".repeat(100));
+        let body = feed(
+            &long,
+            serde_json::json!({"linux-x86_64": {"url": "https://example.com/a.deb"}}),
+        );
+        assert!(matches!(
+            interpret(&body, "0.1.0", &platforms),
+            Err(UpdateError::Malformed(_))
+        ));
+        let body = feed(
+            "0.2.0",
+            serde_json::json!({"linux-x86_64": {"url": format!("https://example.com/{}", "a".repeat(5000))}}),
+        );
+        assert!(matches!(
+            interpret(&body, "0.1.0", &platforms),
+            Err(UpdateError::Malformed(_))
+        ));
     }
 
     #[test]

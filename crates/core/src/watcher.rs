@@ -57,6 +57,14 @@ const EVENT_LOOKBACK_DAYS: i64 = 2;
 /// A cursor further than this ahead of Fullscript's clock was not made by it.
 const MAX_CURSOR_AHEAD: chrono::Duration = chrono::Duration::hours(1);
 const MAX_PAGES: u32 = 10_000;
+/// Unknown state names remembered for logging each once.
+const MAX_UNKNOWN_STATES_LOGGED: usize = 32;
+/// The most orders one sweep reads (far beyond any clinic): past it the
+/// sweep stops with a clear error instead of growing without end.
+const MAX_SWEEP_ORDERS: usize = 1_000_000;
+/// The most response bytes one sweep reads.
+const MAX_SWEEP_BYTES: u64 = 2 * 1024 * 1024 * 1024;
+
 /// Waits Fullscript asks for (`Retry-After`) are kept within these bounds.
 const MIN_RATE_LIMIT_WAIT: Duration = Duration::from_secs(30);
 const MAX_RATE_LIMIT_WAIT: Duration = Duration::from_secs(15 * 60);
@@ -280,6 +288,8 @@ pub struct Watcher {
     unreadable: HashSet<String>,
     /// Unknown states already logged (once each per run).
     unknown_states_logged: HashSet<String>,
+    /// A page larger than asked for was said once.
+    oversized_page_logged: bool,
     cycle_no: u64,
     need_sweep: bool,
     /// After a 429 the full sweep waits until this cycle (see `cycle`).
@@ -323,6 +333,7 @@ impl Watcher {
             tracked,
             unreadable,
             unknown_states_logged: HashSet::new(),
+            oversized_page_logged: false,
             cycle_no: 0,
             need_sweep: true,
             sweep_not_before: 0,
@@ -423,7 +434,10 @@ impl Watcher {
 
         for o in &got.orders {
             if let crate::lab::LabState::Other(state) = &o.state {
-                if self.unknown_states_logged.insert(state.clone()) {
+                // (Bounded: a feed inventing a state per order is logged a few times only.)
+                if self.unknown_states_logged.len() < MAX_UNKNOWN_STATES_LOGGED
+                    && self.unknown_states_logged.insert(state.clone())
+                {
                     tracing::warn!(
                         state = %state,
                         "a lab order is in a state this version does not know; it is listed but never alerts"
@@ -885,8 +899,33 @@ impl Watcher {
     async fn sweep(&mut self, got: &mut Gathered) -> Result<(), CycleError> {
         got.swept = true;
         let mut page = 1;
+        let bytes_before = self.api.bytes_read();
         loop {
             let p = self.api.orders_page(page).await?;
+            let items = p.orders.len().saturating_add(p.bad.len());
+            let asked = crate::api::PAGE_SIZE as usize;
+            if items > asked && !self.oversized_page_logged {
+                // Read all the same (refusing it would silence the clinic);
+                // the sweep's ceilings bound what it can cost.
+                tracing::warn!(
+                    items,
+                    asked,
+                    "Fullscript answered a page larger than the app asked for"
+                );
+                self.oversized_page_logged = true;
+            }
+            if got.orders.len().saturating_add(items) > MAX_SWEEP_ORDERS
+                || self.api.bytes_read().saturating_sub(bytes_before) > MAX_SWEEP_BYTES
+            {
+                return Err(ApiError::Malformed {
+                    what: format!(
+                        "the lab order list ran past {MAX_SWEEP_ORDERS} orders or {} MB in one check; stopped reading",
+                        MAX_SWEEP_BYTES / (1024 * 1024)
+                    ),
+                    request_id: None,
+                }
+                .into());
+            }
             for b in &p.bad {
                 tracing::warn!(order_id = %b.id, problem = %b.problem, "a lab order could not be read; it is kept as it was");
                 if b.id_known {

@@ -46,6 +46,9 @@ pub enum FaultKind {
     /// Answer normally, with a `Date` header this many seconds off the
     /// simulator's clock (one answer from a server whose clock is wrong).
     ServerDate { offset_secs: i64 },
+    /// Answer 200 with exactly this JSON text (an answer no simulated
+    /// clinic would produce: half a million events on one page).
+    Body { json: String },
 }
 
 impl FaultKind {
@@ -61,6 +64,7 @@ impl FaultKind {
             FaultKind::MalformedJson => "malformed_json".into(),
             FaultKind::DropConnection => "drop_connection".into(),
             FaultKind::ServerDate { offset_secs } => format!("server_date:{offset_secs}s"),
+            FaultKind::Body { json } => format!("body:{}B", json.len()),
         }
     }
 }
@@ -202,6 +206,12 @@ fn fault_response(kind: &FaultKind) -> Response {
         FaultKind::EmptyList | FaultKind::TruncatedList { .. } => {
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }
+        FaultKind::Body { json } => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            json.clone(),
+        )
+            .into_response(),
         FaultKind::MalformedJson => (
             StatusCode::OK,
             [(header::CONTENT_TYPE, "application/json")],
