@@ -101,6 +101,10 @@ async fn one_unreadable_order_at_the_first_sign_in_blocks_neither_the_baseline_n
 async fn a_tracked_order_that_turns_unreadable_is_kept_never_removed_and_never_alerts() {
     let r = rig("sweep_every = 1").await;
     let o = r.order("Kept", "results_ready");
+    // Others listed beside it: the list is not suspect, so only the
+    // unreadable record's being kept stops its removal.
+    r.order("Other", "processing");
+    r.order("Third", "processing");
     let mut w = r.watcher();
     w.run_cycle().await.unwrap();
     r.sim()
@@ -114,8 +118,9 @@ async fn a_tracked_order_that_turns_unreadable_is_kept_never_removed_and_never_a
         assert_eq!(report.skipped_records, 1);
     }
     let rows = r.app.store.list_orders().unwrap();
-    assert_eq!(rows.len(), 1, "kept as it was");
-    assert_eq!(rows[0].state.as_str(), "results_ready");
+    assert_eq!(rows.len(), 3, "kept as it was");
+    let kept = rows.iter().find(|row| row.id == o.id).expect("kept");
+    assert_eq!(kept.state.as_str(), "results_ready");
     assert!(r.notes.taken().is_empty());
     // Readable again, unchanged: no alert, no longer counted.
     r.sim().restore_order(&o.id).unwrap();
