@@ -175,7 +175,15 @@ function renderBanners(s) {
     );
   }
   if (s.signed_in && s.notifications_available === false) {
-    list.push(banner("No notification service answered; new results are listed here and notified when it is back.", "warn"));
+    const hung = (s.notifications_error || "").includes("did not answer");
+    list.push(
+      banner(
+        hung
+          ? "The desktop's notification service is not answering; checks go on, new results are listed here and notified when it answers again."
+          : "No notification service answered; new results are listed here and notified when it is back.",
+        "warn",
+      ),
+    );
   }
   if (s.signed_in && s.events_feed === "refused") {
     list.push(banner("Fullscript refused the lab events feed; every check reads all orders (slower).", "warn"));

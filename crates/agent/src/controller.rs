@@ -219,8 +219,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-use lock as lock_mutex;
-
 impl Controller {
     /// Must be called inside the agent's tokio runtime.
     pub fn new(
@@ -252,8 +250,8 @@ impl Controller {
     /// The agent holds the data directory's lock for as long as it runs;
     /// its watcher runs under that same lock (another handle on it), not a
     /// second one it could not get.
-    pub fn hold_watcher_lock(&self, lock: std::fs::File) {
-        *lock_mutex(&self.watcher_lock) = Some(lock);
+    pub fn hold_watcher_lock(&self, file: std::fs::File) {
+        *lock(&self.watcher_lock) = Some(file);
     }
 
     fn arc(&self) -> Option<Arc<Controller>> {
@@ -408,10 +406,10 @@ impl Controller {
             .session
             .clone()
             .ok_or_else(|| CommandError::msg("not configured"))?;
-        let held = lock_mutex(&self.watcher_lock)
+        let held = lock(&self.watcher_lock)
             .as_ref()
             .map(std::fs::File::try_clone);
-        let lock = match held {
+        let dir_lock = match held {
             Some(handle) => {
                 handle.map_err(|e| CommandError::msg(format!("the data directory's lock: {e}")))?
             }
@@ -473,7 +471,7 @@ impl Controller {
             stop,
             supervisor,
             helpers: vec![bridge, auth_watch],
-            _lock: lock,
+            _lock: dir_lock,
         });
         Ok(())
     }

@@ -15,9 +15,7 @@
 //! only the transport, so a test client and the window speak it alike.
 
 use std::collections::HashMap;
-use std::path::Path;
-#[cfg(unix)]
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -1114,6 +1112,7 @@ mod tests {
         assert_eq!(served.load(Ordering::SeqCst), 0, "no command ran");
     }
 
+    #[cfg(unix)]
     fn rss_kib() -> Option<u64> {
         let status = std::fs::read_to_string("/proc/self/status").ok()?;
         status

@@ -279,7 +279,9 @@ async fn login_through_agent(app: &App) -> Option<ExitCode> {
             "Opening your browser to sign in to Fullscript. If it does not open, visit:\n  {url}"
         );
     }
-    while let Some(e) = events.recv().await {
+    // The practitioner signs in in the browser: a while, never forever.
+    let deadline = tokio::time::Instant::now() + SIGN_IN_WAIT;
+    while let Ok(Some(e)) = tokio::time::timeout_at(deadline, events.recv()).await {
         if e.name != fsn_agent::shell::events::SIGN_IN {
             continue;
         }
@@ -306,8 +308,14 @@ async fn login_through_agent(app: &App) -> Option<ExitCode> {
         );
         return Some(ExitCode::SUCCESS);
     }
+    if tokio::time::Instant::now() >= deadline {
+        return Some(fail("the sign-in did not finish within 15 minutes"));
+    }
     Some(fail("the running app stopped during sign-in"))
 }
+
+/// How long `login` through the running app waits for the browser's sign-in.
+const SIGN_IN_WAIT: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
 async fn logout(app: &App, erase: bool) -> ExitCode {
     // The app is running: its agent signs out (and erases), so that its
