@@ -438,13 +438,17 @@ fn env_string(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
-/// 127.0.0.0/8, ::1 or `localhost`: the only hosts plain http is allowed on.
-pub fn is_loopback_host(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Domain(d)) => d == "localhost",
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
+pub use crate::urls::is_loopback_host;
+
+impl crate::urls::UrlGuard {
+    /// The link rules for this configuration's hosts.
+    pub fn new(config: &Config) -> crate::urls::UrlGuard {
+        crate::urls::UrlGuard::from_parts(
+            config.result_origins(),
+            config.endpoints.authorize_url.clone(),
+            config.environment == Environment::Custom,
+            config.update_url.clone(),
+        )
     }
 }
 
@@ -832,7 +836,8 @@ impl Config {
                 .unwrap_or_else(|| DEFAULT_UPDATE_URL.into());
             let url = Url::parse(&raw)
                 .map_err(|e| err("update_url", format!("not a URL ({e}): {raw}")))?;
-            crate::update::check_transport(&url).map_err(|e| err("update_url", e.to_string()))?;
+            crate::urls::check_update_transport(&url)
+                .map_err(|e| err("update_url", e.to_string()))?;
             url
         };
         let update_check = match file.update_check.as_deref() {

@@ -27,6 +27,7 @@ pub mod store;
 pub mod supervise;
 pub mod timestamp;
 pub mod update;
+pub mod urls;
 pub mod watcher;
 
 pub use api::Account;

@@ -10,7 +10,13 @@
 
 use url::Url;
 
-use crate::config::{is_loopback_host as is_loopback, Config, Environment};
+pub use crate::urls::UrlGuard;
+
+impl From<crate::urls::NotAllowed> for OpenError {
+    fn from(e: crate::urls::NotAllowed) -> OpenError {
+        OpenError::NotAllowed(e.0)
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
@@ -18,100 +24,6 @@ pub enum OpenError {
     NotAllowed(String),
     #[error("could not start a web browser: {0}")]
     Browser(String),
-}
-
-/// Which URLs may be opened.
-#[derive(Debug, Clone)]
-pub struct UrlGuard {
-    result_origins: Vec<url::Origin>,
-    sign_in: Url,
-    allow_loopback_http: bool,
-    update_origin: url::Origin,
-    update_feed: Url,
-}
-
-/// A path that belongs to an OAuth flow (`/oauth/…`, `/api/oauth/…`).
-fn is_oauth_path(url: &Url) -> bool {
-    url.path_segments()
-        .into_iter()
-        .flatten()
-        .any(|s| s.eq_ignore_ascii_case("oauth"))
-}
-
-impl UrlGuard {
-    pub fn new(config: &Config) -> UrlGuard {
-        UrlGuard {
-            result_origins: config.result_origins(),
-            sign_in: config.endpoints.authorize_url.clone(),
-            allow_loopback_http: config.environment == Environment::Custom,
-            update_origin: config.update_url.origin(),
-            update_feed: config.update_url.clone(),
-        }
-    }
-
-    fn scheme_ok(&self, url: &Url) -> bool {
-        let scheme_ok = match url.scheme() {
-            "https" => true,
-            "http" => self.allow_loopback_http && is_loopback(url),
-            _ => false,
-        };
-        scheme_ok && url.username().is_empty() && url.password().is_none()
-    }
-
-    /// A result link (document or results page) that may be opened: on a
-    /// result host, never an OAuth page (the sign-in page included) and
-    /// never anything on the update feed's host.
-    pub fn allows_result(&self, url: &Url) -> bool {
-        self.scheme_ok(url)
-            && self.result_origins.contains(&url.origin())
-            && !is_oauth_path(url)
-            && !self.is_sign_in(url)
-            && !self.is_update_feed_path(url)
-    }
-
-    /// On the update feed's host, in the feed's own directory (the feed and
-    /// the packages published beside it).
-    fn is_update_feed_path(&self, url: &Url) -> bool {
-        let dir = match self.update_feed.path().rfind('/') {
-            Some(i) => &self.update_feed.path()[..=i],
-            None => "/",
-        };
-        url.origin() == self.update_origin && url.path().starts_with(dir)
-    }
-
-    /// The configured sign-in page (whatever its query).
-    pub fn is_sign_in(&self, url: &Url) -> bool {
-        self.scheme_ok(url)
-            && url.origin() == self.sign_in.origin()
-            && url.path() == self.sign_in.path()
-    }
-
-    /// A new version's package, on the update feed's own host.
-    pub fn allows_update_download(&self, url: &Url) -> bool {
-        crate::update::check_transport(url).is_ok()
-            && url.username().is_empty()
-            && url.password().is_none()
-            && url.origin() == self.update_origin
-    }
-
-    /// Is this an acceptable link (no logging)?
-    pub fn allows(&self, url: &Url) -> bool {
-        self.allows_result(url) || self.is_sign_in(url) || self.allows_update_download(url)
-    }
-
-    /// `allows`, logging a refusal by host only (never the full URL).
-    pub fn check(&self, url: &Url) -> Result<(), OpenError> {
-        if self.allows(url) {
-            return Ok(());
-        }
-        let host = url.host_str().unwrap_or("(no host)").to_string();
-        tracing::warn!(
-            scheme = url.scheme(),
-            host,
-            "refused to open a link outside the configured Fullscript hosts"
-        );
-        Err(OpenError::NotAllowed(host))
-    }
 }
 
 /// Opening a URL for the practitioner: the system browser in the app,
@@ -191,6 +103,7 @@ impl Opener for RecordingOpener {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
     use std::path::Path;
 
     #[test]

@@ -15,8 +15,6 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use crate::config::is_loopback_host;
-
 /// How often the feed is read when `update_check = "daily"`.
 pub const CHECK_EVERY: Duration = Duration::from_secs(24 * 3600);
 
@@ -68,15 +66,9 @@ pub enum UpdateError {
     Malformed(String),
 }
 
-/// https anywhere, http only to this computer.
+/// https anywhere, http only to this computer (the rule lives in `urls`).
 pub fn check_transport(url: &Url) -> Result<(), UpdateError> {
-    match url.scheme() {
-        "https" => Ok(()),
-        "http" if is_loopback_host(url) => Ok(()),
-        _ => Err(UpdateError::Insecure(crate::http::describe_location(
-            url.as_str(),
-        ))),
-    }
+    crate::urls::check_update_transport(url).map_err(|e| UpdateError::Insecure(e.0))
 }
 
 /// Is `candidate` newer than `current` (semantic versions; an unreadable
