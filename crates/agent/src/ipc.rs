@@ -1012,14 +1012,20 @@ mod tests {
             .is_ok());
     }
 
-    #[tokio::test]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn of_fifty_agents_started_at_once_exactly_one_listens() {
         let dir = tempfile::tempdir().unwrap();
         let endpoint = Endpoint::for_data_dir(dir.path());
         let mut starts = tokio::task::JoinSet::new();
+        // All released at once, on several threads.
+        let go = Arc::new(tokio::sync::Barrier::new(50));
         for _ in 0..50 {
             let endpoint = endpoint.clone();
-            starts.spawn(async move { Listener::bind(&endpoint).await });
+            let go = go.clone();
+            starts.spawn(async move {
+                go.wait().await;
+                Listener::bind(&endpoint).await
+            });
         }
         let mut listening = Vec::new();
         let mut refused = 0;
