@@ -406,6 +406,7 @@ fn a_clinic_of_200000_orders_is_listed_in_pages_far_under_the_line_limit() {
                 results_known: true,
                 document_url: None,
                 updated_at: Some("2026-12-01T10:00:00Z".into()),
+                change_updated_at: None,
                 changed: true,
             })
             .collect();

@@ -36,6 +36,11 @@ pub struct Tracked {
     /// Gone from Fullscript (3 sweeps without it, or a 404): hidden from the
     /// list, but remembered so that its return is compared, not announced.
     pub removed: bool,
+    /// Fullscript's `updated_at` when the order last changed (state,
+    /// results, or an amendment an event announced): what an event must be
+    /// later than to be news. Not the last `updated_at` written, which also
+    /// moves for changes that announce nothing.
+    pub change_updated_at: Option<String>,
 }
 
 /// A row to write for an order that is new or changed.
@@ -53,6 +58,8 @@ pub struct OrderRecord {
     pub results_known: bool,
     pub document_url: Option<String>,
     pub updated_at: Option<String>,
+    /// See [`Tracked::change_updated_at`].
+    pub change_updated_at: Option<String>,
     /// State or results changed (not just a display field).
     pub changed: bool,
 }
@@ -73,6 +80,7 @@ impl OrderRecord {
             ),
             missing_sweeps: 0,
             removed: false,
+            change_updated_at: self.change_updated_at.clone(),
         }
     }
 }
@@ -205,13 +213,13 @@ pub struct NewEvent {
 
 impl NewEvent {
     /// Is this event news about the order as last recorded? An event no
-    /// later than the recorded `updated_at` is the change already read
-    /// (a sweep saw it while the events feed was failing, or the feed
-    /// lists it late): it must not announce that change again. Unknown
-    /// times count as news: better twice than never.
+    /// later than the order's last recorded change is that change (a
+    /// sweep announced it while the events feed was failing, or the feed
+    /// lists it late): it must not announce it again. Unknown times count
+    /// as news: better twice than never.
     fn is_news_after(&self, recorded: Option<&Tracked>) -> bool {
         let recorded_at = recorded
-            .and_then(|t| t.updated_at.as_deref())
+            .and_then(|t| t.change_updated_at.as_deref())
             .and_then(crate::timestamp::parse_str);
         match (self.at, recorded_at) {
             // A second of slack: a list may give times to the second only.
@@ -270,6 +278,16 @@ pub fn detect(
         if !worth_writing {
             continue;
         }
+        let amended_again = o.state == LabState::ResultsAmended
+            && !state_changed
+            && (results_changed || event.is_some());
+        // The order changed (or an event announced an amendment): its time
+        // is what later events are compared with.
+        let change_updated_at = if state_changed || results_changed || amended_again {
+            o.updated_at.clone()
+        } else {
+            prev.and_then(|p| p.change_updated_at.clone())
+        };
         out.upserts.push(OrderRecord {
             id: o.id.clone(),
             patient_name: o.patient_name.clone(),
@@ -282,6 +300,7 @@ pub fn detect(
             results_known: o.results.is_some(),
             document_url,
             updated_at: o.updated_at.clone(),
+            change_updated_at,
             changed: state_changed || results_changed,
         });
         if !o.state.is_result_state() {
@@ -304,9 +323,6 @@ pub fn detect(
             }
             Baseline::Off => None,
         };
-        let amended_again = o.state == LabState::ResultsAmended
-            && !state_changed
-            && (results_changed || event.is_some());
         if silent_reason.is_none() && !(state_changed || amended_again) {
             continue;
         }

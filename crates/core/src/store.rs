@@ -100,6 +100,11 @@ const MIGRATIONS: &[&str] = &[
     // together in one digest later), and alerts by time for catch-up.
     "ALTER TABLE alerts ADD COLUMN held_at TEXT;
      CREATE INDEX alerts_created ON alerts (created_at);",
+    // 4: Fullscript's `updated_at` when the order last changed (state,
+    // results, or an amendment announced by an event): an event is news
+    // only when it is later than that. Unknown for existing rows: their
+    // next events count as news (better twice than never).
+    "ALTER TABLE lab_orders ADD COLUMN change_updated_at TEXT;",
 ];
 
 /// Every key of the `meta` table, in one place; each has a typed accessor below.
@@ -592,7 +597,7 @@ impl Store {
         let mut stmt = conn
             .prepare(
                 "SELECT id, state, results_fp, updated_at, patient_name, title, lab_name, test_names, document_url,
-                        missing_sweeps, removed_at IS NOT NULL
+                        missing_sweeps, removed_at IS NOT NULL, change_updated_at
                  FROM lab_orders",
             )
             .map_err(self.err("load orders"))?;
@@ -620,6 +625,7 @@ impl Store {
                         ),
                         missing_sweeps: u32::try_from(r.get::<_, i64>(9)?).unwrap_or(0),
                         removed: r.get(10)?,
+                        change_updated_at: r.get(11)?,
                     },
                 ))
             })
@@ -691,8 +697,9 @@ impl Store {
             let mut upsert = tx
                 .prepare_cached(
                     "INSERT INTO lab_orders (id, patient_name, title, lab_name, test_names, state, results_fp,
-                        results_count, document_url, updated_at, changed_at, first_seen_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)
+                        results_count, document_url, updated_at, changed_at, first_seen_at,
+                        change_updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?14)
                      ON CONFLICT (id) DO UPDATE SET
                         patient_name = excluded.patient_name, title = excluded.title,
                         lab_name = excluded.lab_name, test_names = excluded.test_names,
@@ -700,6 +707,7 @@ impl Store {
                         results_count = CASE WHEN ?13 THEN excluded.results_count ELSE lab_orders.results_count END,
                         document_url = excluded.document_url,
                         updated_at = excluded.updated_at,
+                        change_updated_at = excluded.change_updated_at,
                         missing_sweeps = 0, removed_at = NULL,
                         changed_at = CASE WHEN ?12 THEN excluded.changed_at ELSE lab_orders.changed_at END",
                 )
@@ -721,6 +729,7 @@ impl Store {
                         now_s,
                         o.changed,
                         o.results_known,
+                        o.change_updated_at,
                     ])
                     .map_err(self.err("write order"))?;
             }
@@ -1193,6 +1202,7 @@ mod tests {
             results_known: true,
             document_url: None,
             updated_at: Some("2026-01-01T00:00:00Z".into()),
+            change_updated_at: None,
             changed: true,
         }
     }

@@ -206,6 +206,28 @@ async fn an_amendment_a_sweep_announced_while_the_feed_failed_is_not_announced_a
 }
 
 #[tokio::test]
+async fn an_amendment_seen_only_as_an_event_is_announced_even_when_a_sweep_read_the_order_first() {
+    let r = rig("sweep_every = 1000").await;
+    let o = r.order("Eve", "results_amended");
+    let mut w = r.watcher();
+    w.run_cycle().await.unwrap(); // baseline
+                                  // Amended without new results, while the feed fails: the sweep sees
+                                  // only a later `updated_at`, nothing to announce by itself.
+    r.sim().advance_clock(Duration::from_secs(120));
+    r.sim()
+        .add_fault(fault(FaultKind::Status { status: 503 }, 1, "/api/events"))
+        .unwrap();
+    r.sim().event_only(&o.id).unwrap();
+    assert!(w.run_cycle().await.unwrap().swept);
+    assert!(r.notes.taken().is_empty());
+    // The feed recovers and lists the event: the amendment is announced.
+    w.run_cycle().await.unwrap();
+    assert_eq!(titles(&r.notes.taken()), ["Lab results amended"]);
+    w.run_cycle().await.unwrap();
+    assert!(r.notes.taken().is_empty(), "once");
+}
+
+#[tokio::test]
 async fn an_events_feed_that_refuses_the_guessed_parameters_is_asked_again_without_them() {
     let r = rig("sweep_every = 1000").await;
     r.sim()
