@@ -58,8 +58,12 @@ pub const DESKTOP_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Calls that timed out stay blocked in their threads until the daemon
 /// answers (or the bus gives up); past this many, calls fail at once
-/// instead of starting more threads.
+/// instead of starting more threads, but for one probe every
+/// [`PROBE_WHILE_STUCK`]: a daemon that recovers without ever answering
+/// the calls it dropped is found again (never silent for good), and the
+/// threads left waiting grow by a few an hour at most.
 const MAX_UNANSWERED_CALLS: usize = 4;
+const PROBE_WHILE_STUCK: Duration = Duration::from_secs(10 * 60);
 
 /// Desktop identity, so the desktop shows the app's name and icon, not
 /// "tauri": `desktop_entry` is the installed `.desktop` file's name (the Tauri
@@ -74,6 +78,8 @@ pub struct DesktopNotifier {
     waiting: Arc<AtomicUsize>,
     /// Calls into the daemon that have not returned yet.
     unanswered: Arc<AtomicUsize>,
+    /// The last call let through while too many were unanswered.
+    last_probe: std::sync::Mutex<Option<std::time::Instant>>,
     timeout: Duration,
     /// The daemon's capabilities (asked until it answers once; freedesktop only).
     capabilities: std::sync::OnceLock<Vec<String>>,
@@ -93,6 +99,7 @@ impl DesktopNotifier {
             on_click,
             waiting: Arc::new(AtomicUsize::new(0)),
             unanswered: Arc::new(AtomicUsize::new(0)),
+            last_probe: std::sync::Mutex::new(None),
             timeout: DESKTOP_CALL_TIMEOUT,
             capabilities: std::sync::OnceLock::new(),
         }
@@ -108,7 +115,11 @@ impl DesktopNotifier {
     ) -> Result<T, NotifyError> {
         let timeout_secs = self.timeout.as_secs();
         if self.unanswered.load(Ordering::SeqCst) >= MAX_UNANSWERED_CALLS {
-            return Err(NotifyError::NotAnswering(timeout_secs));
+            let mut last = self.last_probe.lock().unwrap_or_else(|p| p.into_inner());
+            if last.is_some_and(|t| t.elapsed() < PROBE_WHILE_STUCK) {
+                return Err(NotifyError::NotAnswering(timeout_secs));
+            }
+            *last = Some(std::time::Instant::now());
         }
         let (tx, rx) = std::sync::mpsc::sync_channel::<T>(1);
         let unanswered = self.unanswered.clone();
@@ -343,5 +354,59 @@ impl Notifier for RecordingNotifier {
             .unwrap_or_else(|p| p.into_inner())
             .push(n.clone());
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Condvar, Mutex};
+
+    #[test]
+    fn a_hung_daemon_bounds_the_waiting_threads_is_probed_again_and_found_when_it_answers() {
+        let n = DesktopNotifier::new(Arc::new(|_, _| {})).with_timeout(Duration::from_millis(50));
+        let release = Arc::new((Mutex::new(false), Condvar::new()));
+        let ran = Arc::new(AtomicUsize::new(0));
+        let hang = || {
+            let release = release.clone();
+            let ran = ran.clone();
+            move |answer: &dyn Fn(())| {
+                ran.fetch_add(1, Ordering::SeqCst);
+                let (lock, cv) = &*release;
+                let mut go = lock.lock().unwrap();
+                while !*go {
+                    go = cv.wait(go).unwrap();
+                }
+                answer(());
+            }
+        };
+        for _ in 0..MAX_UNANSWERED_CALLS {
+            assert!(matches!(
+                n.call_desktop("test", hang()),
+                Err(NotifyError::NotAnswering(_))
+            ));
+        }
+        // Too many waiting: one probe goes through, the next fails at once.
+        assert!(n.call_desktop("test", hang()).is_err());
+        assert_eq!(ran.load(Ordering::SeqCst), MAX_UNANSWERED_CALLS + 1);
+        assert!(n.call_desktop("test", hang()).is_err());
+        assert_eq!(
+            ran.load(Ordering::SeqCst),
+            MAX_UNANSWERED_CALLS + 1,
+            "no new thread"
+        );
+        // The daemon answers the calls it held: calls go through again.
+        {
+            let (lock, cv) = &*release;
+            *lock.lock().unwrap() = true;
+            cv.notify_all();
+        }
+        let start = std::time::Instant::now();
+        while n.unanswered.load(Ordering::SeqCst) > 0 && start.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(n
+            .call_desktop("test", |answer: &dyn Fn(u8)| answer(7))
+            .is_ok_and(|v| v == 7));
     }
 }
