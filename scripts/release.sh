@@ -44,7 +44,10 @@ fi
 probe=$(mktemp -d)
 trap 'rm -rf "$probe"' EXIT
 echo probe > "$probe/probe"
-if ! scripts/tauri signer sign -k "$TAURI_SIGNING_PRIVATE_KEY" -p "${TAURI_SIGNING_PRIVATE_KEY_PASSWORD:-}" "$probe/probe" >/dev/null 2>&1; then
+# (The key and its password come from the environment: never on a command
+# line, where other local users could read them.)
+export TAURI_SIGNING_PRIVATE_KEY TAURI_SIGNING_PRIVATE_KEY_PASSWORD="${TAURI_SIGNING_PRIVATE_KEY_PASSWORD:-}"
+if ! scripts/tauri signer sign "$probe/probe" >/dev/null 2>&1; then
   echo "release: the signing key (TAURI_SIGNING_PRIVATE_KEY) could not sign: wrong password or not a key" >&2
   exit 3
 fi

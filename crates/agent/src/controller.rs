@@ -98,6 +98,9 @@ impl CommandError {
 
 pub type CmdResult<T> = Result<T, CommandError>;
 
+/// The most orders `list_orders` answers in one message (a few MB at most).
+const MAX_LISTED_AT_ONCE: usize = 10_000;
+
 /// What the page's header and banners show: the core's status report plus
 /// what only the window knows.
 #[derive(Debug, Clone, Serialize)]
@@ -544,14 +547,23 @@ impl Controller {
             .map_err(CommandError::from)
     }
 
-    /// Every order (the command line and tests; the window pages).
+    /// Every order, for small lists (tests, scripts); the window pages
+    /// (`list_page`). A long history is refused with a clear error rather
+    /// than sent as one line that no client would accept.
     pub async fn list_orders(&self) -> CmdResult<Vec<OrderRow>> {
-        Ok(self
+        let rows = self
             .core()
             .await?
             .store
             .list_orders()
-            .map_err(AppError::from)?)
+            .map_err(AppError::from)?;
+        if rows.len() > MAX_LISTED_AT_ONCE {
+            return Err(CommandError::msg(format!(
+                "{} lab orders are too many for one answer; ask for them in pages (list_page).",
+                rows.len()
+            )));
+        }
+        Ok(rows)
     }
 
     /// Open an order's results in the browser and mark them seen; answers the URL opened.

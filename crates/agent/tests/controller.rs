@@ -471,6 +471,15 @@ fn a_clinic_of_200000_orders_is_listed_in_pages_far_under_the_line_limit() {
         "list of 200,000 orders: answer {size} bytes; agent peak RSS {before:?} KiB before, {after:?} KiB after answering"
     );
     assert!(size < 1024 * 1024, "far under the line limit: {size} bytes");
+    // Everything at once is refused with a clear error, not one huge line.
+    let all = rt.block_on(async {
+        let (client, _events) = fsn_agent::ipc::Client::connect(&endpoint).await?;
+        client.call("list_orders", json!({})).await
+    });
+    assert!(
+        matches!(&all, Err(fsn_agent::ipc::CallError::Refused(m)) if m.contains("pages")),
+        "{all:?}"
+    );
     let groups = page["groups"].as_array().unwrap();
     assert_eq!(page["orders_total"], 200_000);
     assert_eq!(groups[0]["key"], "results_ready");

@@ -109,7 +109,9 @@ impl ServerClock {
     /// Fullscript's now (or, before any answer, this computer's)?
     pub fn plausible(&self, t: DateTime<Utc>, at: Instant, local_now: DateTime<Utc>) -> bool {
         let now = self.estimate(at).unwrap_or(local_now);
-        t <= now + AGREEMENT
+        // (A `Date` at the end of time must not overflow into a panic.)
+        now.checked_add_signed(AGREEMENT)
+            .is_none_or(|limit| t <= limit)
     }
 }
 
@@ -154,6 +156,18 @@ mod tests {
         }
         assert!(agree(c.estimate(start).unwrap(), t("2026-12-03T10:00:00Z")));
         assert!(c.confirmed());
+    }
+
+    #[test]
+    fn a_date_at_the_end_of_time_does_not_panic() {
+        let start = Instant::now();
+        let mut c = ServerClock::default();
+        let end = DateTime::<Utc>::MAX_UTC;
+        c.observe(end, start);
+        c.observe(t("2026-12-03T10:00:00Z"), start);
+        let later = start + std::time::Duration::from_secs(3600);
+        let _ = c.estimate(later);
+        assert!(c.plausible(t("2026-12-03T10:00:00Z"), later, t("2026-12-03T10:00:00Z")));
     }
 
     #[test]
