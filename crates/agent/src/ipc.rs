@@ -1119,6 +1119,54 @@ mod tests {
     }
 
     #[cfg(unix)]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn commands_in_flight_and_connections_are_capped() {
+        let dir = tempfile::tempdir().unwrap();
+        let endpoint = Endpoint::for_data_dir(dir.path());
+        let listener = Listener::bind(&endpoint).await.unwrap();
+        let started = Arc::new(AtomicUsize::new(0));
+        let release = Arc::new(tokio::sync::Notify::new());
+        let handler: Handler = {
+            let started = started.clone();
+            let release = release.clone();
+            Arc::new(move |_, _| {
+                let started = started.clone();
+                let release = release.clone();
+                Box::pin(async move {
+                    started.fetch_add(1, Ordering::SeqCst);
+                    release.notified().await;
+                    Ok(Value::Null)
+                })
+            })
+        };
+        let _server = AbortOnDrop(tokio::spawn(serve(listener, handler, Hub::default())));
+        // One connection sends 40 commands that all wait: 16 run at a time.
+        let (client, _events) = Client::connect(&endpoint).await.unwrap();
+        let client = Arc::new(client);
+        let mut calls = tokio::task::JoinSet::new();
+        for _ in 0..40 {
+            let c = client.clone();
+            calls.spawn(async move { c.call("wait", Value::Null).await });
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        assert_eq!(started.load(Ordering::SeqCst), MAX_CALLS_PER_CONNECTION);
+        release.notify_waiters();
+        // Connections: 32 at once; the next is refused (its calls fail).
+        let mut open = Vec::new();
+        for _ in 1..MAX_CONNECTIONS {
+            open.push(Client::connect(&endpoint).await.unwrap());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let (extra, _e) = Client::connect(&endpoint).await.unwrap();
+        let extra = extra.with_timeout(std::time::Duration::from_secs(5));
+        assert!(matches!(
+            extra.call("echo", Value::Null).await,
+            Err(CallError::NotRunning)
+        ));
+        drop(open);
+    }
+
+    #[cfg(unix)]
     fn rss_kib() -> Option<u64> {
         let status = std::fs::read_to_string("/proc/self/status").ok()?;
         status
