@@ -917,11 +917,17 @@ impl Desktop {
             &native.to_string(),
         ]);
         self.spawn("tauri-driver", cmd);
-        wait_for("tauri-driver", Duration::from_secs(20), || {
-            std::net::TcpStream::connect(("127.0.0.1", port))
-                .ok()
-                .map(|_| ())
-        });
+        // Both ends: tauri-driver answers a new session by forwarding it to
+        // the native driver (WebKitWebDriver) it started, and drops the
+        // connection when that one does not listen yet (a CI run failed on
+        // exactly that: "error sending request for url …/session").
+        for (what, p) in [("tauri-driver", port), ("the native WebDriver", native)] {
+            wait_for(what, Duration::from_secs(20), || {
+                std::net::TcpStream::connect(("127.0.0.1", p))
+                    .ok()
+                    .map(|_| ())
+            });
+        }
         format!("http://127.0.0.1:{port}")
     }
 
