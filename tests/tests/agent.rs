@@ -389,6 +389,9 @@ async fn login_from_the_command_line_goes_through_the_running_agent() {
         "{err}"
     );
     assert!(out.contains("Maple Grove Integrative Health"), "{out}");
+    // Who signed in, as a direct `login` says it (the untyped reply was read
+    // with the wrong key and said "unknown user").
+    assert!(out.contains(" as Practitioner "), "{out}");
     // The agent that signed in is the one watching now.
     until!(
         "the agent's first check",

@@ -1,6 +1,7 @@
 // Wires the page to the app: renders the pushed state and list, sends the
 // user's actions as commands.
-import { call, on } from "./api.js";
+import { call, callWindow, on } from "./api.js";
+import { Command, Connection, Event, EventsFeed, WindowCommand } from "./protocol.js";
 import { render, refreshTimes, moveFocus, focusedOrderId, rowsById } from "./list.js";
 import { ago, clock, dayTime } from "./time.js";
 
@@ -28,16 +29,18 @@ const view = {
   agentRestarted: false,
 };
 
+// What each connection state is called in the header (the states are the
+// core's, from protocol.js; a state without a label shows as it is).
 const CONNECTION = {
-  starting: "Starting",
-  checking: "Checking…",
-  ok: "Up to date",
-  retrying: "Retrying",
-  offline: "Offline",
-  rate_limited: "Rate limited",
-  signed_out: "Signed out",
-  needs_configuration: "Needs setup",
-  restarting: "Restarting",
+  [Connection.STARTING]: "Starting",
+  [Connection.CHECKING]: "Checking…",
+  [Connection.OK]: "Up to date",
+  [Connection.RETRYING]: "Retrying",
+  [Connection.OFFLINE]: "Offline",
+  [Connection.RATE_LIMITED]: "Rate limited",
+  [Connection.SIGNED_OUT]: "Signed out",
+  [Connection.NEEDS_CONFIGURATION]: "Needs setup",
+  [Connection.RESTARTING]: "Restarting",
 };
 
 const plural = (n, one, many) => (n === 1 ? one : many.replace("N", String(n)));
@@ -62,7 +65,7 @@ async function installUpdate(ev) {
   button.disabled = true;
   button.textContent = "Installing…";
   try {
-    const r = await call("install_update");
+    const r = await callWindow(WindowCommand.INSTALL_UPDATE);
     if (r.kind === "up_to_date") $("banners").prepend(banner("No update is available after all."));
   } catch {
     // The snapshot that follows shows why (update_problem) and offers "Try again".
@@ -78,11 +81,11 @@ function connectionBanner(s) {
   const since = s.retrying_since ? ` since ${dayTime(s.retrying_since)}` : "";
   const retry = { id: "retry-now", label: "Retry now", run: checkNow };
   switch (s.connection) {
-    case "offline":
+    case Connection.OFFLINE:
       return banner(`Offline${since}: Fullscript cannot be reached from this computer. New results will be found when the connection is back.`, "warn", retry);
-    case "rate_limited":
+    case Connection.RATE_LIMITED:
       return banner(`Fullscript asked the app to slow down${since}; it will check again shortly.`, "warn", retry);
-    case "retrying":
+    case Connection.RETRYING:
       return banner(`Checking for results is failing${since}${reason}. The app keeps trying.`, "warn", retry);
     default:
       return null;
@@ -98,7 +101,7 @@ function quietBanner(s) {
     return banner(
       `Notifications are paused until ${dayTime(q.until)}. Results that arrive meanwhile are held and announced together when the pause ends.${waiting}`,
       "warn",
-      { id: "resume-banner", label: "Resume", run: () => call("resume_notifications") },
+      { id: "resume-banner", label: "Resume", run: () => call(Command.RESUME_NOTIFICATIONS) },
     );
   }
   const until = q.until ? ` until ${dayTime(q.until)}` : "";
@@ -122,7 +125,7 @@ function catchUpBanner(s) {
   close.type = "button";
   close.id = "catch-up-dismiss";
   close.textContent = "Dismiss";
-  close.addEventListener("click", () => call("dismiss_catch_up"));
+  close.addEventListener("click", () => call(Command.DISMISS_CATCH_UP));
   div.append(" ", close);
   return div;
 }
@@ -185,9 +188,9 @@ function renderBanners(s) {
       ),
     );
   }
-  if (s.signed_in && s.events_feed === "refused") {
+  if (s.signed_in && s.events_feed === EventsFeed.REFUSED) {
     list.push(banner("Fullscript refused the lab events feed; every check reads all orders (slower).", "warn"));
-  } else if (s.signed_in && s.events_feed === "unavailable") {
+  } else if (s.signed_in && s.events_feed === EventsFeed.UNAVAILABLE) {
     list.push(banner("Fullscript's lab events feed did not answer at the last check; all orders were read instead.", "warn"));
   }
   if (s.signed_in && s.skipped_records > 0) {
@@ -212,13 +215,13 @@ function renderBanners(s) {
       ),
     );
   }
-  if (s.connection === "restarting" && s.last_error) list.push(banner(s.last_error, "warn"));
+  if (s.connection === Connection.RESTARTING && s.last_error) list.push(banner(s.last_error, "warn"));
   if (s.update_installed) {
     list.push(
       banner(`Update ${s.update_installed} is installed. It takes effect when the app restarts.`, "", {
         id: "restart-update",
         label: "Restart now",
-        run: () => call("restart_to_update"),
+        run: () => callWindow(WindowCommand.RESTART_TO_UPDATE),
       }),
     );
   } else if (s.update_available) {
@@ -238,7 +241,7 @@ function renderBanners(s) {
             ? {
                 id: "download-update",
                 label: "Download",
-                run: () => call("download_update").catch((e) => $("banners").prepend(banner(String(e), "bad"))),
+                run: () => callWindow(WindowCommand.DOWNLOAD_UPDATE).catch((e) => $("banners").prepend(banner(String(e), "bad"))),
               }
             : null,
         ),
@@ -275,7 +278,7 @@ function renderHeader(s) {
 function announce(s) {
   const said = view.announced;
   const parts = [];
-  if (said.connection !== null && s.connection !== said.connection && s.connection !== "checking") {
+  if (said.connection !== null && s.connection !== said.connection && s.connection !== Connection.CHECKING) {
     parts.push(`Connection: ${CONNECTION[s.connection] || s.connection}.`);
   }
   if (said.unseen !== null && s.unseen > said.unseen) {
@@ -285,7 +288,7 @@ function announce(s) {
   if (said.quiet !== null && quiet !== said.quiet) {
     parts.push(quiet === "none" ? "Notifications are on." : quiet === "paused" ? "Notifications paused." : "Outside clinic hours.");
   }
-  if (s.connection !== "checking") said.connection = s.connection;
+  if (s.connection !== Connection.CHECKING) said.connection = s.connection;
   said.unseen = s.unseen;
   said.quiet = quiet;
   if (parts.length) $("announcer").textContent = parts.join(" ");
@@ -301,7 +304,7 @@ function renderWelcome(s) {
   if (w.hidden && !view.welcomeShown) {
     view.welcomeShown = true;
     // "Start when I log in" is on unless the practitioner unticks it.
-    call("set_launch_at_login", { on: $("welcome-autostart").checked }).catch(() => {});
+    call(Command.SET_LAUNCH_AT_LOGIN, { on: $("welcome-autostart").checked }).catch(() => {});
   }
   w.hidden = false;
 }
@@ -373,7 +376,7 @@ async function renderList() {
   const asked = ++view.listAsked;
   let page;
   try {
-    page = await call("list_orders", {
+    page = await call(Command.LIST_PAGE, {
       query: {
         filter: view.filter,
         query: view.query || null,
@@ -396,16 +399,16 @@ async function loadOrders() {
 
 async function markReviewed(order) {
   try {
-    await call("mark_seen", { orderId: order.id });
+    await call(Command.MARK_SEEN, { order_id: order.id });
   } catch (e) {
     $("banners").prepend(banner(String(e), "bad"));
   }
 }
 
 async function checkNow() {
-  $("conn-badge").textContent = CONNECTION.checking;
+  $("conn-badge").textContent = CONNECTION[Connection.CHECKING];
   try {
-    await call("check_now");
+    await call(Command.CHECK_NOW);
   } catch (e) {
     $("banners").prepend(banner(String(e), "bad"));
   }
@@ -414,7 +417,7 @@ async function checkNow() {
 async function openResults(order) {
   view.highlighted = order.id;
   try {
-    await call("open_results", { orderId: order.id });
+    await call(Command.OPEN_RESULTS, { order_id: order.id });
   } catch (e) {
     $("banners").prepend(banner(String(e), "bad"));
   }
@@ -441,11 +444,11 @@ $("signin-form").addEventListener("submit", async (ev) => {
   $("signin-button").disabled = true;
   const region = document.querySelector("input[name=region]:checked");
   try {
-    const started = await call("sign_in", {
+    const started = await call(Command.SIGN_IN, {
       region: region && !$("region-choice").hidden ? region.value : null,
       environment: advancedTouched ? $("environment").value : null,
-      clientId: advancedTouched ? $("client-id").value : null,
-      clientSecret: $("client-secret").value || null,
+      client_id: advancedTouched ? $("client-id").value : null,
+      client_secret: $("client-secret").value || null,
     });
     $("authorize-url").value = started.authorize_url;
     $("client-secret").value = "";
@@ -457,7 +460,7 @@ $("signin-form").addEventListener("submit", async (ev) => {
   }
 });
 
-$("signin-cancel").addEventListener("click", () => call("cancel_sign_in"));
+$("signin-cancel").addEventListener("click", () => call(Command.CANCEL_SIGN_IN));
 for (const id of ["environment", "client-id"]) {
   $(id).addEventListener("input", () => {
     advancedTouched = true;
@@ -476,21 +479,21 @@ $("advanced-toggle").addEventListener("click", () => {
 // ---------------------------------------------------------------- welcome
 
 $("welcome-autostart").addEventListener("change", (e) => {
-  call("set_launch_at_login", { on: e.target.checked }).catch((err) => {
+  call(Command.SET_LAUNCH_AT_LOGIN, { on: e.target.checked }).catch((err) => {
     $("welcome-test-note").textContent = String(err);
   });
 });
 async function testNotification(note) {
   note.textContent = "Sending…";
   try {
-    const hint = await call("send_test_notification");
+    const hint = await call(Command.SEND_TEST_NOTIFICATION);
     note.textContent = `Sent. ${hint}`;
   } catch (e) {
     note.textContent = String(e);
   }
 }
 $("welcome-test").addEventListener("click", () => testNotification($("welcome-test-note")));
-$("welcome-done").addEventListener("click", () => call("dismiss_welcome"));
+$("welcome-done").addEventListener("click", () => call(Command.DISMISS_WELCOME));
 
 // ---------------------------------------------------------------- list
 
@@ -542,7 +545,7 @@ let undoTimer = null;
 $("mark-all-seen").addEventListener("click", async () => {
   let n = 0;
   try {
-    n = await call("mark_all_seen");
+    n = await call(Command.MARK_ALL_SEEN);
   } catch (e) {
     $("banners").prepend(banner(String(e), "bad"));
     return;
@@ -555,7 +558,7 @@ $("mark-all-seen").addEventListener("click", async () => {
     run: async () => {
       clearTimeout(undoTimer);
       b.remove();
-      await call("undo_mark_all_seen");
+      await call(Command.UNDO_MARK_ALL_SEEN);
     },
   });
   b.id = "undo-banner";
@@ -610,7 +613,7 @@ function settingsError(e) {
 $("open-settings").addEventListener("click", async () => {
   settingsError(null);
   try {
-    fillSettings(await call("get_settings"));
+    fillSettings(await call(Command.GET_SETTINGS));
     dialog.showModal();
   } catch (e) {
     $("banners").prepend(banner(String(e), "bad"));
@@ -620,7 +623,7 @@ $("settings-cancel").addEventListener("click", () => dialog.close());
 $("check-update").addEventListener("click", async () => {
   $("update-note").textContent = "Checking…";
   try {
-    const u = await call("check_for_update");
+    const u = await call(Command.CHECK_FOR_UPDATE);
     $("update-note").textContent = u ? `Version ${u.version} is available.` : "This is the newest version.";
   } catch (e) {
     $("update-note").textContent = String(e);
@@ -628,7 +631,7 @@ $("check-update").addEventListener("click", async () => {
 });
 $("settings-save").addEventListener("click", async () => {
   try {
-    await call("save_settings", {
+    await call(Command.SAVE_SETTINGS, {
       settings: {
         poll_interval_secs: Number($("poll-interval").value),
         notify_states: {
@@ -658,16 +661,16 @@ for (const [id, preset] of [
 ]) {
   $(id).addEventListener("click", async () => {
     try {
-      await call("pause_notifications", { preset });
-      fillSettings(await call("get_settings"));
+      await call(Command.PAUSE_NOTIFICATIONS, { preset });
+      fillSettings(await call(Command.GET_SETTINGS));
     } catch (e) {
       settingsError(e);
     }
   });
 }
 $("resume").addEventListener("click", async () => {
-  await call("resume_notifications");
-  fillSettings(await call("get_settings"));
+  await call(Command.RESUME_NOTIFICATIONS);
+  fillSettings(await call(Command.GET_SETTINGS));
 });
 // Sign-out asks first, and offers to erase what this computer keeps.
 $("sign-out").addEventListener("click", () => {
@@ -679,7 +682,7 @@ $("sign-out-no").addEventListener("click", () => {
 });
 async function signOut(erase) {
   try {
-    const r = await call("sign_out", { erase });
+    const r = await call(Command.SIGN_OUT, { erase });
     $("sign-out-confirm").hidden = true;
     dialog.close();
     if (r.revoke_errors.length) {
@@ -697,29 +700,29 @@ $("sign-out-erase").addEventListener("click", () => signOut(true));
 
 // ---------------------------------------------------------------- live updates
 
-on("state-changed", applySnapshot);
-on("orders-changed", loadOrders);
-on("highlight", highlight);
+on(Event.STATE_CHANGED, applySnapshot);
+on(Event.ORDERS_CHANGED, loadOrders);
+on(Event.HIGHLIGHT, (h) => highlight(h.order_id));
 function showNew() {
   view.filter = "unseen";
   $("filter").value = "unseen";
   renderList();
 }
-on("show-new", showNew);
+on(Event.SHOW_NEW, showNew);
 // The background agent (watching, notifications) runs apart from this
 // window; if it goes away this window starts it again and reads everything.
-on("agent-gone", (why) => {
-  view.agentGone = why;
+on(Event.AGENT_GONE, (gone) => {
+  view.agentGone = gone.message;
   renderBanners(view.snapshot);
 });
 // Events were missed (the page fell behind): read everything again.
-on("resync", () => init());
-on("agent-back", () => {
+on(Event.RESYNC, () => init());
+on(Event.AGENT_BACK, () => {
   view.agentGone = null;
   view.agentRestarted = true;
   init();
 });
-on("sign-in-finished", (r) => {
+on(Event.SIGN_IN_FINISHED, (r) => {
   if (!r.ok) {
     $("signin-error").textContent = r.message;
     $("signin-error").hidden = false;
@@ -732,10 +735,10 @@ setInterval(() => {
 }, 30_000);
 
 async function init() {
-  applySnapshot(await call("snapshot"));
+  applySnapshot(await call(Command.SNAPSHOT));
   await loadOrders();
   // Opened by a notification click: that order, or the new results.
-  const pending = await call("take_view");
+  const pending = await call(Command.TAKE_VIEW);
   if (pending && pending.kind === "order") highlight(pending.order_id);
   else if (pending && pending.kind === "new_results") showNew();
 }

@@ -13,20 +13,20 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use fsn_core::app::ClickOutcome;
-use fsn_core::config::{
-    write_settings, Environment, NotificationDetail, NotifyStates, Region, SettingsUpdate,
-};
+use fsn_core::config::{write_settings, Environment, NotificationDetail, Region, SettingsUpdate};
 use fsn_core::notifier::{DesktopNotifier, Notifier};
 use fsn_core::opener::{BrowserOpener, Opener, UrlGuard};
 use fsn_core::policy::{Notification, NotificationAction};
-use fsn_core::schedule::{ClinicHoursSetting, PausePreset};
+use fsn_core::schedule::PausePreset;
 use fsn_core::secret::Secret;
 use fsn_core::session::{AuthState, Session, SignedOutCause};
 use fsn_core::store::{ts, OrderRow};
 use fsn_core::supervise::{supervise, SuperviseError};
 use fsn_core::watcher::{WatchEvent, WatcherHandle};
-use fsn_core::{App, AppError, Paths, StatusReport};
-use serde::{Deserialize, Serialize};
+use fsn_core::{App, AppError, Paths};
+use serde::Serialize;
+
+pub use fsn_protocol::{Settings, SignInStarted, SignedOut, Snapshot, View};
 use tokio::sync::Mutex as AsyncMutex;
 use tokio::task::JoinHandle;
 
@@ -57,16 +57,6 @@ pub trait Shell: Send + Sync + 'static {
     /// Is the app launched at log-in? (`None`: unknown on this desktop.)
     fn launch_at_login(&self) -> Option<bool>;
     fn set_launch_at_login(&self, on: bool) -> Result<(), String>;
-}
-
-/// What the window shows when it opens because of a notification click.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum View {
-    /// This order, highlighted.
-    Order { order_id: String },
-    /// The new, unseen results.
-    NewResults,
 }
 
 /// Follows the sign-in page itself instead of the system browser (the demo
@@ -100,67 +90,6 @@ pub type CmdResult<T> = Result<T, CommandError>;
 
 /// The most orders `list_orders` answers in one message (a few MB at most).
 const MAX_LISTED_AT_ONCE: usize = 10_000;
-
-/// What the page's header and banners show: the core's status report plus
-/// what only the window knows.
-#[derive(Debug, Clone, Serialize)]
-pub struct Snapshot {
-    #[serde(flatten)]
-    pub report: Option<StatusReport>,
-    pub signing_in: bool,
-    pub demo: bool,
-    pub environments: Vec<&'static str>,
-    pub client_id: Option<String>,
-    /// The secret came from the environment or the file: the page need not ask.
-    pub secret_from_config: bool,
-    /// The country of the configured environment (`us`, `ca`; none for custom).
-    pub region: Option<Region>,
-    /// The configured environment is a sandbox (said on the first screen).
-    pub sandbox: bool,
-    /// The registration came from the computer's defaults file (or this
-    /// build): the first screen is one button.
-    pub registration_preset: bool,
-    pub watching: bool,
-    /// A problem to show (a bad config file, a keychain failure, …).
-    pub error: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Settings {
-    pub poll_interval_secs: u64,
-    pub notify_states: NotifyStates,
-    /// `full`, `test` or `generic`; when absent, `show_patient_names` decides.
-    #[serde(default)]
-    pub notification_detail: Option<NotificationDetail>,
-    /// `notification_detail == full` (older pages send only this).
-    #[serde(default)]
-    pub show_patient_names: bool,
-    pub sound: bool,
-    pub launch_at_login: bool,
-    #[serde(default)]
-    pub paused_until: Option<String>,
-    /// Days and hours; outside them alerts are held for a digest (absent: unchanged).
-    #[serde(default)]
-    pub clinic_hours: Option<ClinicHoursSetting>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct SignInStarted {
-    /// Shown for copying, in case the browser did not open.
-    pub authorize_url: String,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct SignedOut {
-    /// There was a sign-in to end.
-    #[serde(default)]
-    pub was_signed_in: bool,
-    pub revoke_errors: Vec<String>,
-    /// Revocations that failed, retried at the next start.
-    pub queued: usize,
-    pub local_error: Option<String>,
-    pub erased: bool,
-}
 
 struct Running {
     handle: WatcherHandle,
@@ -519,7 +448,10 @@ impl Controller {
             report,
             signing_in: self.signing_in(),
             demo: self.demo,
-            environments: Environment::ALL.iter().map(|e| e.as_str()).collect(),
+            environments: Environment::ALL
+                .iter()
+                .map(|e| e.as_str().to_string())
+                .collect(),
             client_id: core.as_ref().and_then(|c| c.config.client_id.clone()),
             secret_from_config: core
                 .as_ref()

@@ -1,15 +1,14 @@
-//! The agent's commands: each one line into the [`Controller`], reached
-//! over the control endpoint by the window (and by a second start of the
-//! app). Arguments arrive as JSON objects with snake_case keys.
+//! The agent's commands: one arm per [`Request`] variant, each one line
+//! into the [`Controller`]. The match is exhaustive: a command added to
+//! the protocol does not compile until it is handled here.
 
 use std::sync::Arc;
 
-use serde::de::DeserializeOwned;
+use fsn_protocol::Request;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::controller::{CmdResult, Controller, Settings};
-use fsn_core::config::Region;
+use crate::controller::{CmdResult, Controller};
 
 /// The agent itself: Quit (the tray, a restart into an update), and the
 /// one-window rule.
@@ -17,11 +16,6 @@ pub trait AgentControl: Send + Sync {
     fn quit(&self);
     /// A window is open already: bring it forward (answers whether one was).
     fn focus_open_window(&self) -> bool;
-}
-
-fn arg<T: DeserializeOwned>(args: &Value, key: &str) -> Result<T, String> {
-    serde_json::from_value(args.get(key).cloned().unwrap_or(Value::Null))
-        .map_err(|e| format!("`{key}`: {e}"))
 }
 
 fn answer<T: Serialize>(r: CmdResult<T>) -> Result<Value, String> {
@@ -33,65 +27,54 @@ fn answer<T: Serialize>(r: CmdResult<T>) -> Result<Value, String> {
 pub async fn dispatch(
     ctl: &Arc<Controller>,
     agent: &dyn AgentControl,
-    cmd: &str,
-    args: Value,
+    request: Request,
 ) -> Result<Value, String> {
-    let a = &args;
-    match cmd {
-        "snapshot" => answer(Ok(ctl.snapshot().await)),
-        "list_orders" => answer(ctl.list_orders().await),
-        "list_page" => answer(
-            ctl.list_page(
-                arg::<Option<fsn_core::list::ListQuery>>(a, "query")?.unwrap_or_default(),
-            )
-            .await,
-        ),
-        "open_results" => answer(ctl.open_results(arg(a, "order_id")?).await),
-        "mark_seen" => answer(ctl.mark_seen(arg(a, "order_id")?).await),
-        "mark_all_seen" => answer(ctl.mark_all_seen().await),
-        "undo_mark_all_seen" => answer(ctl.undo_mark_all_seen().await),
-        "check_now" => answer(ctl.check_now().await),
-        "get_settings" => answer(ctl.get_settings().await),
-        "save_settings" => answer(ctl.save_settings(arg::<Settings>(a, "settings")?).await),
-        "pause_notifications" => answer(ctl.pause(&arg::<String>(a, "preset")?).await),
-        "resume_notifications" => answer(ctl.resume().await),
-        "pause_or_resume" => answer(ctl.pause_or_resume().await),
-        "sign_in" => answer(
-            ctl.sign_in(
-                arg::<Option<Region>>(a, "region")?,
-                arg(a, "environment")?,
-                arg(a, "client_id")?,
-                arg(a, "client_secret")?,
-            )
-            .await,
-        ),
-        "cancel_sign_in" => answer(ctl.cancel_sign_in().await),
-        "sign_out" => answer(
-            ctl.sign_out(arg::<Option<bool>>(a, "erase")?.unwrap_or(false))
+    match request {
+        Request::Snapshot => answer(Ok(ctl.snapshot().await)),
+        Request::ListOrders => answer(ctl.list_orders().await),
+        Request::ListPage { query } => answer(ctl.list_page(query.unwrap_or_default()).await),
+        Request::OpenResults { order_id } => answer(ctl.open_results(order_id).await),
+        Request::MarkSeen { order_id } => answer(ctl.mark_seen(order_id).await),
+        Request::MarkAllSeen => answer(ctl.mark_all_seen().await),
+        Request::UndoMarkAllSeen => answer(ctl.undo_mark_all_seen().await),
+        Request::CheckNow => answer(ctl.check_now().await),
+        Request::GetSettings => answer(ctl.get_settings().await),
+        Request::SaveSettings { settings } => answer(ctl.save_settings(settings).await),
+        Request::PauseNotifications { preset } => answer(ctl.pause(&preset).await),
+        Request::ResumeNotifications => answer(ctl.resume().await),
+        Request::PauseOrResume => answer(ctl.pause_or_resume().await),
+        Request::SignIn {
+            region,
+            environment,
+            client_id,
+            client_secret,
+        } => answer(
+            ctl.sign_in(region, environment, client_id, client_secret)
                 .await,
         ),
-        "take_view" => answer(Ok(ctl.take_view())),
-        "check_for_update" => answer(ctl.check_for_update().await),
-        "open_update_package" => answer(ctl.open_update_package(arg(a, "url")?).await),
-        "send_test_notification" => answer(ctl.send_test_notification().await),
-        "set_launch_at_login" => answer(ctl.set_launch_at_login(arg(a, "on")?)),
-        "dismiss_welcome" => answer(ctl.dismiss_welcome().await),
-        "dismiss_catch_up" => answer(ctl.dismiss_catch_up().await),
-        // The app was started again, or the tray asked: show the window.
-        "show_window" => {
+        Request::CancelSignIn => answer(ctl.cancel_sign_in().await),
+        Request::SignOut { erase } => answer(ctl.sign_out(erase).await),
+        Request::TakeView => answer(Ok(ctl.take_view())),
+        Request::CheckForUpdate => answer(ctl.check_for_update().await),
+        Request::OpenUpdatePackage { url } => answer(ctl.open_update_package(url).await),
+        Request::SendTestNotification => answer(ctl.send_test_notification().await),
+        Request::SetLaunchAtLogin { on } => answer(ctl.set_launch_at_login(on)),
+        Request::DismissWelcome => answer(ctl.dismiss_welcome().await),
+        Request::DismissCatchUp => answer(ctl.dismiss_catch_up().await),
+        Request::ShowWindow => {
             ctl.show_window();
             Ok(Value::Null)
         }
-        // The window is closing (the first time, the agent says it keeps watching).
-        "window_closed" => {
+        Request::WindowClosed => {
             ctl.window_closed();
             Ok(Value::Null)
         }
-        "focus_open_window" => Ok(Value::Bool(agent.focus_open_window())),
-        "quit" => {
+        Request::FocusOpenWindow => Ok(Value::Bool(agent.focus_open_window())),
+        Request::Quit => {
             agent.quit();
             Ok(Value::Null)
         }
-        other => Err(format!("unknown command `{other}`")),
+        // The endpoint answers it itself (it is about the connection).
+        Request::Subscribe { .. } => Err("`subscribe` is answered by the endpoint".into()),
     }
 }

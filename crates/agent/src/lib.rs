@@ -11,7 +11,6 @@
 pub mod controller;
 pub mod demo;
 pub mod dispatch;
-pub mod ipc;
 pub mod logging;
 pub mod shell;
 pub mod tray;
@@ -20,7 +19,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use fsn_core::Paths;
-use serde_json::Value;
+use fsn_protocol::transport as ipc;
+use fsn_protocol::{Event, Request};
 use tokio::sync::Notify;
 
 pub use controller::{Controller, SignInBrowser};
@@ -58,7 +58,7 @@ impl dispatch::AgentControl for Agent {
 
     fn focus_open_window(&self) -> bool {
         if self.hub.windows() > 0 {
-            self.hub.send(shell::events::SHOW, Value::Null);
+            self.hub.send(Event::Show);
             true
         } else {
             false
@@ -77,48 +77,13 @@ pub fn run(paths: Paths, options: Options) -> ExitCode {
     }
 }
 
-/// The desktop build's binary (the window).
-pub const WINDOW_BINARY: &str = "fullscript-notifier";
-/// The headless build's binary (the agent, and every command but the window).
-pub const HEADLESS_BINARY: &str = "fullscript-notifier-headless";
-
-/// A binary of the app installed beside the running one (`name` without
-/// `.exe`), if it is there.
-pub fn sibling_binary(name: &str) -> Option<std::path::PathBuf> {
-    let me = std::env::current_exe().ok()?;
-    let file = if cfg!(windows) {
-        format!("{name}.exe")
-    } else {
-        name.to_string()
-    };
-    let path = me.with_file_name(file);
-    path.is_file().then_some(path)
-}
-
-/// Start a process of the app that outlives whatever started it: in a
-/// process group of its own on Unix; on Windows without a console window
-/// (the agent is a console program started from a windowed one).
-pub fn spawn_detached(cmd: &mut std::process::Command) -> std::io::Result<std::process::Child> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::process::CommandExt;
-        cmd.process_group(0);
-    }
-    #[cfg(windows)]
-    {
-        use std::os::windows::process::CommandExt;
-        const CREATE_NEW_PROCESS_GROUP: u32 = 0x0000_0200;
-        const CREATE_NO_WINDOW: u32 = 0x0800_0000;
-        cmd.creation_flags(CREATE_NEW_PROCESS_GROUP | CREATE_NO_WINDOW);
-    }
-    cmd.stdin(std::process::Stdio::null()).spawn()
-}
+pub use fsn_protocol::launch::{sibling_binary, spawn_detached, HEADLESS_BINARY, WINDOW_BINARY};
 
 /// Ask a running agent to show its window; `false` when none runs.
 pub async fn show_in_running_agent(paths: &Paths) -> bool {
     let endpoint = ipc::Endpoint::for_data_dir(&paths.data_dir);
     match ipc::Client::connect(&endpoint).await {
-        Ok((client, _events)) => client.call("show_window", Value::Null).await.is_ok(),
+        Ok((client, _events)) => client.call(&Request::ShowWindow).await.is_ok(),
         Err(_) => false,
     }
 }
@@ -213,10 +178,10 @@ async fn agent(paths: Paths, options: Options) -> ExitCode {
     let handler: ipc::Handler = {
         let ctl = ctl.clone();
         let quit = quit.clone();
-        Arc::new(move |cmd, args| {
+        Arc::new(move |request| {
             let ctl = ctl.clone();
             let quit = quit.clone();
-            Box::pin(async move { dispatch::dispatch(&ctl, &*quit, &cmd, args).await })
+            Box::pin(async move { dispatch::dispatch(&ctl, &*quit, request).await })
         })
     };
     let server = tokio::spawn(ipc::serve(listener, handler, hub.clone()));

@@ -9,30 +9,9 @@ use std::time::{Duration, Instant};
 
 use fsn_core::config::APP_NAME;
 use fsn_core::Paths;
-use serde_json::{json, Value};
+use fsn_protocol::{Event, Hub};
 
 use crate::controller::{Shell, Snapshot, Update};
-use crate::ipc::Hub;
-
-/// Events the window receives.
-pub mod events {
-    /// The header/status changed (payload: a snapshot).
-    pub const STATE: &str = "state-changed";
-    /// The list changed (the page re-reads it).
-    pub const ORDERS: &str = "orders-changed";
-    /// Highlight this order (payload: order id).
-    pub const HIGHLIGHT: &str = "highlight";
-    /// Show the new, unseen results.
-    pub const SHOW_NEW: &str = "show-new";
-    /// A sign-in finished (payload: { ok, message }).
-    pub const SIGN_IN: &str = "sign-in-finished";
-    /// Bring the window to the front.
-    pub const SHOW: &str = "show";
-    /// The app is quitting: close.
-    pub const QUIT: &str = "quit";
-    /// Events were missed: read everything again.
-    pub const RESYNC: &str = crate::ipc::RESYNC_EVENT;
-}
 
 /// What the tray shows; the agent's tray implements it.
 pub trait TrayView: Send + Sync {
@@ -91,7 +70,7 @@ impl AgentShell {
 
     /// Tell the open window (if any) to close: the app quits.
     pub fn close_windows(&self) {
-        self.hub.send(events::QUIT, Value::Null);
+        self.hub.send(Event::Quit);
     }
 
     fn start_window(&self) {
@@ -132,7 +111,7 @@ impl Shell for AgentShell {
 
     fn show_window(&self) {
         if self.hub.windows() > 0 {
-            self.hub.send(events::SHOW, Value::Null);
+            self.hub.send(Event::Show);
         } else {
             self.start_window();
         }
@@ -145,17 +124,12 @@ impl Shell for AgentShell {
                 if let Some(t) = tray {
                     t.update(&snapshot);
                 }
-                self.hub.send(
-                    events::STATE,
-                    serde_json::to_value(&*snapshot).unwrap_or(Value::Null),
-                );
+                self.hub.send(Event::StateChanged(snapshot));
             }
-            Update::Orders => self.hub.send(events::ORDERS, Value::Null),
-            Update::Highlight(order_id) => self.hub.send(events::HIGHLIGHT, json!(order_id)),
-            Update::ShowNew => self.hub.send(events::SHOW_NEW, Value::Null),
-            Update::SignIn { ok, message } => self
-                .hub
-                .send(events::SIGN_IN, json!({"ok": ok, "message": message})),
+            Update::Orders => self.hub.send(Event::OrdersChanged),
+            Update::Highlight(order_id) => self.hub.send(Event::Highlight { order_id }),
+            Update::ShowNew => self.hub.send(Event::ShowNew),
+            Update::SignIn { ok, message } => self.hub.send(Event::SignInFinished { ok, message }),
         }
     }
 

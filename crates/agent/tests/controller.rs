@@ -29,7 +29,8 @@ fn call<T: DeserializeOwned>(
     cmd: &str,
     args: Value,
 ) -> Result<T, String> {
-    let v = rt.block_on(dispatch(ctl, &NoAgent, cmd, args))?;
+    let request = fsn_protocol::Request::from_wire(cmd, args)?;
+    let v = rt.block_on(dispatch(ctl, &NoAgent, request))?;
     Ok(serde_json::from_value(v).expect("response shape"))
 }
 
@@ -435,33 +436,35 @@ fn a_clinic_of_200000_orders_is_listed_in_pages_far_under_the_line_limit() {
     rt.block_on(controller.start());
 
     // Through the real control endpoint, as the window asks.
-    let endpoint = fsn_agent::ipc::Endpoint::for_data_dir(&paths.data_dir);
+    let endpoint = fsn_protocol::transport::Endpoint::for_data_dir(&paths.data_dir);
     let listener = rt
-        .block_on(fsn_agent::ipc::Listener::bind(&endpoint))
+        .block_on(fsn_protocol::transport::Listener::bind(&endpoint))
         .unwrap();
-    let handler: fsn_agent::ipc::Handler = {
+    let handler: fsn_protocol::transport::Handler = {
         let ctl = controller.clone();
-        Arc::new(move |cmd, args| {
+        Arc::new(move |request| {
             let ctl = ctl.clone();
-            Box::pin(async move { dispatch(&ctl, &NoAgent, &cmd, args).await })
+            Box::pin(async move { dispatch(&ctl, &NoAgent, request).await })
         })
     };
-    let server = rt.spawn(fsn_agent::ipc::serve(
+    let server = rt.spawn(fsn_protocol::transport::serve(
         listener,
         handler,
-        fsn_agent::ipc::Hub::default(),
+        fsn_protocol::transport::Hub::default(),
     ));
     // (Peak RSS counted from here: `5` resets the high-water mark.)
     let _ = std::fs::write("/proc/self/clear_refs", "5");
     let before = peak_rss_kib();
     let page = rt
         .block_on(async {
-            let (client, _events) = fsn_agent::ipc::Client::connect(&endpoint).await?;
+            let (client, _events) = fsn_protocol::transport::Client::connect(&endpoint).await?;
             client
-                .call(
-                    "list_page",
-                    json!({"query": {"highlighted": "order-100002"}}),
-                )
+                .call(&fsn_protocol::Request::ListPage {
+                    query: Some(fsn_core::list::ListQuery {
+                        highlighted: Some("order-100002".into()),
+                        ..Default::default()
+                    }),
+                })
                 .await
         })
         .expect("the list request succeeds");
@@ -473,11 +476,11 @@ fn a_clinic_of_200000_orders_is_listed_in_pages_far_under_the_line_limit() {
     assert!(size < 1024 * 1024, "far under the line limit: {size} bytes");
     // Everything at once is refused with a clear error, not one huge line.
     let all = rt.block_on(async {
-        let (client, _events) = fsn_agent::ipc::Client::connect(&endpoint).await?;
-        client.call("list_orders", json!({})).await
+        let (client, _events) = fsn_protocol::transport::Client::connect(&endpoint).await?;
+        client.call(&fsn_protocol::Request::ListOrders).await
     });
     assert!(
-        matches!(&all, Err(fsn_agent::ipc::CallError::Refused(m)) if m.contains("pages")),
+        matches!(&all, Err(fsn_protocol::transport::CallError::Refused(m)) if m.contains("pages")),
         "{all:?}"
     );
     let groups = page["groups"].as_array().unwrap();

@@ -265,46 +265,50 @@ async fn login(app: &App) -> ExitCode {
 
 /// Sign in through the running agent; `None` when none runs.
 async fn login_through_agent(app: &App) -> Option<ExitCode> {
-    use fsn_agent::ipc::{Client, Endpoint};
+    use fsn_protocol::{Client, Endpoint, Event, Request, SignInStarted, Snapshot};
     let endpoint = Endpoint::for_data_dir(&app.paths.data_dir);
     let (client, mut events) = Client::connect(&endpoint).await.ok()?;
     client.subscribe(false).await.ok()?;
     eprintln!("The app is running: signing in through it.");
-    let started = match client.call("sign_in", serde_json::json!({})).await {
+    let sign_in = Request::SignIn {
+        region: None,
+        environment: None,
+        client_id: None,
+        client_secret: None,
+    };
+    let started: SignInStarted = match client.ask(&sign_in).await {
         Ok(v) => v,
         Err(e) => return Some(fail(e)),
     };
-    if let Some(url) = started["authorize_url"].as_str() {
-        eprintln!(
-            "Opening your browser to sign in to Fullscript. If it does not open, visit:\n  {url}"
-        );
-    }
+    eprintln!(
+        "Opening your browser to sign in to Fullscript. If it does not open, visit:\n  {}",
+        started.authorize_url
+    );
     // The practitioner signs in in the browser: a while, never forever.
     let deadline = tokio::time::Instant::now() + SIGN_IN_WAIT;
     while let Ok(Some(e)) = tokio::time::timeout_at(deadline, events.recv()).await {
-        if e.name != fsn_agent::shell::events::SIGN_IN {
+        let Event::SignInFinished { ok, message } = e else {
             continue;
-        }
-        if e.payload["ok"].as_bool() != Some(true) {
-            return Some(fail(
-                e.payload["message"].as_str().unwrap_or("sign-in failed"),
-            ));
-        }
-        let s = client
-            .call("snapshot", serde_json::json!({}))
-            .await
-            .unwrap_or_default();
-        let who = match (
-            s["resource_owner"]["kind"].as_str(),
-            s["resource_owner"]["id"].as_str(),
-        ) {
-            (Some(kind), Some(id)) => format!("{kind} {id}"),
-            _ => "unknown user".into(),
         };
+        if !ok {
+            return Some(fail(message));
+        }
+        let report = match client.ask::<Snapshot>(&Request::Snapshot).await {
+            Ok(s) => s.report,
+            Err(e) => return Some(fail(format!("signed in, but the running app: {e}"))),
+        };
+        let who = report
+            .as_ref()
+            .and_then(|r| r.resource_owner.as_ref())
+            .map(|o| format!("{} {}", o.kind, o.id))
+            .unwrap_or_else(|| "unknown user".into());
         println!(
             "Signed in to {} ({}) as {who}; the running app watches it now.",
-            s["clinic"]["name"].as_str().unwrap_or("your clinic"),
-            s["environment"].as_str().unwrap_or("?"),
+            report
+                .as_ref()
+                .and_then(|r| r.clinic.as_ref())
+                .map_or("your clinic", |c| c.name.as_str()),
+            report.as_ref().map_or("?", |r| r.environment.as_str()),
         );
         return Some(ExitCode::SUCCESS);
     }
@@ -341,7 +345,7 @@ async fn logout(app: &App, erase: bool) -> ExitCode {
         return fail(e);
     }
     let report = app.logout(&session, erase).await;
-    print_sign_out(&fsn_agent::controller::SignedOut {
+    print_sign_out(&fsn_protocol::SignedOut {
         was_signed_in: report.was_signed_in,
         revoke_errors: report.revoke_errors,
         queued: report.queued,
@@ -352,24 +356,17 @@ async fn logout(app: &App, erase: bool) -> ExitCode {
 
 /// Sign out (and erase) through the running agent; `None` when none runs.
 async fn logout_through_agent(app: &App, erase: bool) -> Option<ExitCode> {
-    use fsn_agent::ipc::{Client, Endpoint};
+    use fsn_protocol::{Client, Endpoint, Request, SignedOut};
     let endpoint = Endpoint::for_data_dir(&app.paths.data_dir);
     let (client, _events) = Client::connect(&endpoint).await.ok()?;
     eprintln!("The app is running: signing out through it.");
-    let answer = match client
-        .call("sign_out", serde_json::json!({ "erase": erase }))
-        .await
-    {
-        Ok(v) => v,
-        Err(e) => return Some(fail(e)),
-    };
-    match serde_json::from_value::<fsn_agent::controller::SignedOut>(answer) {
+    match client.ask::<SignedOut>(&Request::SignOut { erase }).await {
         Ok(report) => Some(print_sign_out(&report)),
-        Err(e) => Some(fail(format!("the running app answered oddly: {e}"))),
+        Err(e) => Some(fail(e)),
     }
 }
 
-fn print_sign_out(report: &fsn_agent::controller::SignedOut) -> ExitCode {
+fn print_sign_out(report: &fsn_protocol::SignedOut) -> ExitCode {
     let erase = report.erased;
     if !report.was_signed_in {
         println!("Not signed in; nothing to revoke.");

@@ -9,7 +9,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::api::{Account, ApiError, Clinic, FullscriptClient};
@@ -73,14 +74,14 @@ pub enum AppError {
 }
 
 /// `fullscript-notifier status --json`, and what the window shows in its header.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct StatusReport {
     pub signed_in: bool,
     pub configured: bool,
     pub environment: String,
     pub clinic: Option<Clinic>,
     pub resource_owner: Option<ResourceOwner>,
-    pub token_storage: &'static str,
+    pub token_storage: String,
     pub token_storage_note: Option<String>,
     /// No keychain could keep the secrets, so the private file is in use.
     pub token_storage_fallback: bool,
@@ -127,7 +128,7 @@ pub struct StatusReport {
 }
 
 /// "5 results since Fri 5:12 pm".
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct CatchUp {
     pub since: String,
     pub results: usize,
@@ -664,7 +665,7 @@ impl App {
             environment: self.config.environment.as_str().to_string(),
             clinic: account.as_ref().map(|a| a.clinic.clone()),
             resource_owner: owner_live.or_else(|| account.and_then(|a| a.resource_owner)),
-            token_storage: self.secrets.kind().as_str(),
+            token_storage: self.secrets.kind().as_str().to_string(),
             token_storage_note: self.secrets.note(),
             token_storage_fallback: self.secrets.is_fallback(),
             access_token_expires_at: expires_at.map(ts),

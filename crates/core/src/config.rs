@@ -70,7 +70,9 @@ impl Environment {
 
 /// Where the clinic's Fullscript account lives, in the words the first
 /// screen uses ("United States" / "Canada").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Region {
     Us,
@@ -158,7 +160,17 @@ pub enum TokenStorageChoice {
 
 /// How much a notification says (they appear on lock screens and in
 /// notification centres, where anyone passing by can read them).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum NotificationDetail {
     /// The patient's name and the test.
@@ -195,7 +207,9 @@ impl FromStr for NotificationDetail {
 }
 
 /// Which result states raise a notification.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 pub struct NotifyStates {
     pub partial_results: bool,
     pub results_ready: bool,

@@ -120,6 +120,17 @@ impl<'de> Deserialize<'de> for LabState {
     }
 }
 
+/// A state is a string on the wire (Fullscript's own word, or the app's).
+impl schemars::JsonSchema for LabState {
+    fn schema_name() -> String {
+        "LabState".into()
+    }
+
+    fn json_schema(gen: &mut schemars::gen::SchemaGenerator) -> schemars::schema::Schema {
+        String::json_schema(gen)
+    }
+}
+
 /// What the results of an order look like, without keeping them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResultsSummary {

@@ -27,7 +27,7 @@ pub const MAX_ROWS_PER_GROUP: usize = 5_000;
 const MAX_QUERY_CHARS: usize = 200;
 
 /// What the window wants to draw.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
 pub struct ListQuery {
     /// `all` (default), `since`, or a group's key.
@@ -43,7 +43,7 @@ pub struct ListQuery {
 }
 
 /// One group of the answer.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ListGroup {
     pub key: String,
     /// Orders in the group (matching the filter and search).
@@ -54,7 +54,7 @@ pub struct ListGroup {
 
 /// The answer: the groups that have orders, and how many orders the list
 /// holds in all (to tell "no orders yet" from "none match").
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ListPage {
     pub groups: Vec<ListGroup>,
     pub orders_total: usize,

@@ -28,7 +28,7 @@ const MAX_CLOCK_SKEW: chrono::Duration = chrono::Duration::minutes(10);
 /// A token lifetime longer than this is read as this (Fullscript documents 2 hours).
 const MAX_TOKEN_LIFETIME_SECS: f64 = 365.0 * 24.0 * 3600.0;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ResourceOwner {
     pub id: String,
     #[serde(rename = "type")]

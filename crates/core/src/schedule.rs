@@ -23,19 +23,21 @@ const FULL_DAY_NAMES: [&str; 7] = [
 ];
 
 /// The days and hours the practitioner wants to hear about results.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ClinicHours {
     /// Monday first.
     pub days: [bool; 7],
     #[serde(with = "hhmm")]
+    #[schemars(with = "String")]
     pub open: NaiveTime,
     #[serde(with = "hhmm")]
+    #[schemars(with = "String")]
     pub close: NaiveTime,
 }
 
 /// The clinic-hours setting: the hours are kept when switched off, so
 /// switching them on again restores them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ClinicHoursSetting {
     pub enabled: bool,
     #[serde(flatten)]
@@ -59,7 +61,7 @@ impl ClinicHoursSetting {
 }
 
 /// Why alerts are held now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "reason", rename_all = "snake_case")]
 pub enum Quiet {
     /// Paused by the practitioner until then.

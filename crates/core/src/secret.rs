@@ -45,7 +45,7 @@ impl From<&str> for Secret {
 
 /// A patient's name: shown in the app's own window, never in logs, and in
 /// notifications only when the practitioner opted in.
-#[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(transparent)]
 pub struct PatientName(String);
 

@@ -45,7 +45,7 @@ struct PendingRevocation {
 }
 
 /// Why nobody is signed in (shown to the practitioner, kept in the database).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum SignedOutCause {
     /// The practitioner signed out.

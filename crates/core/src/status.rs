@@ -1,11 +1,12 @@
 //! How watching goes, as data: written by the watcher (and persisted, so
 //! `status` in another process reads it), shown by the CLI and the window.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::schedule::Quiet;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Connection {
     Starting,
@@ -23,7 +24,7 @@ pub enum Connection {
 }
 
 /// What the lab-order events feed did at the last check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EventsFeed {
     /// Not tried yet.
@@ -38,7 +39,7 @@ pub enum EventsFeed {
     Refused,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
 pub struct WatchStatus {
     pub connection: Connection,

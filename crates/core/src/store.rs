@@ -158,7 +158,7 @@ impl Meta {
 }
 
 /// The local database was found damaged at start and replaced by an empty one.
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Rebuilt {
     /// When it was rebuilt.
     pub at: String,
@@ -209,7 +209,7 @@ pub struct PendingAlert {
 }
 
 /// A row of the status list.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct OrderRow {
     pub id: String,
     pub patient_name: Option<PatientName>,

@@ -19,7 +19,7 @@ use url::Url;
 pub const CHECK_EVERY: Duration = Duration::from_secs(24 * 3600);
 
 /// A newer version than this one, as the feed describes it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct UpdateInfo {
     pub version: String,
     pub notes: Option<String>,

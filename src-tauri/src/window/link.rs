@@ -6,12 +6,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use fsn_agent::ipc::{CallError, Client, Endpoint, Event};
 use fsn_core::Paths;
+use fsn_protocol::{CallError, Client, Endpoint, Event, Request, WindowEvent};
 use serde_json::Value;
 use tauri::{AppHandle, Runtime};
-
-use super::events;
 
 /// How long a starting agent may take to listen.
 const AGENT_START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -58,7 +56,7 @@ impl Link {
 
     /// One command to the agent (waiting for it while it starts); its
     /// error is one sentence for the page.
-    pub async fn call(&self, cmd: &str, args: Value) -> Result<Value, String> {
+    pub async fn call(&self, request: &Request) -> Result<Value, String> {
         let mut rx = self.client.subscribe();
         let connected = tokio::time::timeout(AGENT_START_TIMEOUT, rx.wait_for(Option::is_some))
             .await
@@ -66,7 +64,7 @@ impl Link {
             .and_then(Result::ok)
             .and_then(|c| c.clone());
         match connected {
-            Some(c) => c.call(cmd, args).await.map_err(|e| match e {
+            Some(c) => c.call(request).await.map_err(|e| match e {
                 CallError::NotRunning => {
                     "The app's background part stopped; it is being restarted. Try again in a moment."
                         .to_string()
@@ -76,16 +74,30 @@ impl Link {
                     "The app's background part did not answer in time; try again in a moment."
                         .to_string()
                 }
+                CallError::Unreadable(e) => format!(
+                    "The app's background part answered something this window cannot read ({e}); restart the app."
+                ),
             }),
             None => Err("The app's background part is not answering; try again in a moment.".into()),
         }
+    }
+
+    /// One command, its answer read as what that command answers.
+    pub async fn ask<T: serde::de::DeserializeOwned>(
+        &self,
+        request: &Request,
+    ) -> Result<T, String> {
+        let v = self.call(request).await?;
+        serde_json::from_value(v).map_err(|e| {
+            format!("The app's background part answered something this window cannot read ({e}); restart the app.")
+        })
     }
 
     /// The window is closing: tell the agent (the first time it says it
     /// keeps watching), and do not restart it from here any more.
     pub fn closing(&self) {
         self.closing.store(true, Ordering::SeqCst);
-        let call = self.call("window_closed", Value::Null);
+        let call = self.call(&Request::WindowClosed);
         let _ = tauri::async_runtime::block_on(async {
             tokio::time::timeout(Duration::from_secs(2), call).await
         });
@@ -154,7 +166,7 @@ pub fn installed_path(p: &std::path::Path) -> std::path::PathBuf {
 /// WebKit), else this binary in agent mode. In its own process group, so
 /// it outlives this window and whatever started it.
 pub fn start_agent(paths: &Paths) -> Result<(), String> {
-    let bin = match fsn_agent::sibling_binary(fsn_agent::HEADLESS_BINARY) {
+    let bin = match fsn_protocol::launch::sibling_binary(fsn_protocol::launch::HEADLESS_BINARY) {
         Some(headless) => headless,
         None => std::env::current_exe().map_err(|e| e.to_string())?,
     };
@@ -162,7 +174,7 @@ pub fn start_agent(paths: &Paths) -> Result<(), String> {
     cmd.args(["agent", "--minimized"])
         .env("FSN_CONFIG", &paths.config_file)
         .env("FSN_DATA_DIR", &paths.data_dir);
-    let mut child = fsn_agent::spawn_detached(&mut cmd)
+    let mut child = fsn_protocol::launch::spawn_detached(&mut cmd)
         .map_err(|e| format!("could not start the agent: {e}"))?;
     tracing::info!(pid = child.id(), "agent started by the window");
     std::thread::spawn(move || {
@@ -180,7 +192,7 @@ pub async fn keep_connected<R: Runtime>(app: AppHandle<R>, link: Arc<Link>) {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, "no agent");
-                super::emit_event(&app, events::AGENT_GONE, Value::String(e));
+                super::emit_window_event(&app, WindowEvent::AgentGone { message: e });
                 tokio::time::sleep(Duration::from_secs(2)).await;
                 continue;
             }
@@ -188,7 +200,7 @@ pub async fn keep_connected<R: Runtime>(app: AppHandle<R>, link: Arc<Link>) {
         // One window: if another is open, it comes forward and this one goes.
         if first
             && client
-                .call("focus_open_window", Value::Null)
+                .call(&Request::FocusOpenWindow)
                 .await
                 .ok()
                 .and_then(|v| v.as_bool())
@@ -206,25 +218,25 @@ pub async fn keep_connected<R: Runtime>(app: AppHandle<R>, link: Arc<Link>) {
         link.client.send_replace(Some(Arc::new(client)));
         if !first {
             tracing::info!("agent back");
-            super::emit_event(&app, events::AGENT_BACK, Value::Null);
+            super::emit_window_event(&app, WindowEvent::AgentBack);
         }
         first = false;
         while let Some(e) = events.recv().await {
-            match e.name.as_str() {
-                events::SHOW => super::show_main_window(&app),
-                events::QUIT if link.is_restarting() => {
+            match e {
+                Event::Show => super::show_main_window(&app),
+                Event::Quit if link.is_restarting() => {
                     // The restart goes on (it starts the new version, then
                     // exits); the connection closes now, so the agent
                     // need not wait for this window before it leaves.
                     link.client.send_replace(None);
                     return;
                 }
-                events::QUIT => {
+                Event::Quit => {
                     link.closing.store(true, Ordering::SeqCst);
                     app.exit(0);
                     return;
                 }
-                _ => super::emit_event(&app, &e.name, e.payload),
+                other => super::emit_agent_event(&app, other),
             }
         }
         link.client.send_replace(None);
@@ -232,10 +244,11 @@ pub async fn keep_connected<R: Runtime>(app: AppHandle<R>, link: Arc<Link>) {
             return;
         }
         tracing::warn!("the agent went away; starting it again");
-        super::emit_event(
+        super::emit_window_event(
             &app,
-            events::AGENT_GONE,
-            Value::String("The app's background part stopped; restarting it…".into()),
+            WindowEvent::AgentGone {
+                message: "The app's background part stopped; restarting it…".into(),
+            },
         );
     }
 }

@@ -12,22 +12,13 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
 use fsn_core::Paths;
+use fsn_protocol::{Event, Request, Snapshot, WindowEvent, WindowSnapshot};
 use serde::Serialize;
-use serde_json::Value;
 use tauri::{AppHandle, Emitter, Manager, Runtime, WebviewUrl, WebviewWindowBuilder};
 
 use link::Link;
 
 pub const MAIN_WINDOW: &str = "main";
-
-/// Events pushed to the page (the agent's, passed through, and this process's).
-pub mod events {
-    pub use fsn_agent::shell::events::*;
-    /// The agent went away (crashed, killed): the window restarts it.
-    pub const AGENT_GONE: &str = "agent-gone";
-    /// The agent is back: the page reads everything again.
-    pub const AGENT_BACK: &str = "agent-back";
-}
 
 /// What installing an update did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -77,29 +68,20 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Updates {
     /// The agent's snapshot with this window's update state.
-    pub fn merge(&self, mut snapshot: Value) -> Value {
+    pub fn window_snapshot(&self, agent: Snapshot) -> WindowSnapshot {
         let problem = lock(&self.problem).clone();
-        if let Some(obj) = snapshot.as_object_mut() {
-            obj.insert(
-                "update_installed".into(),
-                serde_json::json!(*lock(&self.installed)),
-            );
-            obj.insert(
-                "update_problem".into(),
-                serde_json::json!(problem.as_ref().map(ToString::to_string)),
-            );
-            obj.insert(
-                "offer_update_download".into(),
-                Value::Bool(matches!(
-                    problem,
-                    Some(InstallProblem::CannotInstallItself {
-                        download: Some(_),
-                        ..
-                    })
-                )),
-            );
+        WindowSnapshot {
+            agent,
+            update_installed: lock(&self.installed).clone(),
+            offer_update_download: matches!(
+                problem,
+                Some(InstallProblem::CannotInstallItself {
+                    download: Some(_),
+                    ..
+                })
+            ),
+            update_problem: problem.as_ref().map(ToString::to_string),
         }
-        snapshot
     }
 
     pub fn download(&self) -> Option<url::Url> {
@@ -171,7 +153,7 @@ pub async fn restart_into_new_version<R: Runtime>(
     // Whatever arrives first (the answer, the agent's "quit" event, the
     // endpoint closing), this process lives on until the new version runs.
     link.set_restarting();
-    let _ = link.call("quit", Value::Null).await;
+    let _ = link.call(&Request::Quit).await;
     if !link
         .wait_agent_gone(std::time::Duration::from_secs(30))
         .await
@@ -188,23 +170,30 @@ pub async fn restart_into_new_version<R: Runtime>(
     let mut cmd = std::process::Command::new(me);
     cmd.env("FSN_CONFIG", &link.paths().config_file)
         .env("FSN_DATA_DIR", &link.paths().data_dir);
-    fsn_agent::spawn_detached(&mut cmd)
+    fsn_protocol::launch::spawn_detached(&mut cmd)
         .map_err(|e| format!("The new version could not be started: {e}"))?;
     app.exit(0);
     Ok(())
 }
 
-/// Emit to the page, passing a snapshot through this window's update state.
-pub fn emit_event<R: Runtime>(app: &AppHandle<R>, name: &str, payload: Value) {
-    let payload = if name == events::STATE {
-        match app.try_state::<Arc<Updates>>() {
-            Some(u) => u.merge(payload),
-            None => payload,
-        }
-    } else {
-        payload
+/// Pass one of the agent's events to the page (a snapshot gets this
+/// window's update state).
+pub fn emit_agent_event<R: Runtime>(app: &AppHandle<R>, event: Event) {
+    let window_snapshot = match (&event, app.try_state::<Arc<Updates>>()) {
+        (Event::StateChanged(s), Some(u)) => Some(u.window_snapshot((**s).clone())),
+        _ => None,
     };
-    let _ = app.emit(name, payload);
+    let (name, mut payload) = event.into_parts();
+    if let Some(w) = window_snapshot {
+        payload = serde_json::to_value(w).unwrap_or_default();
+    }
+    let _ = app.emit(&name, payload);
+}
+
+/// Tell the page what this window knows (the agent went, came back).
+pub fn emit_window_event<R: Runtime>(app: &AppHandle<R>, event: WindowEvent) {
+    let (name, payload) = event.into_parts();
+    let _ = app.emit(&name, payload);
 }
 
 /// The official updater plugin, with this app's rules on top: the feed and

@@ -11,8 +11,10 @@
 //! ← {"type": "event", "name": "state-changed", "payload": {…}}   (after "subscribe")
 //! ```
 //!
-//! Nothing here knows what the commands mean (`dispatch` does); this is
-//! only the transport, so a test client and the window speak it alike.
+//! Typed at both ends: a line becomes a [`Request`] before any handler
+//! sees it (an unknown command or a missing argument is answered with an
+//! error naming it), and the events are [`Event`]s. Nothing here knows what
+//! the commands do (the agent's `dispatch` does).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -24,9 +26,7 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-/// Sent to a subscriber that fell behind and missed events: it re-reads
-/// everything (the page does what it does when the agent comes back).
-pub const RESYNC_EVENT: &str = "resync";
+use crate::messages::{Event, Request};
 
 /// Longest message accepted. Every message the agent sends is far
 /// smaller (the list goes in pages); a longer line is a broken peer.
@@ -34,7 +34,7 @@ const MAX_LINE: usize = 16 * 1024 * 1024;
 
 /// Messages queued for one connection's writer. A subscriber that stops
 /// reading fills it; the events it misses after that are dropped and it is
-/// told to re-read everything ([`RESYNC_EVENT`]).
+/// told to re-read everything ([`Event::Resync`]).
 const OUT_QUEUE: usize = 256;
 
 /// How long a subscriber that is behind may go without reading anything
@@ -54,27 +54,29 @@ const CLIENT_EVENT_QUEUE: usize = 1024;
 /// second start: a handful); more are refused.
 const MAX_CONNECTIONS: usize = 32;
 
+/// A request as it travels: the transport's id, and the [`Request`]'s
+/// `cmd` and `args`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Request {
-    pub id: u64,
-    pub cmd: String,
+struct Envelope {
+    id: u64,
+    cmd: String,
     #[serde(default)]
-    pub args: Value,
+    args: Value,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-pub enum Message {
+enum Message {
     Result { id: u64, value: Value },
     Error { id: u64, message: String },
     Event { name: String, payload: Value },
 }
 
-/// An event for subscribed clients (the window).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Event {
-    pub name: String,
-    pub payload: Value,
+impl Message {
+    fn event(e: Event) -> Message {
+        let (name, payload) = e.into_parts();
+        Message::Event { name, payload }
+    }
 }
 
 /// Where the agent listens for this data directory, and the lock that
@@ -211,6 +213,10 @@ pub enum CallError {
     /// The agent took the command and did not answer in time.
     #[error("the app's background agent did not answer within {0} s")]
     TimedOut(u64),
+    /// The answer is not what this command answers (an agent of another
+    /// version?).
+    #[error("the app's background agent answered something unreadable: {0}")]
+    Unreadable(String),
 }
 
 /// How long a command may take before its caller stops waiting. The
@@ -223,8 +229,7 @@ pub const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(90)
 /// What the server does with a command.
 pub type Handler = Arc<
     dyn Fn(
-            String,
-            Value,
+            Request,
         )
             -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Value, String>> + Send>>
         + Send
@@ -251,11 +256,8 @@ impl Default for Hub {
 }
 
 impl Hub {
-    pub fn send(&self, name: &str, payload: Value) {
-        let _ = self.events.send(Event {
-            name: name.to_string(),
-            payload,
-        });
+    pub fn send(&self, event: Event) {
+        let _ = self.events.send(event);
     }
 
     /// Windows connected and listening now.
@@ -339,11 +341,7 @@ async fn forward_events(
             None => None,
         };
         if missed > 0 {
-            let resync = Message::Event {
-                name: RESYNC_EVENT.into(),
-                payload: Value::Null,
-            };
-            match tx.try_send(resync) {
+            match tx.try_send(Message::event(Event::Resync)) {
                 Ok(()) => missed = 0,
                 Err(mpsc::error::TrySendError::Full(_)) => {}
                 Err(mpsc::error::TrySendError::Closed(_)) => break,
@@ -354,11 +352,7 @@ async fn forward_events(
                 // Still behind: this one is covered by the re-read to come.
                 missed = missed.saturating_add(1);
             } else {
-                let m = Message::Event {
-                    name: e.name,
-                    payload: e.payload,
-                };
-                match tx.try_send(m) {
+                match tx.try_send(Message::event(e)) {
                     Ok(()) => {}
                     Err(mpsc::error::TrySendError::Full(_)) => missed = 1,
                     Err(mpsc::error::TrySendError::Closed(_)) => break,
@@ -434,16 +428,26 @@ where
             },
             _ = gave_up.notified() => break,
         };
-        let req: Request = match serde_json::from_str(&line) {
+        let envelope: Envelope = match serde_json::from_str(&line) {
             Ok(r) => r,
             Err(e) => {
+                // No id to answer to: nobody waits for this line.
                 tracing::debug!(error = %e, "unreadable control message");
                 continue;
             }
         };
-        match req.cmd.as_str() {
+        let id = envelope.id;
+        let request = match Request::from_wire(&envelope.cmd, envelope.args) {
+            Ok(r) => r,
+            Err(message) => {
+                // Answered, so the caller does not wait for its timeout.
+                let _ = out_tx.send(Message::Error { id, message }).await;
+                continue;
+            }
+        };
+        match request {
             // Events from now on; a window says so, so the agent knows one is open.
-            "subscribe" => {
+            Request::Subscribe { window } => {
                 if subscription.is_none() {
                     subscription = Some(AbortOnDrop(tokio::spawn(forward_events(
                         hub.events.subscribe(),
@@ -452,7 +456,7 @@ where
                         gave_up.clone(),
                     ))));
                 }
-                if req.args.get("window").and_then(Value::as_bool) == Some(true) && !is_window {
+                if window && !is_window {
                     is_window = true;
                     hub.windows.fetch_add(1, Ordering::SeqCst);
                     hub.windows_ever.fetch_add(1, Ordering::SeqCst);
@@ -461,22 +465,19 @@ where
                 calls.spawn(async move {
                     let _ = tx
                         .send(Message::Result {
-                            id: req.id,
+                            id,
                             value: Value::Null,
                         })
                         .await;
                 });
             }
-            _ => {
+            request => {
                 let handler = handler.clone();
                 let tx = out_tx.clone();
                 calls.spawn(async move {
-                    let m = match handler(req.cmd, req.args).await {
-                        Ok(value) => Message::Result { id: req.id, value },
-                        Err(message) => Message::Error {
-                            id: req.id,
-                            message,
-                        },
+                    let m = match handler(request).await {
+                        Ok(value) => Message::Result { id, value },
+                        Err(message) => Message::Error { id, message },
                     };
                     let _ = tx.send(m).await;
                 });
@@ -810,15 +811,20 @@ impl Client {
                     Message::Result { id, value } => (id, Ok(value)),
                     Message::Error { id, message } => (id, Err(message)),
                     Message::Event { name, payload } => {
+                        // An event this version cannot read (a newer agent's)
+                        // is not dropped silently: the page re-reads everything.
+                        let event = serde_json::from_value::<Event>(
+                            serde_json::json!({ "event": name, "payload": payload }),
+                        )
+                        .unwrap_or_else(|e| {
+                            tracing::warn!(event = %name, error = %e, "an unreadable event from the agent; re-reading everything");
+                            Event::Resync
+                        });
                         if missed {
-                            let resync = Event {
-                                name: RESYNC_EVENT.into(),
-                                payload: Value::Null,
-                            };
-                            missed = events_tx.try_send(resync).is_err();
+                            missed = events_tx.try_send(Event::Resync).is_err();
                         }
                         if !missed {
-                            missed = events_tx.try_send(Event { name, payload }).is_err();
+                            missed = events_tx.try_send(event).is_err();
                         }
                         continue;
                     }
@@ -847,7 +853,8 @@ impl Client {
         ))
     }
 
-    pub async fn call(&self, cmd: &str, args: Value) -> Result<Value, CallError> {
+    /// One command; its answer as it came.
+    pub async fn call(&self, request: &Request) -> Result<Value, CallError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         match self
@@ -859,12 +866,7 @@ impl Client {
             Some(p) => p.insert(id, tx),
             None => return Err(CallError::NotRunning),
         };
-        let line = serde_json::to_string(&Request {
-            id,
-            cmd: cmd.to_string(),
-            args,
-        })
-        .map_err(|e| CallError::Refused(e.to_string()))?;
+        let line = wire_line(id, request).map_err(|e| CallError::Refused(e.to_string()))?;
         self.out.send(line).map_err(|_| CallError::NotRunning)?;
         match tokio::time::timeout(self.timeout, rx).await {
             Ok(Ok(Ok(v))) => Ok(v),
@@ -891,27 +893,48 @@ impl Client {
         self
     }
 
+    /// One command, its answer read as what that command answers.
+    pub async fn ask<T: serde::de::DeserializeOwned>(
+        &self,
+        request: &Request,
+    ) -> Result<T, CallError> {
+        let v = self.call(request).await?;
+        serde_json::from_value(v).map_err(|e| CallError::Unreadable(e.to_string()))
+    }
+
     /// Receive events from now on; `window` tells the agent a window listens.
     pub async fn subscribe(&self, window: bool) -> Result<(), CallError> {
-        self.call("subscribe", serde_json::json!({ "window": window }))
-            .await
-            .map(|_| ())
+        self.call(&Request::Subscribe { window }).await.map(|_| ())
     }
+}
+
+/// `{"id": …, "cmd": …, "args": …}` for one request.
+fn wire_line(id: u64, request: &Request) -> serde_json::Result<String> {
+    let Value::Object(mut m) = serde_json::to_value(request)? else {
+        return Err(serde::ser::Error::custom("a request is an object"));
+    };
+    m.insert("id".into(), Value::from(id));
+    serde_json::to_string(&m)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Answers `open_update_package` with its URL; refuses the rest.
     fn echo() -> Handler {
-        Arc::new(|cmd, args| {
+        Arc::new(|request| {
             Box::pin(async move {
-                match cmd.as_str() {
-                    "echo" => Ok(args),
-                    other => Err(format!("unknown command {other}")),
+                match request {
+                    Request::OpenUpdatePackage { url } => Ok(Value::String(url)),
+                    other => Err(format!("unknown command {}", other.name())),
                 }
             })
         })
+    }
+
+    fn echo_request(text: &str) -> Request {
+        Request::OpenUpdatePackage { url: text.into() }
     }
 
     #[tokio::test]
@@ -936,21 +959,24 @@ mod tests {
         let server = tokio::spawn(serve(listener, echo(), hub.clone()));
 
         let (client, mut events) = Client::connect(&endpoint).await.unwrap();
-        let v = client
-            .call("echo", serde_json::json!({"a": 1}))
-            .await
-            .unwrap();
-        assert_eq!(v, serde_json::json!({"a": 1}));
-        let e = client.call("nope", Value::Null).await.unwrap_err();
-        assert_eq!(e.to_string(), "unknown command nope");
+        let v = client.call(&echo_request("a")).await.unwrap();
+        assert_eq!(v, serde_json::json!("a"));
+        let e = client.call(&Request::CheckNow).await.unwrap_err();
+        assert_eq!(e.to_string(), "unknown command check_now");
 
         assert_eq!(hub.windows(), 0);
         client.subscribe(true).await.unwrap();
         assert_eq!(hub.windows(), 1);
-        hub.send("state-changed", serde_json::json!({"n": 2}));
+        hub.send(Event::Highlight {
+            order_id: "o2".into(),
+        });
         let got = events.recv().await.unwrap();
-        assert_eq!(got.name, "state-changed");
-        assert_eq!(got.payload, serde_json::json!({"n": 2}));
+        assert_eq!(
+            got,
+            Event::Highlight {
+                order_id: "o2".into()
+            }
+        );
 
         // The window goes: counted out.
         drop(client);
@@ -970,9 +996,45 @@ mod tests {
         let _ = server.await;
         assert!(events.recv().await.is_none());
         assert!(matches!(
-            client.call("echo", Value::Null).await,
+            client.call(&echo_request("x")).await,
             Err(CallError::NotRunning)
         ));
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_line_with_an_unknown_command_or_bad_arguments_is_answered_with_the_reason() {
+        use tokio::io::AsyncBufReadExt;
+        let dir = tempfile::tempdir().unwrap();
+        let endpoint = Endpoint::for_data_dir(dir.path());
+        let listener = Listener::bind(&endpoint).await.unwrap();
+        let _server = AbortOnDrop(tokio::spawn(serve(listener, echo(), Hub::default())));
+        let stream = tokio::net::UnixStream::connect(&endpoint.path)
+            .await
+            .unwrap();
+        let (read, mut write) = tokio::io::split(stream);
+        write
+            .write_all(
+                b"{\"id\":1,\"cmd\":\"mark_sean\",\"args\":{}}\n{\"id\":2,\"cmd\":\"mark_seen\",\"args\":{\"order\":1}}\n",
+            )
+            .await
+            .unwrap();
+        let mut lines = BufReader::new(read).lines();
+        let mut answers = Vec::new();
+        for _ in 0..2 {
+            let line = tokio::time::timeout(std::time::Duration::from_secs(10), lines.next_line())
+                .await
+                .expect("answered, not left to time out")
+                .unwrap()
+                .unwrap();
+            answers.push(serde_json::from_str::<Value>(&line).unwrap());
+        }
+        answers.sort_by_key(|a| a["id"].as_u64());
+        assert_eq!(answers[0]["type"], "error");
+        assert_eq!(answers[0]["message"], "unknown command `mark_sean`");
+        assert_eq!(answers[1]["type"], "error");
+        let m = answers[1]["message"].as_str().unwrap();
+        assert!(m.contains("mark_seen") && m.contains("order_id"), "{m}");
     }
 
     #[tokio::test]
@@ -986,13 +1048,15 @@ mod tests {
         client.subscribe(true).await.unwrap();
         // More than the channel holds, before the connection can forward any.
         for n in 0..1000 {
-            hub.send("state-changed", serde_json::json!({ "n": n }));
+            hub.send(Event::Highlight {
+                order_id: n.to_string(),
+            });
         }
         let mut told = false;
         while let Ok(Some(e)) =
             tokio::time::timeout(std::time::Duration::from_secs(5), events.recv()).await
         {
-            if e.name == RESYNC_EVENT {
+            if e == Event::Resync {
                 told = true;
                 break;
             }
@@ -1105,14 +1169,14 @@ mod tests {
         listener.uid = own_uid().wrapping_add(1);
         let served = Arc::new(AtomicUsize::new(0));
         let counted = served.clone();
-        let handler: Handler = Arc::new(move |_, _| {
+        let handler: Handler = Arc::new(move |_| {
             counted.fetch_add(1, Ordering::SeqCst);
             Box::pin(async { Ok(Value::Null) })
         });
         let _server = AbortOnDrop(tokio::spawn(serve(listener, handler, Hub::default())));
         let (client, _events) = Client::connect(&endpoint).await.unwrap();
         assert!(matches!(
-            client.call("echo", Value::Null).await,
+            client.call(&echo_request("x")).await,
             Err(CallError::NotRunning)
         ));
         assert_eq!(served.load(Ordering::SeqCst), 0, "no command ran");
@@ -1129,7 +1193,7 @@ mod tests {
         let handler: Handler = {
             let started = started.clone();
             let release = release.clone();
-            Arc::new(move |_, _| {
+            Arc::new(move |_| {
                 let started = started.clone();
                 let release = release.clone();
                 Box::pin(async move {
@@ -1146,7 +1210,7 @@ mod tests {
         let mut calls = tokio::task::JoinSet::new();
         for _ in 0..40 {
             let c = client.clone();
-            calls.spawn(async move { c.call("wait", Value::Null).await });
+            calls.spawn(async move { c.call(&Request::CheckNow).await });
         }
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         assert_eq!(started.load(Ordering::SeqCst), MAX_CALLS_PER_CONNECTION);
@@ -1160,7 +1224,7 @@ mod tests {
         let (extra, _e) = Client::connect(&endpoint).await.unwrap();
         let extra = extra.with_timeout(std::time::Duration::from_secs(5));
         assert!(matches!(
-            extra.call("echo", Value::Null).await,
+            extra.call(&echo_request("x")).await,
             Err(CallError::NotRunning)
         ));
         drop(open);
@@ -1198,7 +1262,9 @@ mod tests {
         client.subscribe(true).await.unwrap();
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         let before = rss_kib();
-        let payload = serde_json::json!({ "text": "x".repeat(1000) });
+        let payload = Event::Highlight {
+            order_id: "x".repeat(1000),
+        };
         let reader = tokio::spawn(async move {
             let mut got = 0usize;
             while let Ok(Some(_)) =
@@ -1209,7 +1275,7 @@ mod tests {
             got
         });
         for _ in 0..100_000 {
-            hub.send("state-changed", payload.clone());
+            hub.send(payload.clone());
             tokio::task::yield_now().await;
         }
         let after = rss_kib();
@@ -1239,17 +1305,14 @@ mod tests {
             "the stuck subscriber had {lines} messages ({} KiB) waiting; closed: {closed}",
             pending.len() / 1024
         );
-        assert!(closed || text.contains(RESYNC_EVENT), "resynced or dropped");
+        assert!(closed || text.contains("\"resync\""), "resynced or dropped");
         assert!(
             lines < 100_000 / 10,
             "bounded: {lines} messages held for it"
         );
         // The reading one is unaffected: it got events, and still answers.
         assert!(reader.await.unwrap() > 0);
-        let v = client
-            .call("echo", serde_json::json!({"still": "here"}))
-            .await
-            .unwrap();
-        assert_eq!(v, serde_json::json!({"still": "here"}));
+        let v = client.call(&echo_request("still here")).await.unwrap();
+        assert_eq!(v, serde_json::json!("still here"));
     }
 }
