@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::api::{Account, ApiError, Clinic, FullscriptClient};
+use crate::app_state::AppState;
 use crate::backoff::RequestBudget;
 use crate::clock::Clock;
 use crate::config::{Config, ConfigError, Paths};
@@ -259,7 +260,7 @@ impl App {
         let store = self.store.clone();
         let session =
             Session::new(oauth, self.secrets.clone()).on_signed_out(Box::new(move |cause| {
-                let _ = store.set_signed_out_reason(Some(cause));
+                let _ = AppState::of(&store).set_signed_out_reason(Some(cause));
             }));
         Ok(Arc::new(session))
     }
@@ -276,8 +277,13 @@ impl App {
         )
     }
 
+    /// The app's own state (sign-in, pause, notices) in the local database.
+    pub fn state(&self) -> AppState<'_> {
+        AppState::of(&self.store)
+    }
+
     pub fn account(&self) -> Option<Account> {
-        self.store.account().ok().flatten()
+        self.state().account().ok().flatten()
     }
 
     /// Sign in through the browser: `open` receives the authorize URL (to
@@ -307,7 +313,7 @@ impl App {
             owner_name,
         };
         self.remember_account(&account)?;
-        self.store.set_welcome_pending(true)?;
+        self.state().set_welcome_pending(true)?;
         Ok(account)
     }
 
@@ -336,8 +342,8 @@ impl App {
                 self.store.reset_tracking()?;
             }
         }
-        self.store.set_account(account)?;
-        self.store.set_signed_out_reason(None)?;
+        self.state().set_account(account)?;
+        self.state().set_signed_out_reason(None)?;
         Ok(())
     }
 
@@ -353,7 +359,7 @@ impl App {
             }
         } else {
             let _ = self
-                .store
+                .state()
                 .set_signed_out_reason(Some(&SignedOutCause::User));
         }
         report
@@ -361,7 +367,8 @@ impl App {
 
     /// The database's patient data, the logs and kept damaged databases.
     pub fn erase_local_data(&self) -> Result<(), AppError> {
-        self.store.erase()?;
+        self.store
+            .erase(&crate::app_state::signed_out_by_user_mark())?;
         let logs = self.paths.log_dir();
         match std::fs::read_dir(&logs) {
             Ok(entries) => {
@@ -475,12 +482,12 @@ impl App {
 
     /// The welcome after a sign-in was read.
     pub fn dismiss_welcome(&self) -> Result<(), AppError> {
-        Ok(self.store.set_welcome_pending(false)?)
+        Ok(self.state().set_welcome_pending(false)?)
     }
 
     /// The "N results since …" banner was followed or closed.
     pub fn dismiss_catch_up(&self) -> Result<(), AppError> {
-        Ok(self.store.set_catch_up_since(None)?)
+        Ok(self.state().set_catch_up_since(None)?)
     }
 
     /// The link "open results" opens for an order: its newest result
@@ -574,9 +581,9 @@ impl App {
         watcher: Option<&WatcherHandle>,
     ) -> Result<(), AppError> {
         if self.paused_until().is_none() {
-            self.store.set_paused_at(Some(self.clock.now()))?;
+            self.state().set_paused_at(Some(self.clock.now()))?;
         }
-        self.store.set_paused_until(Some(until))?;
+        self.state().set_paused_until(Some(until))?;
         if let Some(w) = watcher {
             w.update_settings(|s| s.paused_until = Some(until));
         }
@@ -584,7 +591,7 @@ impl App {
     }
 
     pub fn resume(&self, watcher: Option<&WatcherHandle>) -> Result<(), AppError> {
-        self.store.set_paused_until(None)?;
+        self.state().set_paused_until(None)?;
         if let Some(w) = watcher {
             w.update_settings(|s| s.paused_until = None);
         }
@@ -593,7 +600,7 @@ impl App {
 
     /// When notifications resume, if they are paused now.
     pub fn paused_until(&self) -> Option<DateTime<Utc>> {
-        self.store
+        self.state()
             .paused_until()
             .ok()
             .flatten()
@@ -616,7 +623,12 @@ impl App {
             None => (false, None, None, None),
         };
         let account = self.account();
-        let mut watch = self.store.watch_status().ok().flatten().unwrap_or_default();
+        let mut watch = self
+            .state()
+            .watch_status()
+            .ok()
+            .flatten()
+            .unwrap_or_default();
         let needs_configuration = match auth {
             Some(AuthState::NeedsConfiguration { reason }) => Some(reason),
             _ => None,
@@ -629,18 +641,18 @@ impl App {
         let cause = if signed_in {
             None
         } else {
-            self.store.signed_out_reason().ok().flatten()
+            self.state().signed_out_reason().ok().flatten()
         };
         let unreadable = self.store.unreadable_orders().unwrap_or_default();
         // Read before the counts: the baseline is committed with its orders,
         // so a welcome never counts a list the check has not written yet.
         let baseline_done = self.store.baseline_at().ok().flatten().is_some();
         let orders_by_state = self.store.counts_by_state().unwrap_or_default();
-        let update = self.store.update_state().ok().flatten();
+        let update = self.state().update_state().ok().flatten();
         watch.skipped_records = watch.skipped_records.max(unreadable.len());
         let orders_total: usize = orders_by_state.values().sum();
         let catch_up = self
-            .store
+            .state()
             .catch_up_since()
             .ok()
             .flatten()
@@ -651,13 +663,15 @@ impl App {
                     results,
                 })
             });
-        let welcome = (signed_in && baseline_done && self.store.welcome_pending().unwrap_or(false))
-            .then(|| {
-                welcome_text(
-                    account.as_ref().map(|a| a.clinic.name.as_str()),
-                    orders_total,
-                )
-            });
+        let welcome = (signed_in
+            && baseline_done
+            && self.state().welcome_pending().unwrap_or(false))
+        .then(|| {
+            welcome_text(
+                account.as_ref().map(|a| a.clinic.name.as_str()),
+                orders_total,
+            )
+        });
         let owner_name = account.as_ref().and_then(|a| a.owner_name.clone());
         StatusReport {
             signed_in,
@@ -724,7 +738,7 @@ impl App {
             available: available.clone(),
             error,
         };
-        if let Err(e) = self.store.set_update_state(&state) {
+        if let Err(e) = self.state().set_update_state(&state) {
             tracing::warn!(error = %e, "could not keep the update check's result");
         }
         result
@@ -742,7 +756,7 @@ impl App {
                 return;
             }
             loop {
-                let last = app.store.update_state().ok().flatten();
+                let last = AppState::of(&app.store).update_state().ok().flatten();
                 if crate::update::due(last.as_ref(), Utc::now()) {
                     let _ = app.check_for_update().await;
                     checked();
@@ -754,7 +768,7 @@ impl App {
 
     /// The "still running in the tray" notice, the first time only.
     pub fn first_close_notice(&self) -> Option<Notification> {
-        match self.store.first_time_still_running() {
+        match self.state().first_time_still_running() {
             Ok(true) => Some(crate::policy::still_running()),
             _ => None,
         }
@@ -817,7 +831,7 @@ impl App {
     /// stored pause.
     pub fn watcher_handle(&self) -> WatcherHandle {
         let mut settings = crate::watcher::WatchSettings::from_config(&self.config);
-        settings.paused_until = self.store.paused_until().ok().flatten();
+        settings.paused_until = self.state().paused_until().ok().flatten();
         WatcherHandle::new(self.store.clone(), settings)
     }
 }

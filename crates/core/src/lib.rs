@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod app;
+pub mod app_state;
 pub mod backoff;
 pub mod clock;
 pub mod config;

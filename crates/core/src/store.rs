@@ -17,12 +17,9 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
-use crate::api::Account;
 use crate::detect::{display_hash, NewAlert, OrderRecord, SilentReason, Tracked};
 use crate::lab::LabState;
 use crate::secret::PatientName;
-use crate::session::SignedOutCause;
-use crate::status::WatchStatus;
 pub use crate::timestamp::canonical as ts;
 
 /// A failure of the local database (never of Fullscript or the network).
@@ -107,10 +104,13 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE lab_orders ADD COLUMN change_updated_at TEXT;",
 ];
 
-/// Every key of the `meta` table, in one place; each has a typed accessor below.
+/// Every key of the `meta` table, in one place. The store reads the few it
+/// needs for its own work (the event cursor, the baseline, the rebuild, the
+/// sign-out and grant guards of a cycle's commit); the rest belong to
+/// [`crate::app_state::AppState`], their one typed owner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Meta {
-    /// JSON [`crate::app::Account`]: who is signed in, to which clinic.
+pub enum Meta {
+    /// JSON `Account`: who is signed in, to which clinic.
     Account,
     /// Why the session ended (shown until the next sign-in).
     SignedOutReason,
@@ -120,7 +120,7 @@ enum Meta {
     EventCursor,
     /// When the first sign-in's silent baseline completed.
     BaselineAt,
-    /// JSON [`crate::watcher::WatchStatus`], for `status` from another process.
+    /// JSON `WatchStatus`, for `status` from another process.
     WatchStatus,
     /// The "still running in the tray" notice was shown once.
     ToldStillRunning,
@@ -279,7 +279,9 @@ impl Store {
             return Ok(false);
         }
         tracing::error!(error = %e, "the local database turned out damaged while running; keeping it aside and starting afresh");
-        let account = self.account().ok().flatten();
+        // Carried over as written (its owner reads it, and ignores it when
+        // it does not read as an account).
+        let account = self.meta_get(Meta::Account).ok().flatten();
         let mut conn = self.conn();
         let placeholder = Connection::open_in_memory().map_err(self.err("open"))?;
         // The damaged file's connection is closed before the file is moved.
@@ -288,7 +290,7 @@ impl Store {
         *conn = fresh.conn.into_inner().unwrap_or_else(|p| p.into_inner());
         drop(conn);
         if let Some(account) = account {
-            self.set_account(&account)?;
+            self.meta_put(Meta::Account, Some(&account))?;
         }
         Ok(true)
     }
@@ -455,7 +457,8 @@ impl Store {
 
     // ------------------------------------------------------------------ meta
 
-    fn meta_get(&self, key: Meta) -> Result<Option<String>, StoreError> {
+    /// One value of the `meta` table (its owner reads it typed).
+    pub(crate) fn meta_get(&self, key: Meta) -> Result<Option<String>, StoreError> {
         self.conn()
             .query_row("SELECT value FROM meta WHERE key = ?1", [key.key()], |r| {
                 r.get(0)
@@ -464,7 +467,8 @@ impl Store {
             .map_err(self.err("read meta"))
     }
 
-    fn meta_put(&self, key: Meta, value: Option<&str>) -> Result<(), StoreError> {
+    /// Write (or with `None` delete) one value of the `meta` table.
+    pub(crate) fn meta_put(&self, key: Meta, value: Option<&str>) -> Result<(), StoreError> {
         let conn = self.conn();
         match value {
             Some(v) => conn.execute(
@@ -478,59 +482,13 @@ impl Store {
         .map_err(self.err("write meta"))
     }
 
-    fn meta_json<T: serde::de::DeserializeOwned>(
-        &self,
-        key: Meta,
-    ) -> Result<Option<T>, StoreError> {
-        Ok(self
-            .meta_get(key)?
-            .and_then(|v| serde_json::from_str(&v).ok()))
-    }
-
-    fn meta_put_json<T: Serialize>(&self, key: Meta, value: &T) -> Result<(), StoreError> {
-        let text = serde_json::to_string(value).unwrap_or_else(|_| "null".into());
-        self.meta_put(key, Some(&text))
-    }
-
     fn meta_time(&self, key: Meta) -> Result<Option<DateTime<Utc>>, StoreError> {
         Ok(self
             .meta_get(key)?
             .and_then(|s| crate::timestamp::parse_str(&s)))
     }
 
-    pub fn account(&self) -> Result<Option<Account>, StoreError> {
-        self.meta_json(Meta::Account)
-    }
-
-    pub fn set_account(&self, account: &Account) -> Result<(), StoreError> {
-        self.meta_put_json(Meta::Account, account)
-    }
-
-    pub fn signed_out_reason(&self) -> Result<Option<SignedOutCause>, StoreError> {
-        let Some(raw) = self.meta_get(Meta::SignedOutReason)? else {
-            return Ok(None);
-        };
-        // Older versions stored a bare sentence.
-        Ok(Some(
-            serde_json::from_str(&raw).unwrap_or(SignedOutCause::Ended { reason: raw }),
-        ))
-    }
-
-    pub fn set_signed_out_reason(&self, cause: Option<&SignedOutCause>) -> Result<(), StoreError> {
-        match cause {
-            Some(c) => self.meta_put_json(Meta::SignedOutReason, c),
-            None => self.meta_put(Meta::SignedOutReason, None),
-        }
-    }
-
-    pub fn paused_until(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        self.meta_time(Meta::PausedUntil)
-    }
-
-    pub fn set_paused_until(&self, until: Option<DateTime<Utc>>) -> Result<(), StoreError> {
-        self.meta_put(Meta::PausedUntil, until.map(ts).as_deref())
-    }
-
+    /// Server time of the newest processed event.
     pub fn event_cursor(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         self.meta_time(Meta::EventCursor)
     }
@@ -539,50 +497,21 @@ impl Store {
         self.meta_put(Meta::EventCursor, cursor.map(ts).as_deref())
     }
 
+    /// When the first sign-in's silent baseline completed.
     pub fn baseline_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         self.meta_time(Meta::BaselineAt)
     }
 
-    pub fn watch_status(&self) -> Result<Option<WatchStatus>, StoreError> {
-        self.meta_json(Meta::WatchStatus)
-    }
-
-    pub fn set_watch_status(&self, status: &WatchStatus) -> Result<(), StoreError> {
-        self.meta_put_json(Meta::WatchStatus, status)
-    }
-
-    /// True the first time it is asked (then remembered).
-    pub fn welcome_pending(&self) -> Result<bool, StoreError> {
-        Ok(self.meta_get(Meta::WelcomePending)?.is_some())
-    }
-
-    pub fn set_welcome_pending(&self, pending: bool) -> Result<(), StoreError> {
-        self.meta_put(Meta::WelcomePending, pending.then_some("1"))
-    }
-
-    pub fn first_time_still_running(&self) -> Result<bool, StoreError> {
-        if self.meta_get(Meta::ToldStillRunning)?.is_some() {
-            return Ok(false);
-        }
-        self.meta_put(Meta::ToldStillRunning, Some("1"))?;
-        Ok(true)
-    }
-
     /// Set when the database was found damaged and rebuilt.
     pub fn rebuilt(&self) -> Result<Option<Rebuilt>, StoreError> {
-        self.meta_json(Meta::Rebuilt)
+        Ok(self
+            .meta_get(Meta::Rebuilt)?
+            .and_then(|v| serde_json::from_str(&v).ok()))
     }
 
     fn set_rebuilt(&self, r: &Rebuilt) -> Result<(), StoreError> {
-        self.meta_put_json(Meta::Rebuilt, r)
-    }
-
-    pub fn update_state(&self) -> Result<Option<crate::update::UpdateState>, StoreError> {
-        self.meta_json(Meta::Update)
-    }
-
-    pub fn set_update_state(&self, state: &crate::update::UpdateState) -> Result<(), StoreError> {
-        self.meta_put_json(Meta::Update, state)
+        let text = serde_json::to_string(r).unwrap_or_else(|_| "null".into());
+        self.meta_put(Meta::Rebuilt, Some(&text))
     }
 
     /// The practitioner has read that local history was rebuilt.
@@ -678,17 +607,17 @@ impl Store {
             }
         }
         if let Some(ours) = &c.grant_id {
-            let account: Option<String> = tx
+            // (The account is its owner's JSON; only its grant is read here.)
+            let theirs: Option<String> = tx
                 .query_row(
-                    "SELECT value FROM meta WHERE key = ?1",
+                    "SELECT json_extract(value, '$.grant_id') FROM meta
+                     WHERE key = ?1 AND json_valid(value)",
                     [Meta::Account.key()],
                     |r| r.get(0),
                 )
                 .optional()
-                .map_err(self.err("read account"))?;
-            let theirs = account
-                .and_then(|a| serde_json::from_str::<Account>(&a).ok())
-                .and_then(|a| a.grant_id);
+                .map_err(self.err("read account"))?
+                .flatten();
             if theirs.is_some_and(|t| &t != ours) {
                 return Err(StoreError::GrantChanged);
             }
@@ -849,7 +778,9 @@ impl Store {
     /// (freed pages are overwritten with zeros), the write-ahead log is
     /// checkpointed and truncated, and the file is rebuilt (`VACUUM`), so
     /// no name, test or link is left in the file or its journal.
-    pub fn erase(&self) -> Result<(), StoreError> {
+    /// `signed_out_mark` is what the sign-out reason says afterwards
+    /// (written in the same transaction).
+    pub fn erase(&self, signed_out_mark: &str) -> Result<(), StoreError> {
         let mut conn = self.conn();
         conn.pragma_update(None, "secure_delete", "ON")
             .map_err(self.err("secure delete"))?;
@@ -861,10 +792,9 @@ impl Store {
         .map_err(self.err("erase"))?;
         // Signed out is what remains: a watcher anywhere that still holds
         // tokens follows it, and a check in flight is not written back.
-        let user = serde_json::to_string(&SignedOutCause::User).unwrap_or_else(|_| "null".into());
         tx.execute(
             "INSERT INTO meta (key, value) VALUES (?1, ?2)",
-            params![Meta::SignedOutReason.key(), user],
+            params![Meta::SignedOutReason.key(), signed_out_mark],
         )
         .map_err(self.err("erase"))?;
         tx.commit().map_err(self.err("commit erase"))?;
@@ -959,22 +889,6 @@ impl Store {
             )
             .map(|n| usize::try_from(n).unwrap_or(0))
             .map_err(self.err("count recent results"))
-    }
-
-    pub fn catch_up_since(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        self.meta_time(Meta::CatchUpSince)
-    }
-
-    pub fn set_catch_up_since(&self, since: Option<DateTime<Utc>>) -> Result<(), StoreError> {
-        self.meta_put(Meta::CatchUpSince, since.map(ts).as_deref())
-    }
-
-    pub fn paused_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        self.meta_time(Meta::PausedAt)
-    }
-
-    pub fn set_paused_at(&self, at: Option<DateTime<Utc>>) -> Result<(), StoreError> {
-        self.meta_put(Meta::PausedAt, at.map(ts).as_deref())
     }
 
     /// The practitioner looked at an order's results.
@@ -1221,6 +1135,35 @@ mod tests {
         assert!(matches!(
             Store::open(&path),
             Err(StoreError::TooNew { found: 99, .. })
+        ));
+    }
+
+    #[test]
+    fn a_cycle_of_another_grant_or_after_a_sign_out_writes_nothing() {
+        let s = Store::open_in_memory().unwrap();
+        let now = Utc::now();
+        s.meta_put(
+            Meta::Account,
+            Some(r#"{"grant_id": "g1", "clinic": {"id": "c", "name": "n"}}"#),
+        )
+        .unwrap();
+        let cycle = |grant: &str| CycleCommit {
+            upserts: vec![record("o1", LabState::ResultsReady, "f1")],
+            grant_id: Some(grant.into()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            s.commit_cycle(&cycle("g2"), now),
+            Err(StoreError::GrantChanged)
+        ));
+        assert!(s.list_orders().unwrap().is_empty(), "nothing of g2 written");
+        s.commit_cycle(&cycle("g1"), now).unwrap();
+        assert_eq!(s.list_orders().unwrap().len(), 1);
+        s.meta_put(Meta::SignedOutReason, Some(r#"{"kind":"user"}"#))
+            .unwrap();
+        assert!(matches!(
+            s.commit_cycle(&cycle("g1"), now),
+            Err(StoreError::SignedOut)
         ));
     }
 

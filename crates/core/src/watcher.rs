@@ -35,6 +35,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch, Notify};
 
 use crate::api::{ApiError, EventsQuery, FullscriptClient};
+use crate::app_state::AppState;
 use crate::backoff::{jittered, Backoff};
 use crate::clock::Clock;
 use crate::config::{Config, Endpoints, NotificationDetail, NotifyStates};
@@ -195,7 +196,11 @@ impl WatcherHandle {
     /// A handle for watching this store with these settings (the status
     /// starts from what was last persisted).
     pub fn new(store: Arc<Store>, settings: WatchSettings) -> WatcherHandle {
-        let mut status = store.watch_status().ok().flatten().unwrap_or_default();
+        let mut status = AppState::of(&store)
+            .watch_status()
+            .ok()
+            .flatten()
+            .unwrap_or_default();
         status.connection = Connection::Starting;
         status.next_poll_at = None;
         let (status, _) = watch::channel(status);
@@ -264,7 +269,7 @@ impl WatcherHandle {
             }
         });
         if let Some(s) = changed {
-            if let Err(e) = self.shared.store.set_watch_status(&s) {
+            if let Err(e) = AppState::of(&self.shared.store).set_watch_status(&s) {
                 tracing::warn!(error = %e, "could not save the watch status");
             }
             let _ = self.shared.events.send(WatchEvent::Status(s));
@@ -306,7 +311,7 @@ impl Watcher {
         config: &Config,
     ) -> Result<Watcher, StoreError> {
         let mut settings = WatchSettings::from_config(config);
-        settings.paused_until = store.paused_until()?;
+        settings.paused_until = AppState::of(&store).paused_until()?;
         let handle = WatcherHandle::new(store.clone(), settings);
         Watcher::with_handle(api, store, notifier, config, handle)
     }
@@ -541,14 +546,16 @@ impl Watcher {
     async fn follow_other_processes(&mut self) -> Result<(), CycleError> {
         let session = self.api.session().clone();
         if session.is_signed_in() {
-            if let Some(cause) = self.store.signed_out_reason()? {
+            if let Some(cause) = AppState::of(&self.store).signed_out_reason()? {
                 tracing::info!("signed out in another window or command; following");
                 let text = cause.describe();
                 session.adopt_sign_out(cause);
                 return Err(ApiError::SignedOut(text).into());
             }
         }
-        let theirs = self.store.account()?.and_then(|a| a.grant_id);
+        let theirs = AppState::of(&self.store)
+            .account()?
+            .and_then(|a| a.grant_id);
         if theirs.is_some() && theirs != session.grant_id() {
             tracing::info!("signed in anew in another window or command; following");
             session.load().await.map_err(ApiError::from)?;
@@ -990,9 +997,9 @@ impl Watcher {
         if quiet.is_none() {
             // A pause ended (or was resumed): what arrived during it is
             // offered as "N results since …" too.
-            if let Some(at) = self.store.paused_at()? {
-                self.store.set_catch_up_since(Some(at))?;
-                self.store.set_paused_at(None)?;
+            if let Some(at) = AppState::of(&self.store).paused_at()? {
+                AppState::of(&self.store).set_catch_up_since(Some(at))?;
+                AppState::of(&self.store).set_paused_at(None)?;
             }
         }
         if pending.is_empty() {
@@ -1229,7 +1236,7 @@ impl Watcher {
             .as_deref()
             .and_then(crate::timestamp::parse_str);
         if let Some(since) = since {
-            if let Err(e) = self.store.set_catch_up_since(Some(since)) {
+            if let Err(e) = AppState::of(&self.store).set_catch_up_since(Some(since)) {
                 tracing::warn!(error = %e, "could not note the catch-up time");
             }
         }
