@@ -303,37 +303,75 @@ pub struct ConfigError {
     pub message: String,
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// The file as written (over the layers beneath it): every key typed by
+/// serde, an absent key its default. Each key's check, with the sentence
+/// that says what is wrong, is a small method below; [`ConfigFile::check`]
+/// puts them together.
+#[derive(Debug, Deserialize, serde::Serialize)]
+#[serde(default)]
 struct ConfigFile {
     environment: Option<String>,
     client_id: Option<String>,
     client_secret: Option<String>,
-    redirect_uri: Option<String>,
+    redirect_uri: String,
     api_base: Option<String>,
     authorize_url: Option<String>,
     token_url: Option<String>,
     revoke_url: Option<String>,
     results_url: Option<String>,
     labs_url: Option<String>,
-    document_hosts: Option<Vec<String>>,
-    poll_interval_secs: Option<i64>,
-    sweep_every: Option<i64>,
+    document_hosts: Vec<String>,
+    poll_interval_secs: i64,
+    sweep_every: i64,
     notify_states: Option<Vec<String>>,
     notification_detail: Option<String>,
+    /// The older name of `notification_detail = "full"`.
     show_patient_names: Option<bool>,
-    sound: Option<bool>,
-    summary_threshold: Option<i64>,
-    request_timeout_secs: Option<f64>,
-    request_budget_per_5min: Option<i64>,
+    sound: bool,
+    summary_threshold: i64,
+    request_timeout_secs: f64,
+    request_budget_per_5min: i64,
     token_storage: Option<String>,
-    login_timeout_secs: Option<i64>,
-    update_url: Option<String>,
+    login_timeout_secs: i64,
+    update_url: String,
     update_check: Option<String>,
     clinic_hours: Option<ClinicHoursFile>,
 }
 
+impl Default for ConfigFile {
+    fn default() -> Self {
+        ConfigFile {
+            environment: None,
+            client_id: None,
+            client_secret: None,
+            redirect_uri: DEFAULT_REDIRECT_URI.into(),
+            api_base: None,
+            authorize_url: None,
+            token_url: None,
+            revoke_url: None,
+            results_url: None,
+            labs_url: None,
+            document_hosts: Vec::new(),
+            poll_interval_secs: DEFAULT_POLL_INTERVAL_SECS as i64,
+            sweep_every: 10,
+            notify_states: None,
+            notification_detail: None,
+            show_patient_names: None,
+            sound: true,
+            summary_threshold: 3,
+            request_timeout_secs: 20.0,
+            request_budget_per_5min: 600,
+            token_storage: None,
+            login_timeout_secs: 300,
+            update_url: DEFAULT_UPDATE_URL.into(),
+            update_check: None,
+            clinic_hours: None,
+        }
+    }
+}
+
 /// `[clinic_hours]`: present means on unless `enabled = false`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 struct ClinicHoursFile {
     enabled: Option<bool>,
@@ -342,33 +380,332 @@ struct ClinicHoursFile {
     close: Option<String>,
 }
 
-const KNOWN_KEYS: &[&str] = &[
-    "environment",
-    "client_id",
-    "client_secret",
-    "redirect_uri",
-    "api_base",
-    "authorize_url",
-    "token_url",
-    "revoke_url",
-    "results_url",
-    "labs_url",
-    "document_hosts",
-    "poll_interval_secs",
-    "sweep_every",
-    "notify_states",
-    "notification_detail",
-    "show_patient_names",
-    "sound",
-    "summary_threshold",
-    "request_timeout_secs",
-    "request_budget_per_5min",
-    "token_storage",
-    "login_timeout_secs",
-    "update_url",
-    "update_check",
-    "clinic_hours",
-];
+/// A key's check failed: which key (a nested one as `table.key`), and why.
+type Check<T> = Result<T, (&'static str, String)>;
+
+/// The keys this version reads: the fields of [`ConfigFile`] (others are
+/// reported, not fatal: a newer version may have written them).
+fn known_keys() -> Vec<String> {
+    let mut keys: Vec<String> = match serde_json::to_value(ConfigFile::default()) {
+        Ok(serde_json::Value::Object(m)) => m.keys().cloned().collect(),
+        _ => Vec::new(),
+    };
+    // Longest first, so that a message naming `update_url` is not taken
+    // for a shorter key it contains; the same order in every build.
+    keys.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+    keys
+}
+
+impl ConfigFile {
+    fn environment(&self) -> Check<Environment> {
+        match &self.environment {
+            Some(e) => Environment::from_str(e).map_err(|m| ("environment", m)),
+            None => Ok(Environment::UsSandbox),
+        }
+    }
+
+    /// One of the URL keys: https, or plain http on loopback in the
+    /// custom environment (the simulator, a local proxy).
+    fn url(key: &'static str, value: Option<&str>, custom: bool) -> Check<Option<Url>> {
+        let Some(v) = value else { return Ok(None) };
+        let url = Url::parse(v).map_err(|e| (key, format!("not a URL ({e}): {v}")))?;
+        match url.scheme() {
+            "https" => Ok(Some(url)),
+            "http" if custom && is_loopback_host(&url) => Ok(Some(url)),
+            "http" if custom => Err((
+                key,
+                "plain http is only allowed for loopback hosts (127.0.0.1, localhost)".into(),
+            )),
+            _ => Err((
+                key,
+                "must be an https URL (http only in the custom environment, on loopback)".into(),
+            )),
+        }
+    }
+
+    /// `results_url`: a URL with `{id}` where the lab order id goes.
+    fn results_url(&self, custom: bool) -> Check<Option<String>> {
+        let Some(t) = &self.results_url else {
+            return Ok(None);
+        };
+        let probe = t.replace("{id}", "00000000-0000-0000-0000-000000000000");
+        ConfigFile::url("results_url", Some(&probe), custom)?;
+        if !t.contains("{id}") {
+            return Err((
+                "results_url",
+                "must contain {id} where the lab order id goes".into(),
+            ));
+        }
+        Ok(Some(t.clone()))
+    }
+
+    /// Fullscript's URLs: the environment's, each overridable; all of them
+    /// given for `custom`.
+    fn endpoints(&self, environment: Environment) -> Check<Endpoints> {
+        let custom = environment == Environment::Custom;
+        let url = |key, v: &Option<String>| ConfigFile::url(key, v.as_deref(), custom);
+        let api_base = url("api_base", &self.api_base)?;
+        let authorize_url = url("authorize_url", &self.authorize_url)?;
+        let token_url = url("token_url", &self.token_url)?;
+        let revoke_url = url("revoke_url", &self.revoke_url)?;
+        let labs_url = url("labs_url", &self.labs_url)?;
+        let mut document_hosts = Vec::new();
+        for h in &self.document_hosts {
+            if let Some(u) = ConfigFile::url("document_hosts", Some(h), custom)? {
+                document_hosts.push(u);
+            }
+        }
+        let results_url = self.results_url(custom)?;
+        match environment.hosts() {
+            Some((api, web)) => {
+                let fixed = |s: String| Url::parse(&s).expect("built-in URLs are valid");
+                Ok(Endpoints {
+                    api_base: api_base.unwrap_or_else(|| fixed(format!("https://{api}/api"))),
+                    authorize_url: authorize_url
+                        .unwrap_or_else(|| fixed(format!("https://{api}/api/oauth/authorize"))),
+                    token_url: token_url
+                        .unwrap_or_else(|| fixed(format!("https://{api}/api/oauth/token"))),
+                    revoke_url: revoke_url
+                        .unwrap_or_else(|| fixed(format!("https://{api}/api/oauth/revoke"))),
+                    results_url: results_url
+                        .unwrap_or_else(|| format!("https://{web}/labs/orders/{{id}}")),
+                    labs_url: labs_url.unwrap_or_else(|| fixed(format!("https://{web}/"))),
+                    document_hosts,
+                })
+            }
+            None => {
+                let need = |key: &'static str, v: Option<Url>| {
+                    v.ok_or((key, "required when environment = \"custom\"".to_string()))
+                };
+                let results_url = results_url.ok_or((
+                    "results_url",
+                    "required when environment = \"custom\"".to_string(),
+                ))?;
+                let labs_url = match labs_url {
+                    Some(u) => u,
+                    None => {
+                        let mut u = Url::parse(&results_url.replace("{id}", "x"))
+                            .map_err(|e| ("results_url", e.to_string()))?;
+                        u.set_path("/");
+                        u.set_query(None);
+                        u
+                    }
+                };
+                Ok(Endpoints {
+                    api_base: need("api_base", api_base)?,
+                    authorize_url: need("authorize_url", authorize_url)?,
+                    token_url: need("token_url", token_url)?,
+                    revoke_url: need("revoke_url", revoke_url)?,
+                    results_url,
+                    labs_url,
+                    document_hosts,
+                })
+            }
+        }
+    }
+
+    /// Where the app listens for Fullscript's redirect: loopback, fixed port.
+    fn redirect_uri(&self) -> Check<Url> {
+        let raw = &self.redirect_uri;
+        let url =
+            Url::parse(raw).map_err(|e| ("redirect_uri", format!("not a URL ({e}): {raw}")))?;
+        if url.scheme() != "http" || !is_loopback_host(&url) || url.port().is_none() {
+            return Err((
+                "redirect_uri",
+                "must be a loopback URL with a fixed port, e.g. http://127.0.0.1:47821/callback (the app listens there for Fullscript's redirect)".into(),
+            ));
+        }
+        Ok(url)
+    }
+
+    fn poll_interval(&self) -> Check<Duration> {
+        let poll = self.poll_interval_secs;
+        let range = MIN_POLL_INTERVAL_SECS..=MAX_POLL_INTERVAL_SECS;
+        match u64::try_from(poll) {
+            Ok(secs) if range.contains(&secs) => Ok(Duration::from_secs(secs)),
+            _ => Err((
+                "poll_interval_secs",
+                format!("{poll} is out of range: between {MIN_POLL_INTERVAL_SECS} and {MAX_POLL_INTERVAL_SECS} seconds"),
+            )),
+        }
+    }
+
+    fn sweep_every(&self) -> Check<u32> {
+        let n = self.sweep_every;
+        u32::try_from(n)
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or((
+                "sweep_every",
+                format!("{n} is out of range: 1 to 1000 cycles"),
+            ))
+    }
+
+    fn notify_states(&self) -> Check<NotifyStates> {
+        let Some(list) = &self.notify_states else {
+            return Ok(NotifyStates::default());
+        };
+        let mut n = NotifyStates {
+            partial_results: false,
+            results_ready: false,
+            results_amended: false,
+        };
+        for s in list {
+            match LabState::parse(s) {
+                LabState::PartialResults => n.partial_results = true,
+                LabState::ResultsReady => n.results_ready = true,
+                LabState::ResultsAmended => n.results_amended = true,
+                _ => {
+                    return Err((
+                        "notify_states",
+                        format!("`{s}` cannot notify (choose from partial_results, results_ready, results_amended)"),
+                    ))
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    /// `notification_detail`, or the older `show_patient_names = true`.
+    fn notification_detail(&self) -> Check<NotificationDetail> {
+        match (&self.notification_detail, self.show_patient_names) {
+            (Some(d), _) => NotificationDetail::from_str(d).map_err(|m| ("notification_detail", m)),
+            (None, Some(true)) => Ok(NotificationDetail::Full),
+            (None, _) => Ok(NotificationDetail::Test),
+        }
+    }
+
+    fn summary_threshold(&self) -> Check<usize> {
+        usize::try_from(self.summary_threshold)
+            .ok()
+            .filter(|n| (1..=100).contains(n))
+            .ok_or(("summary_threshold", "must be between 1 and 100".into()))
+    }
+
+    fn request_timeout(&self) -> Check<Duration> {
+        let t = self.request_timeout_secs;
+        if t.is_finite() && (0.1..=300.0).contains(&t) {
+            Ok(Duration::from_secs_f64(t))
+        } else {
+            Err((
+                "request_timeout_secs",
+                "must be between 0.1 and 300 seconds".into(),
+            ))
+        }
+    }
+
+    fn request_budget(&self) -> Check<u32> {
+        u32::try_from(self.request_budget_per_5min)
+            .ok()
+            .filter(|n| (10..=4000).contains(n))
+            .ok_or((
+                "request_budget_per_5min",
+                "must be between 10 and 4000 (Fullscript allows 5000 per 5 minutes for the whole app)".into(),
+            ))
+    }
+
+    fn token_storage(&self) -> Check<TokenStorageChoice> {
+        match self.token_storage.as_deref() {
+            None | Some("auto") => Ok(TokenStorageChoice::Auto),
+            Some("keychain") => Ok(TokenStorageChoice::Keychain),
+            Some("file") => Ok(TokenStorageChoice::File),
+            Some(other) => Err((
+                "token_storage",
+                format!("`{other}` is not one of auto, keychain, file"),
+            )),
+        }
+    }
+
+    fn login_timeout(&self) -> Check<Duration> {
+        u64::try_from(self.login_timeout_secs)
+            .ok()
+            .filter(|n| (1..=3600).contains(n))
+            .map(Duration::from_secs)
+            .ok_or(("login_timeout_secs", "must be between 1 and 3600".into()))
+    }
+
+    /// The update feed: https, or http on this computer.
+    fn update_url(&self) -> Check<Url> {
+        let raw = &self.update_url;
+        let url = Url::parse(raw).map_err(|e| ("update_url", format!("not a URL ({e}): {raw}")))?;
+        crate::urls::check_update_transport(&url).map_err(|e| ("update_url", e.to_string()))?;
+        Ok(url)
+    }
+
+    fn update_check(&self) -> Check<UpdateCheck> {
+        match self.update_check.as_deref() {
+            None | Some("daily") => Ok(UpdateCheck::Daily),
+            Some("never") => Ok(UpdateCheck::Never),
+            Some(other) => Err((
+                "update_check",
+                format!("`{other}` is not one of daily, never"),
+            )),
+        }
+    }
+
+    /// `[clinic_hours]`: days and times; absent keys are weekdays 8 to 6.
+    fn clinic_hours(&self) -> Check<ClinicHoursSetting> {
+        let Some(h) = &self.clinic_hours else {
+            return Ok(ClinicHoursSetting::default());
+        };
+        let default = ClinicHours::weekdays();
+        let days: Vec<String> = match &h.days {
+            Some(d) => d.clone(),
+            None => default.day_names().iter().map(|s| s.to_string()).collect(),
+        };
+        let fmt = |t: chrono::NaiveTime| t.format("%H:%M").to_string();
+        let open = h.open.clone().unwrap_or_else(|| fmt(default.open));
+        let close = h.close.clone().unwrap_or_else(|| fmt(default.close));
+        let hours = ClinicHours::parse(&days, &open, &close).map_err(|e| {
+            let key = match e {
+                HoursError::Day(_) | HoursError::NoDays => "clinic_hours.days",
+                HoursError::Time(ref t) if *t == open.trim() => "clinic_hours.open",
+                HoursError::Time(_) => "clinic_hours.close",
+            };
+            (key, e.to_string())
+        })?;
+        Ok(ClinicHoursSetting {
+            enabled: h.enabled.unwrap_or(true),
+            hours,
+        })
+    }
+
+    /// Every key checked, the environment's overrides applied.
+    fn check(self, path: &Path, unknown_keys: Vec<String>, secret_in_file: bool) -> Check<Config> {
+        let environment = self.environment()?;
+        let notification_detail = self.notification_detail()?;
+        Ok(Config {
+            path: path.to_path_buf(),
+            environment,
+            endpoints: self.endpoints(environment)?,
+            redirect_uri: self.redirect_uri()?,
+            poll_interval: self.poll_interval()?,
+            sweep_every: self.sweep_every()?,
+            notify_states: self.notify_states()?,
+            notification_detail,
+            show_patient_names: notification_detail == NotificationDetail::Full,
+            sound: self.sound,
+            summary_threshold: self.summary_threshold()?,
+            request_timeout: self.request_timeout()?,
+            request_budget_per_5min: self.request_budget()?,
+            token_storage: self.token_storage()?,
+            update_url: self.update_url()?,
+            update_check: self.update_check()?,
+            clinic_hours: self.clinic_hours()?,
+            login_timeout: self.login_timeout()?,
+            // The environment wins over every file.
+            client_id: env_string("FSN_CLIENT_ID")
+                .or(self.client_id.filter(|s| !s.trim().is_empty())),
+            client_secret: env_string("FSN_CLIENT_SECRET")
+                .or(self.client_secret.filter(|s| !s.trim().is_empty()))
+                .map(Secret::new),
+            unknown_keys,
+            client_secret_in_file: secret_in_file,
+            defaults_file: None,
+            registration_preset: false,
+        })
+    }
+}
 
 /// Where releases are published (the update feed the app reads by default).
 pub const DEFAULT_UPDATE_URL: &str =
@@ -555,6 +892,25 @@ impl Layers {
     }
 }
 
+/// The key a type error is about: the one the message names, else the
+/// first that does not read on its own.
+fn wrong_type_key(table: &toml::Table, known: &[String], message: &str) -> String {
+    let present = || known.iter().filter(|k| table.contains_key(k.as_str()));
+    present()
+        .find(|k| message.contains(k.as_str()))
+        .or_else(|| {
+            present().find(|k| {
+                table.get(k.as_str()).is_some_and(|v| {
+                    toml::Value::Table(toml::Table::from_iter([(k.to_string(), v.clone())]))
+                        .try_into::<ConfigFile>()
+                        .is_err()
+                })
+            })
+        })
+        .cloned()
+        .unwrap_or_else(|| "(value)".into())
+}
+
 fn parse_table(path: &Path, text: &str) -> Result<toml::Table, ConfigError> {
     toml::from_str(text).map_err(|e| {
         let span = e
@@ -613,6 +969,8 @@ impl Config {
         Ok(config)
     }
 
+    /// The merged layers read into the typed file, then checked key by
+    /// key; every error names the file and the key.
     fn from_table(
         path: &Path,
         table: toml::Table,
@@ -623,312 +981,21 @@ impl Config {
             key: key.to_string(),
             message,
         };
+        let known = known_keys();
         let unknown_keys: Vec<String> = table
             .keys()
-            .filter(|k| !KNOWN_KEYS.contains(&k.as_str()))
+            .filter(|k| !known.contains(k))
             .cloned()
             .collect();
-        // Type errors: find the key the deserializer complained about.
         let file: ConfigFile =
             toml::Value::Table(table.clone())
                 .try_into()
                 .map_err(|e: toml::de::Error| {
-                    let msg = e.message().to_string();
-                    let key = KNOWN_KEYS
-                        .iter()
-                        .find(|k| table.contains_key(**k) && msg.contains(**k))
-                        .or_else(|| {
-                            KNOWN_KEYS.iter().find(|k| {
-                                table.get(**k).is_some_and(|v| {
-                                    toml::Value::Table(toml::Table::from_iter([(
-                                        k.to_string(),
-                                        v.clone(),
-                                    )]))
-                                    .try_into::<ConfigFile>()
-                                    .is_err()
-                                })
-                            })
-                        })
-                        .map(|k| k.to_string())
-                        .unwrap_or_else(|| "(value)".into());
-                    err(&key, format!("wrong type: {msg}"))
+                    let key = wrong_type_key(&table, &known, e.message());
+                    err(&key, format!("wrong type: {}", e.message()))
                 })?;
-
-        let environment = match &file.environment {
-            Some(e) => Environment::from_str(e).map_err(|m| err("environment", m))?,
-            None => Environment::UsSandbox,
-        };
-        let custom = environment == Environment::Custom;
-
-        let url_key = |key: &str, value: &Option<String>| -> Result<Option<Url>, ConfigError> {
-            let Some(v) = value else { return Ok(None) };
-            let url = Url::parse(v).map_err(|e| err(key, format!("not a URL ({e}): {v}")))?;
-            match url.scheme() {
-                "https" => Ok(Some(url)),
-                "http" if custom && is_loopback_host(&url) => Ok(Some(url)),
-                "http" if custom => Err(err(
-                    key,
-                    "plain http is only allowed for loopback hosts (127.0.0.1, localhost)".into(),
-                )),
-                _ => Err(err(
-                    key,
-                    "must be an https URL (http only in the custom environment, on loopback)"
-                        .into(),
-                )),
-            }
-        };
-        let api_base = url_key("api_base", &file.api_base)?;
-        let authorize_url = url_key("authorize_url", &file.authorize_url)?;
-        let token_url = url_key("token_url", &file.token_url)?;
-        let revoke_url = url_key("revoke_url", &file.revoke_url)?;
-        let labs_url = url_key("labs_url", &file.labs_url)?;
-        let mut document_hosts = Vec::new();
-        for h in file.document_hosts.iter().flatten() {
-            if let Some(u) = url_key("document_hosts", &Some(h.clone()))? {
-                document_hosts.push(u);
-            }
-        }
-        if let Some(t) = &file.results_url {
-            let probe = t.replace("{id}", "00000000-0000-0000-0000-000000000000");
-            url_key("results_url", &Some(probe))?;
-            if !t.contains("{id}") {
-                return Err(err(
-                    "results_url",
-                    "must contain {id} where the lab order id goes".into(),
-                ));
-            }
-        }
-
-        let endpoints = match environment.hosts() {
-            Some((api, web)) => {
-                let fixed = |s: String| Url::parse(&s).expect("built-in URLs are valid");
-                Endpoints {
-                    api_base: api_base.unwrap_or_else(|| fixed(format!("https://{api}/api"))),
-                    authorize_url: authorize_url
-                        .unwrap_or_else(|| fixed(format!("https://{api}/api/oauth/authorize"))),
-                    token_url: token_url
-                        .unwrap_or_else(|| fixed(format!("https://{api}/api/oauth/token"))),
-                    revoke_url: revoke_url
-                        .unwrap_or_else(|| fixed(format!("https://{api}/api/oauth/revoke"))),
-                    results_url: file
-                        .results_url
-                        .clone()
-                        .unwrap_or_else(|| format!("https://{web}/labs/orders/{{id}}")),
-                    labs_url: labs_url.unwrap_or_else(|| fixed(format!("https://{web}/"))),
-                    document_hosts: document_hosts.clone(),
-                }
-            }
-            None => {
-                let need = |key: &str, v: Option<Url>| {
-                    v.ok_or_else(|| err(key, "required when environment = \"custom\"".into()))
-                };
-                let results_url = file.results_url.clone().ok_or_else(|| {
-                    err(
-                        "results_url",
-                        "required when environment = \"custom\"".into(),
-                    )
-                })?;
-                let api_base = need("api_base", api_base)?;
-                let labs_url = match labs_url {
-                    Some(u) => u,
-                    None => {
-                        let mut u = Url::parse(&results_url.replace("{id}", "x"))
-                            .map_err(|e| err("results_url", e.to_string()))?;
-                        u.set_path("/");
-                        u.set_query(None);
-                        u
-                    }
-                };
-                Endpoints {
-                    api_base,
-                    authorize_url: need("authorize_url", authorize_url)?,
-                    token_url: need("token_url", token_url)?,
-                    revoke_url: need("revoke_url", revoke_url)?,
-                    results_url,
-                    labs_url,
-                    document_hosts: document_hosts.clone(),
-                }
-            }
-        };
-
-        let redirect_raw = file
-            .redirect_uri
-            .clone()
-            .unwrap_or_else(|| DEFAULT_REDIRECT_URI.into());
-        let redirect_uri = Url::parse(&redirect_raw)
-            .map_err(|e| err("redirect_uri", format!("not a URL ({e}): {redirect_raw}")))?;
-        if redirect_uri.scheme() != "http"
-            || !is_loopback_host(&redirect_uri)
-            || redirect_uri.port().is_none()
-        {
-            return Err(err(
-                "redirect_uri",
-                "must be a loopback URL with a fixed port, e.g. http://127.0.0.1:47821/callback (the app listens there for Fullscript's redirect)".into(),
-            ));
-        }
-
-        let poll = file
-            .poll_interval_secs
-            .unwrap_or(DEFAULT_POLL_INTERVAL_SECS as i64);
-        if !(MIN_POLL_INTERVAL_SECS as i64..=MAX_POLL_INTERVAL_SECS as i64).contains(&poll) {
-            return Err(err(
-                "poll_interval_secs",
-                format!("{poll} is out of range: between {MIN_POLL_INTERVAL_SECS} and {MAX_POLL_INTERVAL_SECS} seconds"),
-            ));
-        }
-        let sweep_every = file.sweep_every.unwrap_or(10);
-        if !(1..=1000).contains(&sweep_every) {
-            return Err(err(
-                "sweep_every",
-                format!("{sweep_every} is out of range: 1 to 1000 cycles"),
-            ));
-        }
-        let notify_states = match &file.notify_states {
-            None => NotifyStates::default(),
-            Some(list) => {
-                let mut n = NotifyStates {
-                    partial_results: false,
-                    results_ready: false,
-                    results_amended: false,
-                };
-                for s in list {
-                    match LabState::parse(s) {
-                        LabState::PartialResults => n.partial_results = true,
-                        LabState::ResultsReady => n.results_ready = true,
-                        LabState::ResultsAmended => n.results_amended = true,
-                        _ => {
-                            return Err(err(
-                                "notify_states",
-                                format!("`{s}` cannot notify (choose from partial_results, results_ready, results_amended)"),
-                            ))
-                        }
-                    }
-                }
-                n
-            }
-        };
-        let notification_detail = match (&file.notification_detail, file.show_patient_names) {
-            (Some(d), _) => {
-                NotificationDetail::from_str(d).map_err(|m| err("notification_detail", m))?
-            }
-            (None, Some(true)) => NotificationDetail::Full,
-            (None, _) => NotificationDetail::Test,
-        };
-        let summary_threshold = file.summary_threshold.unwrap_or(3);
-        if !(1..=100).contains(&summary_threshold) {
-            return Err(err("summary_threshold", "must be between 1 and 100".into()));
-        }
-        let timeout = file.request_timeout_secs.unwrap_or(20.0);
-        if !(timeout.is_finite() && (0.1..=300.0).contains(&timeout)) {
-            return Err(err(
-                "request_timeout_secs",
-                "must be between 0.1 and 300 seconds".into(),
-            ));
-        }
-        let budget = file.request_budget_per_5min.unwrap_or(600);
-        if !(10..=4000).contains(&budget) {
-            return Err(err(
-                "request_budget_per_5min",
-                "must be between 10 and 4000 (Fullscript allows 5000 per 5 minutes for the whole app)".into(),
-            ));
-        }
-        let token_storage = match file.token_storage.as_deref() {
-            None | Some("auto") => TokenStorageChoice::Auto,
-            Some("keychain") => TokenStorageChoice::Keychain,
-            Some("file") => TokenStorageChoice::File,
-            Some(other) => {
-                return Err(err(
-                    "token_storage",
-                    format!("`{other}` is not one of auto, keychain, file"),
-                ))
-            }
-        };
-        let update_url = {
-            let raw = file
-                .update_url
-                .clone()
-                .unwrap_or_else(|| DEFAULT_UPDATE_URL.into());
-            let url = Url::parse(&raw)
-                .map_err(|e| err("update_url", format!("not a URL ({e}): {raw}")))?;
-            crate::urls::check_update_transport(&url)
-                .map_err(|e| err("update_url", e.to_string()))?;
-            url
-        };
-        let update_check = match file.update_check.as_deref() {
-            None | Some("daily") => UpdateCheck::Daily,
-            Some("never") => UpdateCheck::Never,
-            Some(other) => {
-                return Err(err(
-                    "update_check",
-                    format!("`{other}` is not one of daily, never"),
-                ))
-            }
-        };
-        let clinic_hours = match &file.clinic_hours {
-            None => ClinicHoursSetting::default(),
-            Some(h) => {
-                let default = ClinicHours::weekdays();
-                let days: Vec<String> = match &h.days {
-                    Some(d) => d.clone(),
-                    None => default.day_names().iter().map(|s| s.to_string()).collect(),
-                };
-                let fmt = |t: chrono::NaiveTime| t.format("%H:%M").to_string();
-                let open = h.open.clone().unwrap_or_else(|| fmt(default.open));
-                let close = h.close.clone().unwrap_or_else(|| fmt(default.close));
-                let hours = ClinicHours::parse(&days, &open, &close).map_err(|e| {
-                    let key = match e {
-                        HoursError::Day(_) | HoursError::NoDays => "clinic_hours.days",
-                        HoursError::Time(ref t) if *t == open.trim() => "clinic_hours.open",
-                        HoursError::Time(_) => "clinic_hours.close",
-                    };
-                    err(key, e.to_string())
-                })?;
-                ClinicHoursSetting {
-                    enabled: h.enabled.unwrap_or(true),
-                    hours,
-                }
-            }
-        };
-        let login_timeout = file.login_timeout_secs.unwrap_or(300);
-        if !(1..=3600).contains(&login_timeout) {
-            return Err(err(
-                "login_timeout_secs",
-                "must be between 1 and 3600".into(),
-            ));
-        }
-
-        let client_id =
-            env_string("FSN_CLIENT_ID").or(file.client_id.filter(|s| !s.trim().is_empty()));
-        let client_secret = env_string("FSN_CLIENT_SECRET")
-            .or(file.client_secret.filter(|s| !s.trim().is_empty()))
-            .map(Secret::new);
-
-        Ok(Config {
-            path: path.to_path_buf(),
-            environment,
-            client_id,
-            client_secret,
-            redirect_uri,
-            endpoints,
-            poll_interval: Duration::from_secs(poll as u64),
-            sweep_every: sweep_every as u32,
-            notify_states,
-            notification_detail,
-            show_patient_names: notification_detail == NotificationDetail::Full,
-            sound: file.sound.unwrap_or(true),
-            summary_threshold: summary_threshold as usize,
-            request_timeout: Duration::from_secs_f64(timeout),
-            request_budget_per_5min: budget as u32,
-            token_storage,
-            login_timeout: Duration::from_secs(login_timeout as u64),
-            update_url,
-            update_check,
-            clinic_hours,
-            unknown_keys,
-            client_secret_in_file,
-            defaults_file: None,
-            registration_preset: false,
-        })
+        file.check(path, unknown_keys, client_secret_in_file)
+            .map_err(|(key, message)| err(key, message))
     }
 
     /// Origins (scheme, host, port) result links may be opened on: the
