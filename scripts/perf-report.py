@@ -113,10 +113,15 @@ def role(exe, args):
         return "web"
     if exe.startswith("WebKitNetworkProcess"):
         return "network"
-    if exe.startswith("fullscript-notifier"):
-        if first == "window":
-            return "window"
+    if exe.startswith("fullscript-notifier-headless"):
         if first in (None, "--minimized", "agent"):
+            return "agent"
+    elif exe.startswith("fullscript-notifier"):
+        # The desktop build: the window (`window`, or the app started with
+        # no arguments), or the agent started as `--minimized`/`agent`.
+        if first in (None, "window"):
+            return "window"
+        if first in ("--minimized", "agent"):
             return "agent"
     return None
 

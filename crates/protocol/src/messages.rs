@@ -98,14 +98,14 @@ pub enum Request {
 impl Request {
     /// The command's name on the wire (`mark_seen`).
     pub fn name(&self) -> String {
-        match serde_json::to_value(self) {
-            Ok(serde_json::Value::Object(m)) => m
-                .get("cmd")
-                .and_then(serde_json::Value::as_str)
-                .unwrap_or_default()
-                .to_string(),
-            _ => String::new(),
+        #[derive(Deserialize)]
+        struct Tag {
+            cmd: String,
         }
+        serde_json::to_value(self)
+            .and_then(serde_json::from_value::<Tag>)
+            .map(|t| t.cmd)
+            .unwrap_or_default()
     }
 
     /// May the page send it (through the window)? Not what is about the
@@ -199,20 +199,25 @@ pub enum Event {
     Resync,
 }
 
+/// An event as the page receives it: its name and its payload.
+#[derive(Deserialize)]
+struct Parts {
+    event: String,
+    #[serde(default)]
+    payload: serde_json::Value,
+}
+
+fn parts<T: Serialize>(event: T) -> (String, serde_json::Value) {
+    serde_json::to_value(event)
+        .and_then(serde_json::from_value::<Parts>)
+        .map(|p| (p.event, p.payload))
+        .unwrap_or_default()
+}
+
 impl Event {
     /// The event's name and payload, as the page receives them.
     pub fn into_parts(self) -> (String, serde_json::Value) {
-        match serde_json::to_value(self) {
-            Ok(serde_json::Value::Object(mut m)) => {
-                let name = match m.remove("event") {
-                    Some(serde_json::Value::String(s)) => s,
-                    _ => String::new(),
-                };
-                let payload = m.remove("payload").unwrap_or(serde_json::Value::Null);
-                (name, payload)
-            }
-            _ => (String::new(), serde_json::Value::Null),
-        }
+        parts(self)
     }
 }
 
@@ -228,16 +233,7 @@ pub enum WindowEvent {
 
 impl WindowEvent {
     pub fn into_parts(self) -> (String, serde_json::Value) {
-        match serde_json::to_value(self) {
-            Ok(serde_json::Value::Object(mut m)) => {
-                let name = match m.remove("event") {
-                    Some(serde_json::Value::String(s)) => s,
-                    _ => String::new(),
-                };
-                (name, m.remove("payload").unwrap_or(serde_json::Value::Null))
-            }
-            _ => (String::new(), serde_json::Value::Null),
-        }
+        parts(self)
     }
 }
 

@@ -910,11 +910,13 @@ impl Client {
 
 /// `{"id": …, "cmd": …, "args": …}` for one request.
 fn wire_line(id: u64, request: &Request) -> serde_json::Result<String> {
-    let Value::Object(mut m) = serde_json::to_value(request)? else {
-        return Err(serde::ser::Error::custom("a request is an object"));
-    };
-    m.insert("id".into(), Value::from(id));
-    serde_json::to_string(&m)
+    #[derive(Serialize)]
+    struct Line<'a> {
+        id: u64,
+        #[serde(flatten)]
+        request: &'a Request,
+    }
+    serde_json::to_string(&Line { id, request })
 }
 
 #[cfg(test)]
