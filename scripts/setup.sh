@@ -29,13 +29,15 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 # Tauri 2 build prerequisites, then what the test suite's desktop session needs
 # (virtual X server, D-Bus session, notification daemons, Secret Service,
-# WebDriver for WebKitGTK), then Node for the Tauri CLI.
+# WebDriver for WebKitGTK), the NATS server (JetStream) the relay tests start,
+# then Node for the Tauri CLI.
 packages=(
   libwebkit2gtk-4.1-dev build-essential curl wget file libxdo-dev libssl-dev
   libayatana-appindicator3-dev librsvg2-dev pkg-config
   xvfb xauth dbus-x11 dunst libnotify-bin imagemagick x11-utils x11-apps xdotool
   webkit2gtk-driver fonts-dejavu-core
   python3-dbusmock python3-xlib gnome-keyring libsecret-tools jq procps curl
+  nats-server
 )
 command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
 if [ "$want_windows" -eq 1 ]; then

@@ -143,6 +143,24 @@ pub enum EventsQuery {
     Minimal,
 }
 
+/// `GET /clinic`'s answer: `{"clinic": {…}}` or the bare object; `None`
+/// without a usable id (the relay asks the same question of a token).
+pub fn parse_clinic(body: &Value) -> Option<Clinic> {
+    let c = body.get("clinic").filter(|v| v.is_object()).unwrap_or(body);
+    let id = match c.get("id") {
+        Some(Value::String(s)) if !s.trim().is_empty() => s.trim().to_string(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => return None,
+    };
+    let name = c
+        .get("name")
+        .and_then(Value::as_str)
+        .map(lab::display_text)
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "Your clinic".to_string());
+    Some(Clinic { id, name })
+}
+
 impl FullscriptClient {
     pub fn new(
         http: reqwest::Client,
@@ -314,27 +332,10 @@ impl FullscriptClient {
 
     pub async fn clinic(&self) -> Result<Clinic, ApiError> {
         let body = self.get_json("/clinic", &[]).await?;
-        let c = body
-            .get("clinic")
-            .filter(|v| v.is_object())
-            .unwrap_or(&body);
-        let id = match c.get("id") {
-            Some(Value::String(s)) => s.clone(),
-            Some(Value::Number(n)) => n.to_string(),
-            _ => {
-                return Err(ApiError::Malformed {
-                    what: "clinic without id".into(),
-                    request_id: None,
-                })
-            }
-        };
-        let name = c
-            .get("name")
-            .and_then(Value::as_str)
-            .map(lab::display_text)
-            .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| "Your clinic".to_string());
-        Ok(Clinic { id, name })
+        parse_clinic(&body).ok_or_else(|| ApiError::Malformed {
+            what: "clinic without id".into(),
+            request_id: None,
+        })
     }
 
     /// The signed-in practitioner's (or staff member's) name for the

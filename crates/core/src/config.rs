@@ -57,6 +57,11 @@ impl Environment {
 
     /// (API host, practitioner web app host) from Fullscript's newest
     /// integration-environments table (see `shared/fullscript-api.md` §1).
+    /// The API's base URL (`https://…/api`); `None` for `custom`.
+    pub fn api_base(self) -> Option<String> {
+        self.hosts().map(|(api, _)| format!("https://{api}/api"))
+    }
+
     fn hosts(self) -> Option<(&'static str, &'static str)> {
         match self {
             Environment::UsSandbox => Some(("api-us-snd.fullscript.io", "us-snd.fullscript.io")),
