@@ -78,7 +78,7 @@ pub enum Command {
     /// Show a test notification, through the same path as result alerts
     NotifyTest,
     /// Run the built-in Fullscript API simulator
-    Simulate(SimulateArgs),
+    Simulate(Box<SimulateArgs>),
     /// Start the app against the simulator's demo scenario (no account needed)
     Demo {
         /// Seconds between the demo's moves
@@ -118,6 +118,30 @@ pub struct SimulateArgs {
     /// Seconds between the demo scenario's moves
     #[arg(long, default_value_t = 6.0)]
     pub step_secs: f64,
+    /// Deliver signed `lab_order.updated` webhooks to this URL (plain http,
+    /// e.g. a relay on this computer: http://127.0.0.1:8787/webhooks/fullscript)
+    #[arg(long, value_name = "URL", requires = "webhook_secret")]
+    pub webhook_url: Option<url::Url>,
+    /// The webhook secret the deliveries are signed with
+    #[arg(
+        long,
+        value_name = "SECRET",
+        env = "FSN_SIM_WEBHOOK_SECRET",
+        hide_env_values = true
+    )]
+    pub webhook_secret: Option<String>,
+    /// Multiply Fullscript's retry delays (1 min … 5 h) by this (0.001 for tests)
+    #[arg(long, default_value_t = 1.0)]
+    pub webhook_retry_scale: f64,
+    /// Deliver every webhook twice
+    #[arg(long)]
+    pub webhook_duplicates: bool,
+    /// Deliver each batch of webhooks newest first
+    #[arg(long)]
+    pub webhook_out_of_order: bool,
+    /// Sign webhooks with a wrong secret (the receiver must refuse them)
+    #[arg(long)]
+    pub webhook_wrong_signature: bool,
 }
 
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
@@ -186,7 +210,7 @@ pub fn run_headless(cli: Cli) -> ExitCode {
     // (The agent logs to its own files; commands to stderr.)
     init_logging();
     if let Command::Simulate(args) = cmd {
-        return simulate(args);
+        return simulate(*args);
     }
     fsn_core::supervise::install_panic_hook();
     let app = match App::open(paths) {
@@ -837,6 +861,27 @@ fn simulate(a: SimulateArgs) -> ExitCode {
     if !(a.step_secs.is_finite() && a.step_secs > 0.0) {
         return fail("--step-secs must be a positive number");
     }
+    if !(a.webhook_retry_scale.is_finite() && a.webhook_retry_scale > 0.0) {
+        return fail("--webhook-retry-scale must be a positive number");
+    }
+    let webhook =
+        match (a.webhook_url, a.webhook_secret) {
+            (Some(url), Some(secret)) if url.scheme() == "http" => {
+                Some(fsn_simulator::webhooks::WebhookConfig {
+                    url,
+                    secret,
+                    retry_scale: a.webhook_retry_scale,
+                    duplicates: a.webhook_duplicates,
+                    out_of_order: a.webhook_out_of_order,
+                    wrong_signature: a.webhook_wrong_signature,
+                })
+            }
+            (Some(_), Some(_)) => return fail(
+                "--webhook-url must be a plain http URL (the simulator delivers to this computer)",
+            ),
+            (Some(_), None) => return fail("--webhook-url needs --webhook-secret"),
+            (None, _) => None,
+        };
     let config = fsn_simulator::SimConfig {
         port: a.port,
         client_id: a.client_id,
@@ -847,6 +892,7 @@ fn simulate(a: SimulateArgs) -> ExitCode {
         rate_limit: a.rate_limit.max(1),
         scenario,
         demo_step: Duration::from_secs_f64(a.step_secs),
+        webhook,
         ..Default::default()
     };
     let rt = match runtime() {
@@ -867,6 +913,9 @@ fn simulate(a: SimulateArgs) -> ExitCode {
         println!("  redirect_uri:  {}", config.redirect_uri);
         println!("  scenario:      {}", config.scenario.name());
         println!("  authorize:     {base}/api/oauth/authorize");
+        if let Some(w) = &config.webhook {
+            println!("  webhooks to:   {}", w.url);
+        }
         println!("Config for the app (environment = \"custom\"):");
         println!(
             "{}",

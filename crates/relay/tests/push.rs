@@ -4,11 +4,10 @@
 //! event id, and an unknown token cannot subscribe; token calls reach
 //! Fullscript with the secret added and never follow a redirect.
 
-use std::net::TcpListener;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+mod support;
+
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -17,47 +16,10 @@ use axum::routing::{get, post};
 use fsn_relay::webhook::sign;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
+use support::{free_port, Nats};
 
 const SECRET: &str = "whsec_push_test";
 const CLIENT_SECRET: &str = "registration-secret-9f8e";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-struct Nats(Child);
-
-impl Nats {
-    fn start(store: &Path) -> (Nats, String) {
-        let port = free_port();
-        let child = Command::new("nats-server")
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(store)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nats-server (scripts/setup.sh installs it)");
-        let start = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "nats-server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        (Nats(child), format!("nats://127.0.0.1:{port}"))
-    }
-}
-
-impl Drop for Nats {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// What the stand-in for Fullscript received at its token endpoint.
 #[derive(Default)]
@@ -112,34 +74,18 @@ async fn fake_fullscript(seen: Arc<Mutex<Seen>>) -> String {
 }
 
 async fn start_relay(nats_url: &str, fullscript: &str) -> String {
-    fsn_core::http::install_crypto_provider();
-    let table: toml::Table = toml::from_str(&format!(
-        "webhook_secret = \"{SECRET}\"\nwebhook_challenge = \"c\"\nnats_url = \"{nats_url}\"\n\
-         environment = \"custom\"\napi_base = \"{fullscript}/api\"\ntoken_url = \"{fullscript}/api/oauth/token\"\n\
-         revoke_url = \"{fullscript}/api/oauth/revoke\"\nclient_id = \"app-id\"\nclient_secret = \"{CLIENT_SECRET}\"\n"
-    ))
-    .unwrap();
-    let config = fsn_relay::Config::from_table(table).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        let _ = fsn_relay::serve(config, listener, std::future::pending()).await;
-    });
-    // Ready (NATS connected, stream there).
-    let start = Instant::now();
-    loop {
-        if let Ok(r) = reqwest::get(format!("{base}/readyz")).await {
-            if r.status() == 200 {
-                break;
-            }
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "relay never ready"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    base
+    let extra = format!(
+        "environment = \"custom\"\napi_base = \"{fullscript}/api\"\ntoken_url = \"{fullscript}/api/oauth/token\"\n\
+         revoke_url = \"{fullscript}/api/oauth/revoke\"\nclient_id = \"app-id\"\nclient_secret = \"{CLIENT_SECRET}\""
+    );
+    support::start_relay(SECRET, "c", nats_url, &extra).await
+}
+
+/// A JetStream server on a free port: the server and its URL.
+fn start_nats(store: &std::path::Path) -> (Nats, String) {
+    let nats = Nats::start(store, free_port());
+    let url = nats.url();
+    (nats, url)
 }
 
 async fn webhook(base: &str, id: &str, clinic: &str, order: &str) {
@@ -218,7 +164,7 @@ async fn next(rx: &mut tokio::sync::mpsc::Receiver<Pushed>) -> Option<Pushed> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_desktop_receives_only_its_own_clinics_events_and_resumes_from_its_last_id() {
     let store = tempfile::tempdir().unwrap();
-    let (_nats, nats_url) = Nats::start(store.path());
+    let (_nats, nats_url) = start_nats(store.path());
     let fullscript = fake_fullscript(Arc::default()).await;
     let base = start_relay(&nats_url, &fullscript).await;
 
@@ -261,7 +207,7 @@ async fn a_desktop_receives_only_its_own_clinics_events_and_resumes_from_its_las
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_calls_go_through_the_relay_with_the_secret_added_and_no_redirect_followed() {
     let store = tempfile::tempdir().unwrap();
-    let (_nats, nats_url) = Nats::start(store.path());
+    let (_nats, nats_url) = start_nats(store.path());
     let seen = Arc::new(Mutex::new(Seen::default()));
     let fullscript = fake_fullscript(seen.clone()).await;
     let base = start_relay(&nats_url, &fullscript).await;

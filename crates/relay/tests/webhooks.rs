@@ -3,80 +3,24 @@
 //! signed webhooks stored once and without patient data, refusals counted
 //! by reason, nothing acknowledged that is not stored.
 
-use std::net::TcpListener;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+mod support;
+
 use std::time::{Duration, Instant};
 
 use fsn_relay::webhook::sign;
 use serde_json::{json, Value};
+use support::{free_port, metric, Nats};
 
 const SECRET: &str = "whsec_relay_test";
 const CHALLENGE: &str = "challenge-token-42";
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
+const CUSTOM: &str = "environment = \"custom\"\napi_base = \"http://127.0.0.1:9/api\"\ntoken_url = \"http://127.0.0.1:9/api/oauth/token\"\nrevoke_url = \"http://127.0.0.1:9/api/oauth/revoke\"";
 
-fn wait_for_port(port: u16) {
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "port {port} never opened"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// A JetStream server on its own store; stopped when dropped.
-struct Nats {
-    child: Child,
-    port: u16,
-}
-
-impl Nats {
-    fn start(store: &Path, port: u16) -> Nats {
-        let child = Command::new("nats-server")
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(store)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nats-server (scripts/setup.sh installs it)");
-        wait_for_port(port);
-        Nats { child, port }
-    }
-
-    fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Nats {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The relay in this process, on a free port.
-async fn start_relay(nats_url: &str) -> (String, tokio::task::JoinHandle<()>) {
-    fsn_core::http::install_crypto_provider();
-    let table: toml::Table = toml::from_str(&format!(
-        "webhook_secret = \"{SECRET}\"\nwebhook_challenge = \"{CHALLENGE}\"\nnats_url = \"{nats_url}\"\nenvironment = \"custom\"\napi_base = \"http://127.0.0.1:9/api\"\ntoken_url = \"http://127.0.0.1:9/api/oauth/token\"\nrevoke_url = \"http://127.0.0.1:9/api/oauth/revoke\"\n"
-    ))
-    .unwrap();
-    let config = fsn_relay::Config::from_table(table).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let task = tokio::spawn(async move {
-        let _ = fsn_relay::serve(config, listener, std::future::pending()).await;
-    });
-    (base, task)
+async fn start_relay(nats_url: &str) -> (String, ()) {
+    (
+        support::start_relay(SECRET, CHALLENGE, nats_url, CUSTOM).await,
+        (),
+    )
 }
 
 fn event(id: &str, clinic: &str, order: &str, status: &str) -> Vec<u8> {
@@ -105,19 +49,6 @@ async fn post(base: &str, body: &[u8], signature: Option<String>) -> (u16, Strin
     }
     let r = req.send().await.expect("the relay answers");
     (r.status().as_u16(), r.text().await.unwrap_or_default())
-}
-
-async fn metric(base: &str, line_start: &str) -> u64 {
-    let text = reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(line_start))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no `{line_start}` in\n{text}"))
 }
 
 /// The stored messages of the stream, as text.

@@ -22,6 +22,17 @@ pub struct SimControl {
 }
 
 impl SimControl {
+    /// Every webhook delivery attempt so far (with `SimConfig::webhook`).
+    pub fn webhook_deliveries(&self) -> Vec<crate::webhooks::Delivery> {
+        self.shared.lock().webhook_log.clone()
+    }
+
+    /// A signed-in practitioner's access token (as a sign-in would give),
+    /// for tests of what asks Fullscript with one (the relay's look-up).
+    pub fn issue_access_token(&self) -> String {
+        self.shared.lock().issue_grant(None).access_token
+    }
+
     pub fn add_patient(&self, first_name: &str, last_name: &str) -> Patient {
         self.shared.lock().add_patient(first_name, last_name)
     }
@@ -421,4 +432,9 @@ pub async fn requests(
 pub async fn clear_requests(State(shared): State<Shared>) -> Response {
     ctl(shared).clear_requests();
     StatusCode::NO_CONTENT.into_response()
+}
+
+/// `GET /_sim/webhooks`: every webhook delivery attempt made so far.
+pub async fn webhooks(State(shared): State<Shared>) -> Json<Vec<crate::webhooks::Delivery>> {
+    Json(shared.lock().webhook_log.clone())
 }

@@ -49,6 +49,7 @@ pub mod oauth;
 pub mod pages;
 pub mod scenario;
 pub mod state;
+pub mod webhooks;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -86,6 +87,8 @@ pub struct SimConfig {
     pub scenario: Scenario,
     /// How often the demo scenario moves an order.
     pub demo_step: Duration,
+    /// Deliver `lab_order.updated` webhooks there (signed, with the handshake).
+    pub webhook: Option<webhooks::WebhookConfig>,
 }
 
 impl Default for SimConfig {
@@ -102,6 +105,7 @@ impl Default for SimConfig {
             rate_window: state::default_rate_window(),
             scenario: Scenario::Empty,
             demo_step: Duration::from_secs(6),
+            webhook: None,
         }
     }
 }
@@ -157,6 +161,7 @@ pub fn router(shared: Shared) -> Router {
         .route("/_sim/tokens/expire", post(control::expire_tokens))
         .route("/_sim/tokens/revoke_all", post(control::revoke_all))
         .route("/_sim/clock/advance", post(control::advance_clock))
+        .route("/_sim/webhooks", get(control::webhooks))
         .route(
             "/_sim/faults",
             post(control::add_fault)
@@ -182,6 +187,7 @@ impl Simulator {
         let addr = listener.local_addr()?;
         let scenario = config.scenario;
         let demo_step = config.demo_step;
+        let webhook = config.webhook.clone();
         let mut world = state::World::new(config);
         world.base_url = format!("http://{addr}");
         scenario::seed(&mut world, scenario);
@@ -198,6 +204,10 @@ impl Simulator {
                 tracing::error!(error = %e, "simulator stopped");
             }
         })];
+        if let Some(w) = webhook {
+            let from = shared.lock().events.len();
+            tasks.push(tokio::spawn(webhooks::run(shared.clone(), w, from)));
+        }
         if scenario == Scenario::Demo {
             tasks.push(tokio::spawn(scenario::run_demo(shared.clone(), demo_step)));
         }

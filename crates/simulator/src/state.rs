@@ -271,6 +271,8 @@ pub struct World {
     pub next_seq: u64,
     /// Requests being answered right now.
     pub in_flight: usize,
+    /// Webhook deliveries made (with `--webhook-url`).
+    pub webhook_log: Vec<crate::webhooks::Delivery>,
 }
 
 pub fn iso(t: DateTime<Utc>) -> String {
@@ -313,6 +315,7 @@ impl World {
             request_log: Vec::new(),
             next_seq: 1,
             in_flight: 0,
+            webhook_log: Vec::new(),
         }
     }
 
