@@ -438,3 +438,10 @@ pub async fn clear_requests(State(shared): State<Shared>) -> Response {
 pub async fn webhooks(State(shared): State<Shared>) -> Json<Vec<crate::webhooks::Delivery>> {
     Json(shared.lock().webhook_log.clone())
 }
+
+/// `POST /_sim/tokens/issue`: a practitioner's access token, as a sign-in
+/// gives (scripts/relay-dev.sh subscribes to the relay with it).
+pub async fn issue_token(State(shared): State<Shared>) -> Json<Value> {
+    let token = shared.lock().issue_grant(None).access_token;
+    Json(json!({ "access_token": token }))
+}

@@ -159,6 +159,7 @@ pub fn router(shared: Shared) -> Router {
         .route("/_sim/shape", put(control::put_shape))
         .route("/_sim/tokens", get(control::tokens))
         .route("/_sim/tokens/expire", post(control::expire_tokens))
+        .route("/_sim/tokens/issue", post(control::issue_token))
         .route("/_sim/tokens/revoke_all", post(control::revoke_all))
         .route("/_sim/clock/advance", post(control::advance_clock))
         .route("/_sim/webhooks", get(control::webhooks))
