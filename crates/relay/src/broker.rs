@@ -54,6 +54,53 @@ pub enum Endpoint {
     Revoke,
 }
 
+/// The body formats accepted: what the app sends Fullscript today (JSON)
+/// and the OAuth form encoding; forwarded in the format it came in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Form,
+}
+
+impl Format {
+    fn of(headers: &HeaderMap) -> Option<Format> {
+        let ct = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        if ct.starts_with("application/json") {
+            Some(Format::Json)
+        } else if ct.starts_with("application/x-www-form-urlencoded") {
+            Some(Format::Form)
+        } else {
+            None
+        }
+    }
+
+    fn content_type(self) -> &'static str {
+        match self {
+            Format::Json => "application/json",
+            Format::Form => "application/x-www-form-urlencoded",
+        }
+    }
+}
+
+/// Add the registration's credentials to a JSON object body (replacing any
+/// the caller sent); `None` when the body is not a JSON object.
+pub fn json_with_credentials(
+    body: &[u8],
+    client_id: Option<&str>,
+    client_secret: &str,
+) -> Option<Vec<u8>> {
+    let mut v: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(body).ok()?;
+    if let Some(id) = client_id {
+        v.insert("client_id".into(), id.into());
+    }
+    v.insert("client_secret".into(), client_secret.into());
+    serde_json::to_vec(&v).ok()
+}
+
 /// Add the registration's credentials to a form body (replacing any the
 /// caller sent: the relay speaks for the registration).
 pub fn with_credentials(body: &[u8], client_id: Option<&str>, client_secret: &str) -> Vec<u8> {
@@ -92,29 +139,34 @@ pub async fn forward(
         )
             .into_response();
     };
-    let is_form = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-    if !is_form {
+    let Some(format) = Format::of(&headers) else {
         return (
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "a form body is expected",
+            "a JSON or form body is expected",
         )
             .into_response();
-    }
+    };
     let url = match endpoint {
         Endpoint::Token => relay.config.token_url.clone(),
         Endpoint::Revoke => relay.config.revoke_url.clone(),
     };
-    let form = with_credentials(&body, relay.config.client_id.as_deref(), secret.expose());
+    let id = relay.config.client_id.as_deref();
+    let forwarded = match format {
+        Format::Form => with_credentials(&body, id, secret.expose()),
+        Format::Json => match json_with_credentials(&body, id, secret.expose()) {
+            Some(b) => b,
+            None => {
+                return (StatusCode::BAD_REQUEST, "the body is not a JSON object").into_response()
+            }
+        },
+    };
     let sent = relay
         .http
         .post(url)
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(header::CONTENT_TYPE, format.content_type())
         .header(header::ACCEPT, "application/json")
         .timeout(FORWARD_TIMEOUT)
-        .body(form)
+        .body(forwarded)
         .send()
         .await;
     let response = match sent {
@@ -197,6 +249,17 @@ mod tests {
             1
         );
         assert!(!out.contains("guess"));
+    }
+
+    #[test]
+    fn a_json_body_as_the_app_sends_it_gets_the_secret_too() {
+        let body = br#"{"grant_type":"authorization_code","code":"c1","client_id":"x","client_secret":"guess"}"#;
+        let out = json_with_credentials(body, Some("app-id"), "s3cret").unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["client_secret"], "s3cret");
+        assert_eq!(v["client_id"], "app-id");
+        assert_eq!(v["code"], "c1");
+        assert!(json_with_credentials(b"[1]", None, "s").is_none());
     }
 
     #[test]

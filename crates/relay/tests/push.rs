@@ -244,6 +244,20 @@ async fn token_calls_go_through_the_relay_with_the_secret_added_and_no_redirect_
         !seen.lock().unwrap().redirect_followed,
         "the secret never went elsewhere"
     );
+    // What the app sends Fullscript today: JSON, without the secret.
+    let r = client
+        .post(format!("{base}/oauth/token"))
+        .json(
+            &json!({"grant_type": "authorization_code", "code": "code-1", "client_id": "app-id",
+            "redirect_uri": "http://127.0.0.1:47821/callback", "code_verifier": "v"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let sent: Value = serde_json::from_str(&seen.lock().unwrap().token_forms[2]).unwrap();
+    assert_eq!(sent["client_secret"], CLIENT_SECRET);
+    assert_eq!(sent["code"], "code-1");
     let r = client
         .post(format!("{base}/oauth/revoke"))
         .header("content-type", "application/x-www-form-urlencoded")
