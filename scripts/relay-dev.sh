@@ -29,8 +29,9 @@ challenge=$(head -c 12 /dev/urandom | base64 | tr -d '/+=')
 nats-server -js -a 127.0.0.1 -p "$nats_port" -sd "$work/nats" >"$work/nats.log" 2>&1 & pids+=($!)
 wait_port "$nats_port"
 
-"$bin/fullscript-notifier-headless" simulate --port "$sim_port" --scenario demo --auto-approve \
-  --webhook-url "http://127.0.0.1:$relay_port/webhooks/fullscript" --webhook-secret "$secret" \
+# (The secret goes by the environment, not the command line other users can read.)
+FSN_SIM_WEBHOOK_SECRET="$secret" "$bin/fullscript-notifier-headless" simulate --port "$sim_port" \
+  --scenario demo --auto-approve --webhook-url "http://127.0.0.1:$relay_port/webhooks/fullscript" \
   >"$work/simulator.log" 2>&1 & pids+=($!)
 wait_port "$sim_port"
 

@@ -120,7 +120,7 @@ pub struct SimulateArgs {
     pub step_secs: f64,
     /// Deliver signed `lab_order.updated` webhooks to this URL (plain http,
     /// e.g. a relay on this computer: http://127.0.0.1:8787/webhooks/fullscript)
-    #[arg(long, value_name = "URL", requires = "webhook_secret")]
+    #[arg(long, value_name = "URL")]
     pub webhook_url: Option<url::Url>,
     /// The webhook secret the deliveries are signed with
     #[arg(

@@ -359,6 +359,7 @@ mod tests {
         }
         assert!(js.contains("@typedef {Object} OrderRow"));
         assert!(js.contains("@property {string} state_label"));
-        assert!(js.contains("@typedef {Object} WindowSnapshot") || js.contains("WindowSnapshot"));
+        assert!(js.contains("@typedef {Object} WindowSnapshot"));
+        assert!(js.contains("@property {boolean} offer_update_download"));
     }
 }

@@ -28,7 +28,7 @@ fn err(key: &str, message: impl Into<String>) -> ConfigError {
 }
 
 /// The file as written; every key optional here, checked below.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 struct File {
     listen: Option<String>,
@@ -50,26 +50,18 @@ struct File {
     signature_tolerance_secs: Option<i64>,
 }
 
-/// Every key the file and the environment may set.
-pub const KEYS: [&str; 17] = [
-    "listen",
-    "public_url",
-    "environment",
-    "api_base",
-    "token_url",
-    "revoke_url",
-    "client_id",
-    "client_secret",
-    "webhook_secret",
-    "webhook_challenge",
-    "nats_url",
-    "log",
-    "stream_replicas",
-    "stream_max_age_days",
-    "stream_max_bytes",
-    "dedupe_window_hours",
-    "signature_tolerance_secs",
-];
+/// Every key the file and the environment may set: the fields of [`File`].
+pub fn keys() -> Vec<String> {
+    match serde_json::to_value(File::default()) {
+        Ok(serde_json::Value::Object(m)) => m.keys().cloned().collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Keys whose environment value is a number.
+fn numeric(key: &str) -> bool {
+    key.starts_with("stream_") || key.ends_with("_hours") || key.ends_with("_secs")
+}
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -114,21 +106,14 @@ impl Config {
             }
             None => toml::Table::new(),
         };
-        for key in KEYS {
+        for key in keys() {
             let var = format!("FSN_RELAY_{}", key.to_ascii_uppercase());
             if let Some(v) = std::env::var(&var).ok().filter(|v| !v.trim().is_empty()) {
-                // Numbers stay numbers; everything else is text.
                 let value = match v.trim().parse::<i64>() {
-                    Ok(n)
-                        if key.starts_with("stream_")
-                            || key.ends_with("_hours")
-                            || key.ends_with("_secs") =>
-                    {
-                        toml::Value::Integer(n)
-                    }
+                    Ok(n) if numeric(&key) => toml::Value::Integer(n),
                     _ => toml::Value::String(v),
                 };
-                table.insert(key.into(), value);
+                table.insert(key, value);
             }
         }
         Config::from_table(table)
@@ -272,6 +257,20 @@ mod tests {
             "https://api-us-snd.fullscript.io/api/oauth/token"
         );
         assert!(!format!("{c:?}").contains("\"s\""), "secrets redacted");
+    }
+
+    #[test]
+    fn every_key_of_the_file_can_come_from_the_environment() {
+        let keys = keys();
+        assert_eq!(keys.len(), 17);
+        for k in [
+            "listen",
+            "webhook_secret",
+            "nats_url",
+            "dedupe_window_hours",
+        ] {
+            assert!(keys.iter().any(|x| x == k), "{k}");
+        }
     }
 
     #[test]

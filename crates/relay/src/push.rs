@@ -218,8 +218,9 @@ pub async fn events(
                     return None;
                 }
             };
-            let seq = m.info().ok()?.stream_sequence;
-            relay.metrics.record_push_latency(&m.payload);
+            let info = m.info().ok()?;
+            let seq = info.stream_sequence;
+            relay.metrics.record_push(info.published);
             let data = String::from_utf8_lossy(&m.payload).into_owned();
             Some(Ok::<_, Infallible>(
                 SseEvent::default()

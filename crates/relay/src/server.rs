@@ -50,18 +50,14 @@ impl Metrics {
         }
     }
 
-    /// An event leaves for a desktop: its latency since the webhook arrived.
-    pub fn record_push_latency(&self, payload: &[u8]) {
+    /// An event leaves for a desktop, `stored_at` being when JetStream
+    /// took it (moments after the webhook arrived): its latency.
+    pub fn record_push(&self, stored_at: chrono::DateTime<chrono::Utc>) {
         self.events_pushed.fetch_add(1, Ordering::Relaxed);
-        let received = serde_json::from_slice::<crate::webhook::StoredEvent>(payload)
-            .ok()
-            .and_then(|e| e.received_at_ms);
-        if let Some(at) = received {
-            let ms = u64::try_from(chrono::Utc::now().timestamp_millis().saturating_sub(at))
-                .unwrap_or(0);
-            self.push_latency_ms_sum.fetch_add(ms, Ordering::Relaxed);
-            self.push_latency_ms_max.fetch_max(ms, Ordering::Relaxed);
-        }
+        // (A server clock ahead of this one reads as 0, never as negative.)
+        let ms = u64::try_from((chrono::Utc::now() - stored_at).num_milliseconds()).unwrap_or(0);
+        self.push_latency_ms_sum.fetch_add(ms, Ordering::Relaxed);
+        self.push_latency_ms_max.fetch_max(ms, Ordering::Relaxed);
     }
 
     fn refuse(&self, r: &Refused) {
@@ -172,10 +168,7 @@ async fn webhook(State(relay): State<Arc<Relay>>, headers: HeaderMap, body: Byte
             tracing::warn!(event_id = ?id, why, "a webhook event names no desktop; counted, not stored");
             challenge(&relay)
         }
-        Ok(Parsed::Event(mut event)) => {
-            event.received_at_ms = Some(chrono::Utc::now().timestamp_millis());
-            store(&relay, event).await
-        }
+        Ok(Parsed::Event(event)) => store(&relay, event).await,
     }
 }
 

@@ -139,7 +139,8 @@ pub struct StoredEvent {
     /// `lab_order.updated`, …
     #[serde(rename = "type")]
     pub kind: String,
-    /// As Fullscript wrote it (the desktop reads it tolerantly).
+    /// RFC 3339 (Fullscript's ISO-8601 or epoch read as the app reads it);
+    /// absent when missing or unreadable.
     pub created_at: Option<String>,
     pub clinic_id: String,
     pub practitioner_id: Option<String>,
@@ -147,9 +148,6 @@ pub struct StoredEvent {
     /// The status word, normalised (`partial_results`, `results_ready`,
     /// `results_amended`; an unknown one verbatim, capped).
     pub status: Option<String>,
-    /// When the relay received it (ms since the epoch; push latency).
-    #[serde(default)]
-    pub received_at_ms: Option<i64>,
 }
 
 /// What a body holds.
@@ -190,12 +188,17 @@ pub fn parse_event(body: &[u8]) -> Result<Parsed, Refused> {
         .or_else(|| v.get("event"))
         .filter(|e| e.is_object())
         .ok_or(Refused::NoEvent)?;
-    let id = text(event.get("id"));
-    let Some(id) = id else {
-        return Ok(Parsed::Unroutable {
-            id: None,
-            why: "no event id",
-        });
+    // The event's id, order and time exactly as the app's own events-feed
+    // parser reads them (ids as strings or numbers, the order under
+    // `data.lab_order` or beside it, ISO-8601 or epoch times).
+    let read = match fsn_core::lab::LabEvent::from_json(event) {
+        Ok(e) => e,
+        Err(_) => {
+            return Ok(Parsed::Unroutable {
+                id: text(event.get("id")),
+                why: "no usable event id or lab order id",
+            })
+        }
     };
     let data = event.get("data");
     let order = data.and_then(|d| d.get("lab_order"));
@@ -204,30 +207,22 @@ pub fn parse_event(body: &[u8]) -> Result<Parsed, Refused> {
         .or_else(|| text(data.and_then(|d| d.get("clinic_id"))));
     let Some(clinic_id) = clinic_id else {
         return Ok(Parsed::Unroutable {
-            id: Some(id),
+            id: Some(read.id),
             why: "no clinic id",
-        });
-    };
-    let lab_order_id = text(order.and_then(|o| o.get("id")))
-        .or_else(|| text(data.and_then(|d| d.get("lab_order_id"))))
-        .or_else(|| text(event.get("lab_order_id")));
-    let Some(lab_order_id) = lab_order_id else {
-        return Ok(Parsed::Unroutable {
-            id: Some(id),
-            why: "no lab order id",
         });
     };
     let status = text(order.and_then(|o| o.get("status").or_else(|| o.get("state"))))
         .map(|s| fsn_core::lab::LabState::parse(&s).as_str().to_string());
     Ok(Parsed::Event(StoredEvent {
-        id,
+        id: read.id,
         kind: text(event.get("type")).unwrap_or_else(|| "lab_order.updated".into()),
-        created_at: text(event.get("created_at")),
+        created_at: read
+            .created_at
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
         clinic_id,
         practitioner_id: text(order.and_then(|o| o.get("practitioner_id"))),
-        lab_order_id,
+        lab_order_id: read.order_id,
         status,
-        received_at_ms: None,
     }))
 }
 
@@ -339,6 +334,7 @@ mod tests {
     #[test]
     fn both_body_roots_and_odd_fields_are_read() {
         let bare = serde_json::json!({"event": {"id": 42, "clinic_id": "c",
+            "created_at": 1_764_756_000,
             "data": {"lab_order": {"id": 7, "status": "results_received"}}}});
         let Parsed::Event(e) = parse_event(bare.to_string().as_bytes()).unwrap() else {
             panic!("an event");
@@ -346,7 +342,18 @@ mod tests {
         assert_eq!((e.id.as_str(), e.lab_order_id.as_str()), ("42", "7"));
         assert_eq!(e.status.as_deref(), Some("partial_results"));
         assert_eq!(e.kind, "lab_order.updated");
+        assert_eq!(
+            e.created_at.as_deref(),
+            Some("2025-12-03T10:00:00.000Z"),
+            "an epoch time is read as a time"
+        );
         assert_eq!(parse_event(b"not json"), Err(Refused::NotJson));
+        let odd_time = serde_json::json!({"event": {"id": "e", "clinic_id": "c", "created_at": {"x": 1},
+            "data": {"lab_order": {"id": "o"}}}});
+        let Parsed::Event(e) = parse_event(odd_time.to_string().as_bytes()).unwrap() else {
+            panic!("an unreadable time does not make the event unreadable");
+        };
+        assert_eq!(e.created_at, None);
         assert_eq!(parse_event(b"{\"hello\": 1}"), Err(Refused::NoEvent));
         let no_clinic =
             serde_json::json!({"event": {"id": "e", "data": {"lab_order": {"id": "o"}}}});
@@ -355,6 +362,14 @@ mod tests {
             Ok(Parsed::Unroutable {
                 id: Some("e".into()),
                 why: "no clinic id"
+            })
+        );
+        let no_order = serde_json::json!({"event": {"id": "e", "clinic_id": "c", "data": {}}});
+        assert_eq!(
+            parse_event(no_order.to_string().as_bytes()),
+            Ok(Parsed::Unroutable {
+                id: Some("e".into()),
+                why: "no usable event id or lab order id"
             })
         );
     }
