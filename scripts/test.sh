@@ -48,7 +48,7 @@ e2e() {
   local log; log=$(mktemp)
   local rc=0
   FSN_E2E=1 cargo test --workspace --locked \
-    --test agent --test app --test cli --test day --test kill_restart --test notifier_daemon --test package --test update \
+    --test agent --test app --test cli --test day --test kill_restart --test notifier_daemon --test package --test relay --test update \
     -- --test-threads=1 --nocapture 2>&1 | tee "$log" || rc=$?
   local passed failed
   passed=$(grep -oE '[0-9]+ passed' "$log" | awk '{s+=$1} END {print s+0}')

@@ -255,8 +255,11 @@ function renderBanners(s) {
 // "Checked 1 min ago" (exact times in the tooltip).
 function renderChecked(s) {
   const el = $("conn-detail");
-  el.textContent = s.last_poll_at ? `Checked ${ago(s.last_poll_at)}` : "";
+  const checked = s.last_poll_at ? `Checked ${ago(s.last_poll_at)}` : "";
+  // With a relay: "Live" while results are pushed, else how often it checks.
+  el.textContent = s.watch_mode ? [s.watch_mode, checked].filter(Boolean).join(" · ") : checked;
   const exact = [];
+  if (s.push) exact.push(`Push: ${s.push}`);
   if (s.last_poll_at) exact.push(`Last check ${clock(s.last_poll_at)}`);
   if (s.next_poll_at && s.watching) exact.push(`next ${clock(s.next_poll_at)}`);
   el.title = exact.join(", ");
@@ -338,6 +341,8 @@ function renderSignIn(s) {
   $("registration-note").hidden = ready;
   if (!advancedTouched) showAdvanced(!ready);
   $("secret-hint").textContent = s.secret_from_config ? "(already set by your clinic)" : "";
+  // With the clinic's relay the secret stays on the relay: nothing to ask.
+  $("secret-field").hidden = !!s.secret_kept_by_relay;
   $("signin-form").hidden = s.signing_in;
   $("signin-waiting").hidden = !s.signing_in;
 }

@@ -272,6 +272,8 @@ export const EventsFeed = Object.freeze({
  * @property {number} [orders_total] Lab orders on the list.
  * @property {string|null} [owner_name] The signed-in practitioner's name (or email), for the header.
  * @property {string|null} [paused_until]
+ * @property {string|null} [push] Results pushed by the relay (absent without one, or for a Canadian clinic, where Fullscript sends no lab webhooks).
+ * @property {number} [push_unreadable] Pushed events the app could not read (counted, never dropped silently).
  * @property {(Quiet|null)} [quiet] Why result alerts are held now (paused, outside clinic hours), and until when.
  * @property {(Region|null)} [region] The country of the configured environment (`us`, `ca`; none for custom).
  * @property {boolean} registration_preset The registration came from the computer's defaults file (or this build): the first screen is one button.
@@ -280,11 +282,14 @@ export const EventsFeed = Object.freeze({
  * @property {string|null} [retrying_since] Since when requests have been failing (cleared by a good cycle).
  * @property {boolean} sandbox The configured environment is a sandbox (said on the first screen).
  * @property {boolean} secret_from_config The secret came from the environment or the file: the page need not ask.
+ * @property {boolean} secret_kept_by_relay A relay keeps the registration's secret: the page never asks for one.
  * @property {boolean} [signed_in]
  * @property {(SignedOutCause|null)} [signed_out_cause]
  * @property {string|null} [signed_out_reason]
  * @property {boolean} signing_in
  * @property {number} [skipped_records] Records Fullscript sent that could not be read: orders (kept as they were, listed as unreadable) and events. Never silently dropped.
+ * @property {(SweepMode|null)} [sweep] How the order list was last read while pushed (absent without push).
+ * @property {string|null} [sweep_note] Why the sorted read is not used, when it is not.
  * @property {string} [token_storage]
  * @property {boolean} [token_storage_fallback] No keychain could keep the secrets, so the private file is in use.
  * @property {string|null} [token_storage_note]
@@ -294,8 +299,14 @@ export const EventsFeed = Object.freeze({
  * @property {(UpdateInfo|null)} [update_available] A newer version found by the daily look at the update feed.
  * @property {string|null} [update_checked_at]
  * @property {string|null} [update_error] Why the last look at the update feed failed, if it did.
+ * @property {string|null} [watch_mode] With a relay: how results reach this computer, in the window's words ("Live" while pushed, else "Checking every minute"); absent without one (the header is as it always was).
  * @property {boolean} watching
  * @property {string|null} [welcome] After a sign-in, until dismissed: what happened, in words.
+ */
+
+/**
+ * How the order list is read while results are pushed.
+ * @typedef {("incremental"|"full")} SweepMode
  */
 
 /**
@@ -351,6 +362,8 @@ export const EventsFeed = Object.freeze({
  * @property {number} [orders_total] Lab orders on the list.
  * @property {string|null} [owner_name] The signed-in practitioner's name (or email), for the header.
  * @property {string|null} [paused_until]
+ * @property {string|null} [push] Results pushed by the relay (absent without one, or for a Canadian clinic, where Fullscript sends no lab webhooks).
+ * @property {number} [push_unreadable] Pushed events the app could not read (counted, never dropped silently).
  * @property {(Quiet|null)} [quiet] Why result alerts are held now (paused, outside clinic hours), and until when.
  * @property {(Region|null)} [region] The country of the configured environment (`us`, `ca`; none for custom).
  * @property {boolean} registration_preset The registration came from the computer's defaults file (or this build): the first screen is one button.
@@ -359,11 +372,14 @@ export const EventsFeed = Object.freeze({
  * @property {string|null} [retrying_since] Since when requests have been failing (cleared by a good cycle).
  * @property {boolean} sandbox The configured environment is a sandbox (said on the first screen).
  * @property {boolean} secret_from_config The secret came from the environment or the file: the page need not ask.
+ * @property {boolean} secret_kept_by_relay A relay keeps the registration's secret: the page never asks for one.
  * @property {boolean} [signed_in]
  * @property {(SignedOutCause|null)} [signed_out_cause]
  * @property {string|null} [signed_out_reason]
  * @property {boolean} signing_in
  * @property {number} [skipped_records] Records Fullscript sent that could not be read: orders (kept as they were, listed as unreadable) and events. Never silently dropped.
+ * @property {(SweepMode|null)} [sweep] How the order list was last read while pushed (absent without push).
+ * @property {string|null} [sweep_note] Why the sorted read is not used, when it is not.
  * @property {string} [token_storage]
  * @property {boolean} [token_storage_fallback] No keychain could keep the secrets, so the private file is in use.
  * @property {string|null} [token_storage_note]
@@ -375,6 +391,7 @@ export const EventsFeed = Object.freeze({
  * @property {string|null} [update_error] Why the last look at the update feed failed, if it did.
  * @property {string|null} [update_installed] The version installed in this run (it takes effect at the next start).
  * @property {string|null} [update_problem] Why the update was not installed.
+ * @property {string|null} [watch_mode] With a relay: how results reach this computer, in the window's words ("Live" while pushed, else "Checking every minute"); absent without one (the header is as it always was).
  * @property {boolean} watching
  * @property {string|null} [welcome] After a sign-in, until dismissed: what happened, in words.
  */

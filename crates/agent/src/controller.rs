@@ -392,6 +392,14 @@ impl Controller {
             }
         });
 
+        // Results pushed by the relay (when one is configured), beside the watcher.
+        let mut helpers = vec![bridge, auth_watch];
+        let push = {
+            let _enter = self.rt.enter();
+            core.spawn_push(session.clone(), handle.clone(), stop_rx.clone())
+        };
+        helpers.extend(push);
+
         let make_core = core.clone();
         let supervisor = self.rt.spawn(supervise(
             move |h| make_core.watcher_on(session.clone(), notifier.clone(), h),
@@ -402,7 +410,7 @@ impl Controller {
             handle,
             stop,
             supervisor,
-            helpers: vec![bridge, auth_watch],
+            helpers,
             _lock: dir_lock,
         });
         Ok(())
@@ -456,6 +464,7 @@ impl Controller {
             secret_from_config: core
                 .as_ref()
                 .is_some_and(|c| c.config.client_secret.is_some()),
+            secret_kept_by_relay: core.as_ref().is_some_and(|c| c.config.relay.is_some()),
             region: core.as_ref().and_then(|c| c.config.environment.region()),
             sandbox: core
                 .as_ref()

@@ -459,6 +459,24 @@ fn print_status(s: &StatusReport) {
             .as_str()
             .unwrap_or("-")
     );
+    if let Some(push) = &s.watch.push {
+        println!(
+            "Push:           {push}{}",
+            s.watch_mode
+                .as_deref()
+                .map(|m| format!(" ({m})"))
+                .unwrap_or_default()
+        );
+        if let Some(note) = &s.watch.sweep_note {
+            println!("Order list:     {note}");
+        }
+        if s.watch.push_unreadable > 0 {
+            println!(
+                "Unreadable:     {} pushed event(s) could not be read (the hourly read covers them)",
+                s.watch.push_unreadable
+            );
+        }
+    }
     println!("Last check:     {}", or_dash(&s.watch.last_poll_at));
     println!("Next check:     {}", or_dash(&s.watch.next_poll_at));
     if let Some(since) = &s.watch.retrying_since {
@@ -665,6 +683,7 @@ async fn watch(app: &Arc<App>, once: bool, verbose: bool) -> ExitCode {
     }
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let push = app.spawn_push(session.clone(), handle.clone(), stop_rx.clone());
     let mut auth = session.subscribe();
     let make_app = app.clone();
     let make_session = session.clone();
@@ -711,6 +730,9 @@ async fn watch(app: &Arc<App>, once: bool, verbose: bool) -> ExitCode {
     };
     // A graceful stop: a delivery in progress finishes first.
     update_checks.abort();
+    if let Some(p) = push {
+        p.abort();
+    }
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(30), run).await;
     printer.abort();

@@ -26,7 +26,7 @@ use crate::policy::{Notification, NotificationAction, NotificationKind};
 use crate::secret::Secret;
 use crate::secret_store::{self, SecretStore, SecretStoreError};
 use crate::session::{AuthState, Session, SignOutReport, SignedOutCause};
-use crate::status::{Connection, WatchStatus};
+use crate::status::{Connection, PushState, WatchStatus};
 use crate::store::{ts, Rebuilt, Store, StoreError};
 use crate::watcher::{Watcher, WatcherHandle};
 
@@ -124,8 +124,24 @@ pub struct StatusReport {
     pub update_checked_at: Option<String>,
     /// Why the last look at the update feed failed, if it did.
     pub update_error: Option<String>,
+    /// With a relay: how results reach this computer, in the window's
+    /// words ("Live" while pushed, else "Checking every minute"); absent
+    /// without one (the header is as it always was).
+    pub watch_mode: Option<String>,
     pub config_file: String,
     pub data_dir: String,
+}
+
+/// "Checking every minute", "Checking every 5 minutes", "Checking every 30 seconds".
+pub fn checking_every(interval: std::time::Duration) -> String {
+    let secs = interval.as_secs().max(1);
+    match secs {
+        60 => "Checking every minute".to_string(),
+        3600 => "Checking every hour".to_string(),
+        s if s % 3600 == 0 => format!("Checking every {} hours", s / 3600),
+        s if s % 60 == 0 => format!("Checking every {} minutes", s / 60),
+        s => format!("Checking every {s} seconds"),
+    }
 }
 
 /// "5 results since Fri 5:12 pm".
@@ -192,6 +208,12 @@ impl App {
             &paths.data_dir,
             &Self::namespace(&config),
         ));
+        if config.relay.is_some() {
+            // Left from before the relay: the secret is the relay's now.
+            if let Err(e) = secrets.delete(CLIENT_SECRET_KEY) {
+                tracing::debug!(error = %e, "could not clear an old client secret");
+            }
+        }
         let http = crate::http::api_client(config.request_timeout)
             .map_err(|e| AppError::Http(e.to_string()))?;
         let oauth_http = crate::http::oauth_client(config.request_timeout)
@@ -217,8 +239,12 @@ impl App {
         )
     }
 
-    /// The client secret: `FSN_CLIENT_SECRET` or the file, else the secret store.
+    /// The client secret: `FSN_CLIENT_SECRET` or the file, else the secret
+    /// store; never with a relay (it adds the secret itself).
     pub fn client_secret(&self) -> Result<Option<Secret>, AppError> {
+        if self.config.relay.is_some() {
+            return Ok(None);
+        }
         if let Some(s) = &self.config.client_secret {
             return Ok(Some(s.clone()));
         }
@@ -226,11 +252,16 @@ impl App {
     }
 
     pub fn save_client_secret(&self, secret: &Secret) -> Result<(), AppError> {
+        if self.config.relay.is_some() {
+            tracing::warn!("a client secret was offered but the relay keeps it; not saved");
+            return Ok(());
+        }
         Ok(self.secrets.set(CLIENT_SECRET_KEY, secret.expose())?)
     }
 
     pub fn is_configured(&self) -> bool {
-        self.config.client_id.is_some() && matches!(self.client_secret(), Ok(Some(_)))
+        self.config.client_id.is_some()
+            && (self.config.relay.is_some() || matches!(self.client_secret(), Ok(Some(_))))
     }
 
     /// The session for the configured application (not yet loaded).
@@ -241,12 +272,16 @@ impl App {
                 self.config.path.display()
             ))
         })?;
-        let secret = self.client_secret()?.ok_or_else(|| {
-            AuthError::NotConfigured(format!(
-                "no client secret: set FSN_CLIENT_SECRET, client_secret in {}, or enter it in the app",
-                self.config.path.display()
-            ))
-        })?;
+        let secret = match &self.config.relay {
+            // The relay adds the registration's secret to every token call.
+            Some(_) => None,
+            None => Some(self.client_secret()?.ok_or_else(|| {
+                AuthError::NotConfigured(format!(
+                    "no client secret: set FSN_CLIENT_SECRET, client_secret in {}, relay_url, or enter it in the app",
+                    self.config.path.display()
+                ))
+            })?),
+        };
         let e = &self.config.endpoints;
         let oauth = OAuthClient::new(
             self.oauth_http.clone(),
@@ -673,6 +708,13 @@ impl App {
             )
         });
         let owner_name = account.as_ref().and_then(|a| a.owner_name.clone());
+        let watch_mode = self.config.relay.as_ref().filter(|r| r.push).map(|_| {
+            if watch.push.as_ref().is_some_and(PushState::is_live) {
+                "Live".to_string()
+            } else {
+                checking_every(self.config.poll_interval)
+            }
+        });
         StatusReport {
             signed_in,
             configured: self.is_configured(),
@@ -706,6 +748,7 @@ impl App {
             update_available: update.as_ref().and_then(|u| u.available.clone()),
             update_error: update.as_ref().and_then(|u| u.error.clone()),
             update_checked_at: update.map(|u| u.checked_at),
+            watch_mode,
             config_file: self.paths.config_file.display().to_string(),
             data_dir: self.paths.data_dir.display().to_string(),
         }
@@ -825,6 +868,25 @@ impl App {
             handle,
         )?
         .with_clock(self.clock.clone()))
+    }
+
+    /// Results pushed by the relay, when one is configured and Fullscript
+    /// sends this clinic's webhooks (not for Canadian environments): the
+    /// listener to run beside the watcher. It ends when `shutdown` does.
+    pub fn spawn_push(
+        &self,
+        session: Arc<Session>,
+        handle: WatcherHandle,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        let relay = self.config.relay.as_ref().filter(|r| r.push)?;
+        match crate::push::PushListener::new(relay.events_url.clone(), session, handle) {
+            Ok(listener) => Some(tokio::spawn(listener.run(shutdown))),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot set up the relay's push; polling instead");
+                None
+            }
+        }
     }
 
     /// A handle for a new watcher with this configuration's settings and the

@@ -119,6 +119,19 @@ impl<'a> AppState<'a> {
         self.put_json(Meta::WatchStatus, status)
     }
 
+    /// The relay's sequence of the last pushed event that was handled.
+    pub fn push_last_event_id(&self) -> Result<Option<u64>, StoreError> {
+        Ok(self
+            .store
+            .meta_get(Meta::PushLastEventId)?
+            .and_then(|v| v.trim().parse().ok()))
+    }
+
+    pub fn set_push_last_event_id(&self, id: u64) -> Result<(), StoreError> {
+        self.store
+            .meta_put(Meta::PushLastEventId, Some(id.to_string().as_str()))
+    }
+
     /// A sign-in finished and its welcome has not been dismissed.
     pub fn welcome_pending(&self) -> Result<bool, StoreError> {
         Ok(self.store.meta_get(Meta::WelcomePending)?.is_some())

@@ -25,6 +25,30 @@ pub const DEFAULT_REDIRECT_URI: &str = "http://127.0.0.1:47821/callback";
 pub const DEFAULT_POLL_INTERVAL_SECS: u64 = 60;
 pub const MIN_POLL_INTERVAL_SECS: u64 = 15;
 pub const MAX_POLL_INTERVAL_SECS: u64 = 3600;
+/// With results pushed by a relay, the order list is still read this often
+/// (for states no webhook announces).
+pub const DEFAULT_RELAY_SWEEP_INTERVAL_SECS: u64 = 3600;
+pub const MIN_RELAY_SWEEP_INTERVAL_SECS: u64 = 300;
+pub const MAX_RELAY_SWEEP_INTERVAL_SECS: u64 = 24 * 3600;
+
+/// The clinic's relay (see `crates/relay`): its endpoints, and how
+/// watching changes with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Relay {
+    pub base: Url,
+    /// `{relay_url}/oauth/token`: the code exchange and refreshes.
+    pub token_url: Url,
+    /// `{relay_url}/oauth/revoke`.
+    pub revoke_url: Url,
+    /// `{relay_url}/v1/events`: Server-Sent Events of the clinic's lab orders.
+    pub events_url: Url,
+    /// Results are pushed (US environments and custom); Canadian clinics
+    /// get no lab webhooks, so there the relay only keeps the secret and
+    /// polling stays as it is.
+    pub push: bool,
+    /// While the push stream is connected, how often the order list is read.
+    pub sweep_interval: Duration,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -295,6 +319,11 @@ pub struct Config {
     pub client_secret_in_file: bool,
     /// The computer's defaults file that lies under this one, if any.
     pub defaults_file: Option<PathBuf>,
+    /// The clinic's relay (`relay_url`, `FSN_RELAY_URL`, or this build's
+    /// `FSN_BUILD_RELAY_URL`): token, refresh and revoke go through it
+    /// (it adds the registration's secret, which this app then never
+    /// holds), and results are pushed from it.
+    pub relay: Option<Relay>,
     /// The client id comes from the defaults file or this build (not the
     /// user's file or `FSN_CLIENT_ID`): the practitioner need not see it.
     pub registration_preset: bool,
@@ -341,6 +370,8 @@ struct ConfigFile {
     update_url: String,
     update_check: Option<String>,
     clinic_hours: Option<ClinicHoursFile>,
+    relay_url: Option<String>,
+    relay_sweep_interval_secs: i64,
 }
 
 impl Default for ConfigFile {
@@ -371,6 +402,8 @@ impl Default for ConfigFile {
             update_url: DEFAULT_UPDATE_URL.into(),
             update_check: None,
             clinic_hours: None,
+            relay_url: None,
+            relay_sweep_interval_secs: DEFAULT_RELAY_SWEEP_INTERVAL_SECS as i64,
         }
     }
 }
@@ -648,6 +681,63 @@ impl ConfigFile {
         }
     }
 
+    /// `relay_url` (`FSN_RELAY_URL` wins): https, or plain http on this
+    /// computer (a relay run beside the app, the tests).
+    fn relay(&self, environment: Environment) -> Check<Option<Relay>> {
+        let raw = env_string("FSN_RELAY_URL").or_else(|| {
+            self.relay_url
+                .as_deref()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+        });
+        let Some(raw) = raw else { return Ok(None) };
+        let mut base =
+            Url::parse(&raw).map_err(|e| ("relay_url", format!("not a URL ({e}): {raw}")))?;
+        match base.scheme() {
+            "https" => {}
+            "http" if is_loopback_host(&base) => {}
+            _ => {
+                return Err((
+                    "relay_url",
+                    "must be an https URL (plain http only on this computer)".into(),
+                ))
+            }
+        }
+        if base.query().is_some() || base.fragment().is_some() || base.cannot_be_a_base() {
+            return Err((
+                "relay_url",
+                "must be a plain base URL, without ? or #".into(),
+            ));
+        }
+        // `https://relay.example/` and `https://relay.example` mean the same.
+        if !base.path().ends_with('/') {
+            let path = format!("{}/", base.path());
+            base.set_path(&path);
+        }
+        let join = |p: &str| base.join(p).map_err(|e| ("relay_url", e.to_string()));
+        let secs = self.relay_sweep_interval_secs;
+        let range = MIN_RELAY_SWEEP_INTERVAL_SECS..=MAX_RELAY_SWEEP_INTERVAL_SECS;
+        let sweep_interval = match u64::try_from(secs) {
+            Ok(s) if range.contains(&s) => Duration::from_secs(s),
+            _ => {
+                return Err((
+                    "relay_sweep_interval_secs",
+                    format!("{secs} is out of range: between {MIN_RELAY_SWEEP_INTERVAL_SECS} and {MAX_RELAY_SWEEP_INTERVAL_SECS} seconds"),
+                ))
+            }
+        };
+        Ok(Some(Relay {
+            token_url: join("oauth/token")?,
+            revoke_url: join("oauth/revoke")?,
+            events_url: join("v1/events")?,
+            // Fullscript sends lab webhooks for US clinics only.
+            push: environment.region() != Some(Region::Ca),
+            sweep_interval,
+            base,
+        }))
+    }
+
     /// `[clinic_hours]`: days and times; absent keys are weekdays 8 to 6.
     fn clinic_hours(&self) -> Check<ClinicHoursSetting> {
         let Some(h) = &self.clinic_hours else {
@@ -679,10 +769,16 @@ impl ConfigFile {
     fn check(self, path: &Path, unknown_keys: Vec<String>, secret_in_file: bool) -> Check<Config> {
         let environment = self.environment()?;
         let notification_detail = self.notification_detail()?;
+        let relay = self.relay(environment)?;
+        let mut endpoints = self.endpoints(environment)?;
+        if let Some(r) = &relay {
+            endpoints.token_url = r.token_url.clone();
+            endpoints.revoke_url = r.revoke_url.clone();
+        }
         Ok(Config {
             path: path.to_path_buf(),
             environment,
-            endpoints: self.endpoints(environment)?,
+            endpoints,
             redirect_uri: self.redirect_uri()?,
             poll_interval: self.poll_interval()?,
             sweep_every: self.sweep_every()?,
@@ -701,9 +797,13 @@ impl ConfigFile {
             // The environment wins over every file.
             client_id: env_string("FSN_CLIENT_ID")
                 .or(self.client_id.filter(|s| !s.trim().is_empty())),
+            // With a relay the app holds no secret: one configured anyway is
+            // not read (and `App::open` says so).
             client_secret: env_string("FSN_CLIENT_SECRET")
                 .or(self.client_secret.filter(|s| !s.trim().is_empty()))
+                .filter(|_| relay.is_none())
                 .map(Secret::new),
+            relay,
             unknown_keys,
             client_secret_in_file: secret_in_file,
             defaults_file: None,
@@ -855,11 +955,19 @@ impl Layers {
     }
 
     pub fn read(defaults: Option<&Path>) -> Result<Layers, ConfigError> {
+        // A build that talks through a relay must not carry the secret the
+        // relay exists to keep off desktops.
+        const _: () = assert!(
+            !(option_env!("FSN_BUILD_RELAY_URL").is_some()
+                && option_env!("FSN_BUILD_CLIENT_SECRET").is_some()),
+            "FSN_BUILD_RELAY_URL and FSN_BUILD_CLIENT_SECRET exclude each other: with a relay the app holds no client secret"
+        );
         let mut table = toml::Table::new();
         for (key, value) in [
             ("client_id", option_env!("FSN_BUILD_CLIENT_ID")),
             ("environment", option_env!("FSN_BUILD_ENVIRONMENT")),
             ("client_secret", option_env!("FSN_BUILD_CLIENT_SECRET")),
+            ("relay_url", option_env!("FSN_BUILD_RELAY_URL")),
         ] {
             if let Some(v) = value.map(str::trim).filter(|v| !v.is_empty()) {
                 table.insert(key.into(), toml::Value::String(v.into()));
@@ -1149,6 +1257,61 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(Path::new("/etc/fsn/config.toml"), text)
+    }
+
+    #[test]
+    fn a_relay_takes_the_token_calls_and_the_secret_is_never_read_with_it() {
+        let c = parse(
+            "environment = \"us-production\"\nclient_id = \"app\"\nclient_secret = \"left-over\"\nrelay_url = \"https://relay.clinic.example/fsn\"\n",
+        )
+        .unwrap();
+        let relay = c.relay.as_ref().unwrap();
+        assert_eq!(
+            c.endpoints.token_url.as_str(),
+            "https://relay.clinic.example/fsn/oauth/token"
+        );
+        assert_eq!(
+            c.endpoints.revoke_url.as_str(),
+            "https://relay.clinic.example/fsn/oauth/revoke"
+        );
+        assert_eq!(
+            relay.events_url.as_str(),
+            "https://relay.clinic.example/fsn/v1/events"
+        );
+        // The browser still signs in at Fullscript itself.
+        assert_eq!(
+            c.endpoints.authorize_url.as_str(),
+            "https://api-us.fullscript.com/api/oauth/authorize"
+        );
+        assert!(relay.push);
+        assert_eq!(relay.sweep_interval, Duration::from_secs(3600));
+        assert!(c.client_secret.is_none(), "a relay keeps the secret");
+
+        // Canadian clinics get no lab webhooks: the relay keeps the secret only.
+        let ca =
+            parse("environment = \"ca-sandbox\"\nrelay_url = \"https://r.example/\"\n").unwrap();
+        assert!(!ca.relay.unwrap().push);
+    }
+
+    #[test]
+    fn a_relay_url_must_be_https_or_on_this_computer_and_its_sweep_in_range() {
+        for (text, key) in [
+            ("relay_url = \"http://relay.example/\"", "relay_url"),
+            ("relay_url = \"https://r.example/?x=1\"", "relay_url"),
+            ("relay_url = \"not a url\"", "relay_url"),
+            (
+                "relay_url = \"https://r.example\"\nrelay_sweep_interval_secs = 10",
+                "relay_sweep_interval_secs",
+            ),
+        ] {
+            assert_eq!(parse(text).unwrap_err().key, key, "{text}");
+        }
+        let local = parse("relay_url = \"http://127.0.0.1:8787\"\nrelay_sweep_interval_secs = 900")
+            .unwrap();
+        let relay = local.relay.unwrap();
+        assert_eq!(relay.base.as_str(), "http://127.0.0.1:8787/");
+        assert_eq!(relay.sweep_interval, Duration::from_secs(900));
+        assert!(parse("").unwrap().relay.is_none());
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod notifier;
 pub mod oauth;
 pub mod opener;
 pub mod policy;
+pub mod push;
 pub mod schedule;
 pub mod secret;
 pub mod secret_store;

@@ -342,6 +342,11 @@ impl RecordingNotifier {
     pub fn taken(&self) -> Vec<Notification> {
         std::mem::take(&mut *self.shown.lock().unwrap_or_else(|p| p.into_inner()))
     }
+
+    /// What was shown so far (kept).
+    pub fn seen(&self) -> Vec<Notification> {
+        self.shown.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }
 
 impl Notifier for RecordingNotifier {

@@ -1,7 +1,8 @@
 //! Fullscript OAuth: the authorization-code flow through the system browser
 //! and a one-shot loopback listener, and the token, refresh and revoke calls
 //! in Fullscript's documented format (JSON bodies carrying `client_id` and
-//! `client_secret`; responses wrapped in `oauth`).
+//! `client_secret`; responses wrapped in `oauth`). With a relay the bodies go
+//! to it without `client_secret`, and it adds the secret.
 //!
 //! The `oauth2` crate provides the random `state`, the PKCE S256 pair and the
 //! authorize URL. The token calls are made here because Fullscript wants JSON
@@ -223,7 +224,8 @@ pub struct OAuthClient {
     pub token_url: Url,
     pub revoke_url: Url,
     pub client_id: String,
-    client_secret: Secret,
+    /// `None` when a relay adds it (the app then never holds it).
+    client_secret: Option<Secret>,
     pub redirect_uri: Url,
 }
 
@@ -442,7 +444,7 @@ impl OAuthClient {
         token_url: Url,
         revoke_url: Url,
         client_id: String,
-        client_secret: Secret,
+        client_secret: Option<Secret>,
         redirect_uri: Url,
     ) -> OAuthClient {
         OAuthClient {
@@ -509,12 +511,28 @@ impl OAuthClient {
         })
     }
 
+    /// The body with the registration's credentials: the client id, and
+    /// the secret unless a relay adds it.
+    fn with_client(&self, mut body: Value) -> Value {
+        if let Some(map) = body.as_object_mut() {
+            map.insert("client_id".into(), Value::String(self.client_id.clone()));
+            if let Some(secret) = &self.client_secret {
+                map.insert(
+                    "client_secret".into(),
+                    Value::String(secret.expose().to_string()),
+                );
+            }
+        }
+        body
+    }
+
     async fn post_json(
         &self,
         url: &Url,
         body: &Value,
         what: &'static str,
     ) -> Result<reqwest::Response, AuthError> {
+        let body = &self.with_client(body.clone());
         let resp = self
             .http
             .post(url.clone())
@@ -557,8 +575,6 @@ impl OAuthClient {
     pub async fn exchange_code(&self, code: AuthorizationCode) -> Result<TokenSet, AuthError> {
         let body = json!({
             "grant_type": "authorization_code",
-            "client_id": self.client_id,
-            "client_secret": self.client_secret.expose(),
             "code": code.code.expose(),
             "redirect_uri": self.redirect_uri.as_str(),
             "code_verifier": code.verifier.secret(),
@@ -571,8 +587,6 @@ impl OAuthClient {
     pub async fn refresh(&self, refresh_token: &Secret) -> Result<TokenSet, AuthError> {
         let body = json!({
             "grant_type": "refresh_token",
-            "client_id": self.client_id,
-            "client_secret": self.client_secret.expose(),
             "refresh_token": refresh_token.expose(),
             "redirect_uri": self.redirect_uri.as_str(),
         });
@@ -590,8 +604,6 @@ impl OAuthClient {
     /// Revoke one token (documented: 200 with an empty body).
     pub async fn revoke(&self, token: &Secret) -> Result<(), AuthError> {
         let body = json!({
-            "client_id": self.client_id,
-            "client_secret": self.client_secret.expose(),
             "token": token.expose(),
         });
         self.post_json(&self.revoke_url, &body, "revocation")

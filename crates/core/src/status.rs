@@ -39,6 +39,72 @@ pub enum EventsFeed {
     Refused,
 }
 
+/// Results pushed by the clinic's relay: in `status --json` as
+/// `"connected"`, `"connecting"` or `"fallback: <reason>"` (polling as
+/// without a relay, until the stream is back).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PushState {
+    Connecting,
+    Connected,
+    Fallback(String),
+}
+
+impl PushState {
+    /// Results arrive within seconds: the order list is read only hourly.
+    pub fn is_live(&self) -> bool {
+        matches!(self, PushState::Connected)
+    }
+}
+
+impl std::fmt::Display for PushState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PushState::Connecting => f.write_str("connecting"),
+            PushState::Connected => f.write_str("connected"),
+            PushState::Fallback(reason) => write!(f, "fallback: {reason}"),
+        }
+    }
+}
+
+impl From<&str> for PushState {
+    fn from(s: &str) -> PushState {
+        match s {
+            "connecting" => PushState::Connecting,
+            "connected" => PushState::Connected,
+            other => PushState::Fallback(
+                other
+                    .strip_prefix("fallback: ")
+                    .unwrap_or(other)
+                    .to_string(),
+            ),
+        }
+    }
+}
+
+impl Serialize for PushState {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for PushState {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<PushState, D::Error> {
+        let s = String::deserialize(d)?;
+        Ok(PushState::from(s.as_str()))
+    }
+}
+
+/// How the order list is read while results are pushed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SweepMode {
+    /// Newest changes first, stopping at the first page with nothing new.
+    Incremental,
+    /// Fullscript ignored or refused the sort: the whole list, at most a
+    /// few times a day.
+    Full,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
 pub struct WatchStatus {
@@ -66,6 +132,16 @@ pub struct WatchStatus {
     pub quiet: Option<Quiet>,
     /// Alerts held for the digest at the next opening or the end of the pause.
     pub held_alerts: usize,
+    /// Results pushed by the relay (absent without one, or for a Canadian
+    /// clinic, where Fullscript sends no lab webhooks).
+    #[schemars(with = "Option<String>")]
+    pub push: Option<PushState>,
+    /// How the order list was last read while pushed (absent without push).
+    pub sweep: Option<SweepMode>,
+    /// Why the sorted read is not used, when it is not.
+    pub sweep_note: Option<String>,
+    /// Pushed events the app could not read (counted, never dropped silently).
+    pub push_unreadable: u64,
 }
 
 impl Default for WatchStatus {
@@ -86,6 +162,10 @@ impl Default for WatchStatus {
             restarts: 0,
             quiet: None,
             held_alerts: 0,
+            push: None,
+            sweep: None,
+            sweep_note: None,
+            push_unreadable: 0,
         }
     }
 }

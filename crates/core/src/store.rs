@@ -136,6 +136,9 @@ pub enum Meta {
     /// A sign-in finished and its welcome ("Connected to … N existing lab
     /// orders recorded") has not been dismissed.
     WelcomePending,
+    /// The relay's stream sequence of the last pushed event whose order was
+    /// checked (the push resumes after it).
+    PushLastEventId,
 }
 
 impl Meta {
@@ -151,6 +154,7 @@ impl Meta {
             Meta::Rebuilt => "rebuilt",
             Meta::Update => "update",
             Meta::CatchUpSince => "catch_up_since",
+            Meta::PushLastEventId => "push_last_event_id",
             Meta::PausedAt => "paused_at",
             Meta::WelcomePending => "welcome_pending",
         }

@@ -25,16 +25,16 @@
 //! * stopping never cuts a delivery in half: only the reading part of a
 //!   cycle can be interrupted.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch, Notify};
 
-use crate::api::{ApiError, EventsQuery, FullscriptClient};
+use crate::api::{ApiError, EventsQuery, FullscriptClient, OrderPage, OrderSort};
 use crate::app_state::AppState;
 use crate::backoff::{jittered, Backoff};
 use crate::clock::Clock;
@@ -48,7 +48,7 @@ use crate::policy::{self, Notification, NotificationKind, Policy};
 use crate::schedule::{self, ClinicHours};
 use crate::store::{ts, CycleCommit, Store, StoreError};
 
-pub use crate::status::{Connection, EventsFeed, WatchStatus};
+pub use crate::status::{Connection, EventsFeed, PushState, SweepMode, WatchStatus};
 
 /// Events older than this are gone from Fullscript (documented: 30 days).
 const EVENT_WINDOW_DAYS: i64 = 29;
@@ -74,6 +74,37 @@ const DEFAULT_RATE_LIMIT_WAIT: Duration = Duration::from_secs(60);
 const MISSING_SWEEPS_BEFORE_REMOVAL: u32 = 3;
 /// Above this many tracked orders, a list that shrank by more than half is suspect.
 const SUSPECT_SHRINK_MIN_TRACKED: usize = 10;
+/// Pushed events waiting for their order's check. Past it a push is not
+/// queued: the next check reads the order list instead (nothing is lost).
+const MAX_PUSHED: usize = 10_000;
+/// While pushed and the sorted read is not available: a full read of the
+/// order list at most this often (four times a day).
+const MIN_FULL_SWEEP_GAP: Duration = Duration::from_secs(6 * 3600);
+/// After the sorted read failed, it is tried again after this long.
+const RETRY_SORTED_AFTER: Duration = Duration::from_secs(24 * 3600);
+
+/// An event the relay pushed: its stream sequence (what the push resumes
+/// after) and the event (its id, its order, its time).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pushed {
+    pub seq: Option<u64>,
+    pub event: LabEvent,
+}
+
+/// What a cycle reads of the order list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SweepPlan {
+    None,
+    /// Newest changes first, up to the first page without any (pushed).
+    Incremental,
+    Full,
+}
+
+/// Whether an incremental sweep could rely on the list's order.
+enum Sorted {
+    Yes,
+    No(String),
+}
 
 /// Settings the watcher reads at every cycle (the UI may change them live).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -165,6 +196,9 @@ struct Gathered {
     swept: bool,
     /// Every page of the order list was read.
     sweep_complete: bool,
+    /// The order list was read newest change first, up to a page without
+    /// any (which says nothing about orders that were not listed).
+    incremental_done: bool,
     /// Every order id the list named (readable or not).
     listed: HashSet<String>,
     /// Listed but unreadable: (id, problem).
@@ -184,6 +218,10 @@ struct Shared {
     events: broadcast::Sender<WatchEvent>,
     sweep_requested: AtomicBool,
     store: Arc<Store>,
+    /// Events pushed by the relay whose orders are not checked yet.
+    pushed: Mutex<VecDeque<Pushed>>,
+    /// The highest sequence handed over and handled (the push resumes after it).
+    push_done: Mutex<Option<u64>>,
 }
 
 /// The control surface other parts of the app hold on to.
@@ -212,6 +250,8 @@ impl WatcherHandle {
                 status,
                 events,
                 sweep_requested: AtomicBool::new(false),
+                pushed: Mutex::new(VecDeque::new()),
+                push_done: Mutex::new(AppState::of(&store).push_last_event_id().ok().flatten()),
                 store,
             }),
         }
@@ -279,6 +319,83 @@ impl WatcherHandle {
     fn emit(&self, event: WatchEvent) {
         let _ = self.shared.events.send(event);
     }
+
+    /// An event the relay pushed: its order is checked at once (a cycle
+    /// that reads just that order). Exactly-once stays the store's job: an
+    /// event already handled is dropped by its id.
+    pub fn push_event(&self, pushed: Pushed) {
+        {
+            let mut q = lock(&self.shared.pushed);
+            if q.iter().any(|p| p.event.id == pushed.event.id) {
+                return;
+            }
+            if q.len() >= MAX_PUSHED {
+                // Not dropped in silence: the order list is read instead.
+                tracing::warn!("too many pushed events waiting; reading the order list instead");
+                self.shared.sweep_requested.store(true, Ordering::Relaxed);
+            } else {
+                q.push_back(pushed);
+            }
+        }
+        self.shared.trigger.notify_one();
+    }
+
+    /// Where the push resumes: after the last event handled.
+    pub fn push_resume_after(&self) -> Option<u64> {
+        *lock(&self.shared.push_done)
+    }
+
+    /// The push stream's state. Losing it checks at once (and polls as
+    /// without a relay until it is back).
+    pub fn set_push(&self, state: PushState) {
+        let was_live = self.status().push.as_ref().is_some_and(PushState::is_live);
+        let live = state.is_live();
+        self.set_status(|s| s.push = Some(state));
+        if was_live && !live {
+            self.shared.trigger.notify_one();
+        }
+    }
+
+    /// A count of pushed events that could not be read.
+    pub fn push_unreadable(&self) {
+        self.set_status(|s| s.push_unreadable = s.push_unreadable.saturating_add(1));
+    }
+
+    fn pending_pushed(&self) -> Vec<Pushed> {
+        lock(&self.shared.pushed).iter().cloned().collect()
+    }
+
+    /// Take the handled events off the queue; answers the sequence the push
+    /// may now resume after, when it moved.
+    fn confirm_pushed(&self, done: &HashSet<&str>) -> Option<u64> {
+        let mut q = lock(&self.shared.pushed);
+        let mut newest_done = None;
+        q.retain(|p| {
+            let handled = done.contains(p.event.id.as_str());
+            if handled {
+                newest_done = newest_done.max(p.seq);
+            }
+            !handled
+        });
+        // Not past an event still waiting (its order could not be read yet).
+        let oldest_waiting = q.iter().filter_map(|p| p.seq).min();
+        let mut resume = lock(&self.shared.push_done);
+        let candidate = match oldest_waiting {
+            Some(w) => newest_done.map(|d| d.min(w.saturating_sub(1))),
+            None => newest_done,
+        };
+        match candidate {
+            Some(c) if resume.is_none_or(|r| c > r) => {
+                *resume = Some(c);
+                Some(c)
+            }
+            _ => None,
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 pub struct Watcher {
@@ -301,6 +418,12 @@ pub struct Watcher {
     sweep_not_before: u64,
     events_query: EventsQuery,
     backoff: Backoff,
+    /// With a relay pushing results: how often the order list is read.
+    relay_sweep: Option<Duration>,
+    last_sweep: Option<tokio::time::Instant>,
+    last_full_sweep: Option<tokio::time::Instant>,
+    /// When the sorted read of the order list last turned out unusable.
+    unsorted_at: Option<tokio::time::Instant>,
 }
 
 impl Watcher {
@@ -344,6 +467,14 @@ impl Watcher {
             sweep_not_before: 0,
             events_query: EventsQuery::Full,
             backoff: Backoff::new(Duration::from_secs(5), Duration::from_secs(300)),
+            relay_sweep: config
+                .relay
+                .as_ref()
+                .filter(|r| r.push)
+                .map(|r| r.sweep_interval),
+            last_sweep: None,
+            last_full_sweep: None,
+            unsorted_at: None,
         })
     }
 
@@ -417,23 +548,34 @@ impl Watcher {
             .shared
             .sweep_requested
             .swap(false, Ordering::Relaxed);
-        let feed_refused = self.handle.status().events_feed == EventsFeed::Refused;
-        let deferred = self.cycle_no < self.sweep_not_before;
-        let scheduled = settings.sweep_every > 0
-            && self
-                .cycle_no
-                .is_multiple_of(u64::from(settings.sweep_every));
-        let sweep = baseline != Baseline::Off
-            || requested
-            || feed_refused
-            || (!deferred && (self.need_sweep || scheduled));
+        let live = self.push_live();
+        let plan = if live {
+            self.push_plan(baseline, requested)
+        } else {
+            let feed_refused = self.handle.status().events_feed == EventsFeed::Refused;
+            let deferred = self.cycle_no < self.sweep_not_before;
+            let scheduled = settings.sweep_every > 0
+                && self
+                    .cycle_no
+                    .is_multiple_of(u64::from(settings.sweep_every));
+            let sweep = baseline != Baseline::Off
+                || requested
+                || feed_refused
+                || (!deferred && (self.need_sweep || scheduled));
+            if sweep {
+                SweepPlan::Full
+            } else {
+                SweepPlan::None
+            }
+        };
         self.cycle_no = self.cycle_no.saturating_add(1);
         self.set_status(|s| s.connection = Connection::Checking);
         let sent_before = self.api.budget().sent();
+        let pushed = self.unseen_pushed()?;
 
         let mut got = Gathered::default();
         let outcome = tokio::select! {
-            r = self.gather(&mut got, sweep) => r,
+            r = self.gather(&mut got, plan, live, &pushed) => r,
             _ = stopped(stop) => return Err(CycleError::Stopped),
         };
 
@@ -491,6 +633,7 @@ impl Watcher {
             other => other?,
         };
         self.remember(&commit);
+        self.confirm_pushed(&pushed, &commit);
         if !commit.upserts.is_empty()
             || !commit.removals.is_empty()
             || !commit.unreadable.is_empty()
@@ -525,8 +668,15 @@ impl Watcher {
         // now, whether or not the reading went well.
         let delivered = self.deliver().await?;
         outcome?;
-        if got.sweep_complete {
+        if got.sweep_complete || got.incremental_done {
             self.need_sweep = false;
+        }
+        if got.swept {
+            let now = tokio::time::Instant::now();
+            self.last_sweep = Some(now);
+            if got.sweep_complete {
+                self.last_full_sweep = Some(now);
+            }
         }
         Ok(CycleReport {
             swept: got.swept,
@@ -632,18 +782,32 @@ impl Watcher {
         (missing, removals)
     }
 
-    async fn gather(&mut self, got: &mut Gathered, sweep: bool) -> Result<(), CycleError> {
+    async fn gather(
+        &mut self,
+        got: &mut Gathered,
+        plan: SweepPlan,
+        live: bool,
+        pushed: &[Pushed],
+    ) -> Result<(), CycleError> {
         // Events first: in a sweep they only tell which orders have new
-        // events (for amendments seen only through an event).
+        // events (for amendments seen only through an event). While the
+        // relay pushes them, the events feed is not read at all.
         let mut events = Vec::new();
         let mut fallback = false;
-        match self.read_events(got, &mut events, self.events_query).await {
-            Ok(()) => self.feed_state(EventsFeed::Available, None),
-            Err(CycleError::Api(e)) => match self.feed_failure(got, &mut events, e).await? {
-                true => {}
-                false => fallback = true,
-            },
-            Err(other) => return Err(other),
+        if !live {
+            match self.read_events(got, &mut events, self.events_query).await {
+                Ok(()) => self.feed_state(EventsFeed::Available, None),
+                Err(CycleError::Api(e)) => match self.feed_failure(got, &mut events, e).await? {
+                    true => {}
+                    false => fallback = true,
+                },
+                Err(other) => return Err(other),
+            }
+        }
+        for p in pushed {
+            if !events.iter().any(|e: &LabEvent| e.id == p.event.id) {
+                events.push(p.event.clone());
+            }
         }
         for e in &events {
             let at = e.created_at.filter(|t| self.api.plausible_time(*t));
@@ -662,7 +826,15 @@ impl Watcher {
             }
         }
 
-        if sweep || fallback {
+        let plan = if fallback { SweepPlan::Full } else { plan };
+        let plan = match plan {
+            SweepPlan::Incremental => match self.sweep_incremental(got).await? {
+                Sorted::Yes => SweepPlan::Incremental,
+                Sorted::No(why) => self.unsorted(got, why),
+            },
+            other => other,
+        };
+        if plan == SweepPlan::Full {
             self.sweep(got).await?;
             if got.sweep_complete {
                 for e in &events {
@@ -673,9 +845,15 @@ impl Watcher {
             return Ok(());
         }
 
-        // Cheap path: fetch just the orders that have new events, oldest event first.
-        let mut fetched: HashSet<String> = HashSet::new();
+        // Cheap path: fetch just the orders that have new events (and that
+        // an incremental sweep did not just read), oldest event first.
+        let mut fetched: HashSet<String> = got.orders.iter().map(|o| o.id.clone()).collect();
         for e in &events {
+            if got.incremental_done && fetched.contains(&e.order_id) {
+                got.processed_events
+                    .push((e.id.clone(), self.event_time(e)));
+                continue;
+            }
             if fetched.insert(e.order_id.clone()) {
                 match self.api.order(&e.order_id).await {
                     Ok(order) => got.orders.push(order),
@@ -905,53 +1083,307 @@ impl Watcher {
     /// Read every page of the order list (plus details where a list item lacks results).
     async fn sweep(&mut self, got: &mut Gathered) -> Result<(), CycleError> {
         got.swept = true;
+        // Whatever an incremental read found first is read again here.
+        got.orders.clear();
+        got.listed.clear();
+        got.unreadable.clear();
+        got.incremental_done = false;
         let mut page = 1;
         let bytes_before = self.api.bytes_read();
         loop {
             let p = self.api.orders_page(page).await?;
-            let items = p.orders.len().saturating_add(p.bad.len());
-            let asked = crate::api::PAGE_SIZE as usize;
-            if items > asked && !self.oversized_page_logged {
-                // Read all the same (refusing it would silence the clinic);
-                // the sweep's ceilings bound what it can cost.
-                tracing::warn!(
-                    items,
-                    asked,
-                    "Fullscript answered a page larger than the app asked for"
-                );
-                self.oversized_page_logged = true;
+            let Some(next) = self.take_page(got, p, page, bytes_before)? else {
+                break;
+            };
+            page = next;
+        }
+        self.read_details(got).await?;
+        // Complete means every page was read; unreadable records are kept
+        // and counted, they do not make the sweep incomplete.
+        got.sweep_complete = true;
+        self.set_status(|s| {
+            if s.push.is_some() {
+                s.sweep = Some(SweepMode::Full);
             }
-            if got.orders.len().saturating_add(items) > MAX_SWEEP_ORDERS
-                || self.api.bytes_read().saturating_sub(bytes_before) > MAX_SWEEP_BYTES
+        });
+        if got.cursor.is_none() && self.api.knows_server_time() {
+            // Everything up to Fullscript's now is known.
+            got.cursor = Some(self.api.server_now());
+        }
+        Ok(())
+    }
+
+    /// While results are pushed: read the order list newest change first
+    /// and stop at the first page where nothing changed (orders the
+    /// webhooks do not announce: purchased, processing, …). Answers whether
+    /// the list really came sorted; when it did not, what was read is kept
+    /// (it is all real) and the caller decides about a full read.
+    async fn sweep_incremental(&mut self, got: &mut Gathered) -> Result<Sorted, CycleError> {
+        got.swept = true;
+        let mut page = 1;
+        let bytes_before = self.api.bytes_read();
+        let mut previous: Option<DateTime<Utc>> = None;
+        loop {
+            let p = match self
+                .api
+                .orders_page_in(page, OrderSort::NewestUpdateFirst)
+                .await
             {
-                return Err(ApiError::Malformed {
-                    what: format!(
-                        "the lab order list ran past {MAX_SWEEP_ORDERS} orders or {} MB in one check; stopped reading",
-                        MAX_SWEEP_BYTES / (1024 * 1024)
-                    ),
-                    request_id: None,
+                Ok(p) => p,
+                Err(ApiError::Refused { status, .. }) if status == 400 || status == 422 => {
+                    return Ok(Sorted::No(format!(
+                        "Fullscript refused the sorted order list (HTTP {status})"
+                    )));
                 }
-                .into());
-            }
-            for b in &p.bad {
-                tracing::warn!(order_id = %b.id, problem = %b.problem, "a lab order could not be read; it is kept as it was");
-                if b.id_known {
-                    got.listed.insert(b.id.clone());
-                    got.unreadable.push((b.id.clone(), b.problem.clone()));
-                } else {
-                    got.skipped_without_id += 1;
+                Err(e) => return Err(e.into()),
+            };
+            let mut times = Vec::with_capacity(p.orders.len());
+            for o in &p.orders {
+                match o
+                    .updated_at
+                    .as_deref()
+                    .and_then(crate::timestamp::parse_str)
+                {
+                    Some(t) => times.push(t),
+                    None => {
+                        return Ok(Sorted::No(
+                            "Fullscript's order list gives no update time to sort by".into(),
+                        ))
+                    }
                 }
             }
-            let empty = p.orders.is_empty() && p.bad.is_empty();
-            got.listed.extend(p.orders.iter().map(|o| o.id.clone()));
-            got.orders.extend(p.orders);
-            match (p.meta.next_page, p.meta.total_pages) {
-                (Some(n), _) if n > page && n <= MAX_PAGES && !empty => page = n,
-                (None, Some(total)) if page < total && page < MAX_PAGES && !empty => page += 1,
+            // A list sorted newest first starts at least as late as the
+            // newest update already recorded (unless that order is gone:
+            // then a full read is all it costs).
+            let starts_late_enough = page > 1
+                || times
+                    .first()
+                    .is_none_or(|top| self.newest_known_update().is_none_or(|known| *top >= known));
+            let sorted = starts_late_enough
+                && previous
+                    .into_iter()
+                    .chain(times.iter().copied())
+                    .collect::<Vec<_>>()
+                    .windows(2)
+                    .all(|w| w[0] >= w[1]);
+            if !sorted {
+                return Ok(Sorted::No(
+                    "Fullscript's order list did not come sorted by update time".into(),
+                ));
+            }
+            previous = times.last().copied().or(previous);
+            let nothing_new = p.bad.is_empty()
+                && p.orders.iter().all(|o| {
+                    self.tracked.get(&o.id).is_some_and(|t| {
+                        !t.removed && t.state == o.state && t.updated_at == o.updated_at
+                    })
+                });
+            let next = self.take_page(got, p, page, bytes_before)?;
+            match next {
+                Some(n) if !nothing_new => page = n,
                 _ => break,
             }
         }
-        // List items that entered a result state but carry no results: read the order itself.
+        self.read_details(got).await?;
+        got.incremental_done = true;
+        self.set_status(|s| {
+            s.sweep = Some(SweepMode::Incremental);
+            s.sweep_note = None;
+        });
+        Ok(Sorted::Yes)
+    }
+
+    /// The latest `updated_at` of any order on the list.
+    fn newest_known_update(&self) -> Option<DateTime<Utc>> {
+        self.tracked
+            .values()
+            .filter(|t| !t.removed)
+            .filter_map(|t| {
+                t.updated_at
+                    .as_deref()
+                    .and_then(crate::timestamp::parse_str)
+            })
+            .max()
+    }
+
+    /// The sorted read cannot be relied on: a full read now if none ran
+    /// for a while (at most four a day), else the pushed events only; the
+    /// status says which.
+    fn unsorted(&mut self, got: &mut Gathered, why: String) -> SweepPlan {
+        let first = self.unsorted_at.is_none();
+        if first {
+            tracing::warn!(reason = %why, "the incremental read of the order list is not possible; reading it whole a few times a day");
+        }
+        self.unsorted_at = Some(tokio::time::Instant::now());
+        got.incremental_done = false;
+        // Found out now: this read is done whole (what the sorted one was
+        // for must not wait six hours); then at most every six hours.
+        let full_allowed = first
+            || self
+                .last_full_sweep
+                .is_none_or(|t| t.elapsed() >= MIN_FULL_SWEEP_GAP);
+        let note = format!(
+            "{why}; the whole list is read at most every {} hours",
+            MIN_FULL_SWEEP_GAP.as_secs() / 3600
+        );
+        self.set_status(|s| {
+            s.sweep = Some(SweepMode::Full);
+            s.sweep_note = Some(note);
+        });
+        if full_allowed {
+            SweepPlan::Full
+        } else {
+            // What it read stays (it is real) but proves nothing about the rest.
+            got.orders.clear();
+            got.listed.clear();
+            got.unreadable.clear();
+            SweepPlan::None
+        }
+    }
+
+    /// What a cycle does to the order list while results are pushed.
+    fn push_plan(&self, baseline: Baseline, requested: bool) -> SweepPlan {
+        if baseline != Baseline::Off {
+            return SweepPlan::Full;
+        }
+        let interval = self.relay_sweep.unwrap_or(Duration::from_secs(3600));
+        let due =
+            self.need_sweep || requested || self.last_sweep.is_none_or(|t| t.elapsed() >= interval);
+        if !due {
+            return SweepPlan::None;
+        }
+        match self.unsorted_at {
+            Some(t) if t.elapsed() < RETRY_SORTED_AFTER => {
+                if self
+                    .last_full_sweep
+                    .is_none_or(|t| t.elapsed() >= MIN_FULL_SWEEP_GAP)
+                {
+                    SweepPlan::Full
+                } else {
+                    SweepPlan::None
+                }
+            }
+            _ => SweepPlan::Incremental,
+        }
+    }
+
+    /// The relay is pushing results now.
+    fn push_live(&self) -> bool {
+        self.relay_sweep.is_some()
+            && self
+                .handle
+                .status()
+                .push
+                .as_ref()
+                .is_some_and(PushState::is_live)
+    }
+
+    /// Pushed events not handled yet (one the store knows is dropped from
+    /// the queue here: the events feed or an earlier push handled it).
+    fn unseen_pushed(&self) -> Result<Vec<Pushed>, StoreError> {
+        let pending = self.handle.pending_pushed();
+        if pending.is_empty() {
+            return Ok(pending);
+        }
+        let ids: Vec<&str> = pending.iter().map(|p| p.event.id.as_str()).collect();
+        let unseen = self.store.unseen_events(&ids)?;
+        let seen: HashSet<&str> = ids
+            .iter()
+            .zip(&unseen)
+            .filter(|(_, new)| !**new)
+            .map(|(id, _)| *id)
+            .collect();
+        if !seen.is_empty() {
+            self.persist_push_resume(self.handle.confirm_pushed(&seen));
+        }
+        Ok(pending
+            .iter()
+            .zip(unseen)
+            .filter(|(_, new)| *new)
+            .map(|(p, _)| p.clone())
+            .collect())
+    }
+
+    /// After a commit: the pushed events it recorded leave the queue, and
+    /// the push resumes after them.
+    fn confirm_pushed(&self, pushed: &[Pushed], commit: &CycleCommit) {
+        if pushed.is_empty() {
+            return;
+        }
+        let done: HashSet<&str> = commit
+            .seen_events
+            .iter()
+            .map(|(id, _)| id.as_str())
+            .collect();
+        self.persist_push_resume(self.handle.confirm_pushed(&done));
+    }
+
+    fn persist_push_resume(&self, resume: Option<u64>) {
+        if let Some(seq) = resume {
+            if let Err(e) = AppState::of(&self.store).set_push_last_event_id(seq) {
+                // Harmless: the push resumes a little earlier, and what it
+                // repeats is recognised by its event id.
+                tracing::warn!(error = %e, "could not note where the push resumes");
+            }
+        }
+    }
+
+    /// One page of the order list into what the cycle gathered: the
+    /// ceilings checked, unreadable records kept and counted. Answers the
+    /// next page to read, if any.
+    fn take_page(
+        &mut self,
+        got: &mut Gathered,
+        p: OrderPage,
+        page: u32,
+        bytes_before: u64,
+    ) -> Result<Option<u32>, CycleError> {
+        let items = p.orders.len().saturating_add(p.bad.len());
+        let asked = crate::api::PAGE_SIZE as usize;
+        if items > asked && !self.oversized_page_logged {
+            // Read all the same (refusing it would silence the clinic);
+            // the sweep's ceilings bound what it can cost.
+            tracing::warn!(
+                items,
+                asked,
+                "Fullscript answered a page larger than the app asked for"
+            );
+            self.oversized_page_logged = true;
+        }
+        if got.orders.len().saturating_add(items) > MAX_SWEEP_ORDERS
+            || self.api.bytes_read().saturating_sub(bytes_before) > MAX_SWEEP_BYTES
+        {
+            return Err(ApiError::Malformed {
+                what: format!(
+                    "the lab order list ran past {MAX_SWEEP_ORDERS} orders or {} MB in one check; stopped reading",
+                    MAX_SWEEP_BYTES / (1024 * 1024)
+                ),
+                request_id: None,
+            }
+            .into());
+        }
+        for b in &p.bad {
+            tracing::warn!(order_id = %b.id, problem = %b.problem, "a lab order could not be read; it is kept as it was");
+            if b.id_known {
+                got.listed.insert(b.id.clone());
+                got.unreadable.push((b.id.clone(), b.problem.clone()));
+            } else {
+                got.skipped_without_id += 1;
+            }
+        }
+        let empty = p.orders.is_empty() && p.bad.is_empty();
+        got.listed.extend(p.orders.iter().map(|o| o.id.clone()));
+        got.orders.extend(p.orders);
+        Ok(match (p.meta.next_page, p.meta.total_pages) {
+            (Some(n), _) if n > page && n <= MAX_PAGES && !empty => Some(n),
+            (None, Some(total)) if page < total && page < MAX_PAGES && !empty => Some(page + 1),
+            _ => None,
+        })
+    }
+
+    /// List items that entered a result state but carry no results: read
+    /// the order itself.
+    async fn read_details(&mut self, got: &mut Gathered) -> Result<(), CycleError> {
         let needing: Vec<usize> = got
             .orders
             .iter()
@@ -974,13 +1406,6 @@ impl Watcher {
         }
         if !unreadable_details.is_empty() {
             got.orders.retain(|o| !unreadable_details.contains(&o.id));
-        }
-        // Complete means every page was read; unreadable records are kept
-        // and counted, they do not make the sweep incomplete.
-        got.sweep_complete = true;
-        if got.cursor.is_none() && self.api.knows_server_time() {
-            // Everything up to Fullscript's now is known.
-            got.cursor = Some(self.api.server_now());
         }
         Ok(())
     }
@@ -1094,8 +1519,8 @@ impl Watcher {
         stop: &mut watch::Receiver<bool>,
     ) -> (Result<CycleReport, CycleError>, Duration) {
         let settings = self.settings();
-        let interval = Duration::from_secs(settings.poll_interval_secs.max(1));
         let result = self.run_cycle_until(stop).await;
+        let interval = self.next_interval(&settings);
         let now = Utc::now();
         let delay = match &result {
             Ok(report) => {
@@ -1168,6 +1593,20 @@ impl Watcher {
             }
         };
         (result, delay)
+    }
+
+    /// How long until the next planned cycle: the poll interval, or while
+    /// results are pushed, what is left until the next read of the list
+    /// (pushed events start cycles of their own in between).
+    fn next_interval(&self, settings: &WatchSettings) -> Duration {
+        let poll = Duration::from_secs(settings.poll_interval_secs.max(1));
+        match (self.push_live(), self.relay_sweep) {
+            (true, Some(every)) => {
+                let since = self.last_sweep.map(|t| t.elapsed()).unwrap_or(every);
+                every.saturating_sub(since).max(Duration::from_secs(1))
+            }
+            _ => poll,
+        }
     }
 
     /// Cycle, then announce when the next one runs.

@@ -536,7 +536,9 @@ async fn transient_token_endpoint_failures_never_sign_out() {
                         o.token_url.clone(),
                         o.revoke_url.clone(),
                         o.client_id.clone(),
-                        fsn_core::secret::Secret::new(fsn_simulator::DEMO_CLIENT_SECRET),
+                        Some(fsn_core::secret::Secret::new(
+                            fsn_simulator::DEMO_CLIENT_SECRET,
+                        )),
                         o.redirect_uri.clone(),
                     ),
                     r.app.secrets.clone(),
@@ -575,7 +577,7 @@ async fn a_refused_registration_keeps_the_sign_in_and_says_it_needs_configuratio
         o.token_url.clone(),
         o.revoke_url.clone(),
         o.client_id.clone(),
-        fsn_core::secret::Secret::new("not-the-secret"),
+        Some(fsn_core::secret::Secret::new("not-the-secret")),
         o.redirect_uri.clone(),
     );
     let session = Arc::new(fsn_core::session::Session::new(

@@ -249,6 +249,8 @@ pub struct Snapshot {
     pub client_id: Option<String>,
     /// The secret came from the environment or the file: the page need not ask.
     pub secret_from_config: bool,
+    /// A relay keeps the registration's secret: the page never asks for one.
+    pub secret_kept_by_relay: bool,
     /// The country of the configured environment (`us`, `ca`; none for custom).
     pub region: Option<Region>,
     /// The configured environment is a sandbox (said on the first screen).

@@ -174,6 +174,8 @@ async fn webhook(State(relay): State<Arc<Relay>>, headers: HeaderMap, body: Byte
 
 async fn store(relay: &Relay, event: crate::webhook::StoredEvent) -> Response {
     let m = &relay.metrics;
+    #[cfg(debug_assertions)]
+    hold_before_store_for_tests().await;
     match relay.log.append(&event).await {
         Ok(appended) => {
             if appended.duplicate {
@@ -288,4 +290,19 @@ async fn metrics(State(relay): State<Arc<Relay>>) -> Response {
         metric(&mut out, "gauge", name, help, value);
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+/// Crash-safety tests kill the relay between receiving a webhook and
+/// storing it. With `FSN_RELAY_TEST_HOLD_BEFORE_STORE=<file>` set, the relay
+/// writes that file and waits there (once per process). Compiled into debug
+/// (test) builds only: release builds have no such hook.
+#[cfg(debug_assertions)]
+async fn hold_before_store_for_tests() {
+    static HELD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if let Some(marker) = std::env::var_os("FSN_RELAY_TEST_HOLD_BEFORE_STORE") {
+        if !HELD.swap(true, Ordering::Relaxed) {
+            let _ = std::fs::write(&marker, b"holding");
+            tokio::time::sleep(std::time::Duration::from_secs(120)).await;
+        }
+    }
 }

@@ -7,71 +7,14 @@
 mod support;
 
 use std::sync::{Arc, Mutex};
+
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::IntoResponse;
-use axum::routing::{get, post};
-use fsn_relay::webhook::sign;
-use futures_util::StreamExt;
 use serde_json::{json, Value};
-use support::{free_port, Nats};
+use support::{fake_fullscript, free_port, next, subscribe, webhook, Nats, Seen};
 
 const SECRET: &str = "whsec_push_test";
 const CLIENT_SECRET: &str = "registration-secret-9f8e";
-
-/// What the stand-in for Fullscript received at its token endpoint.
-#[derive(Default)]
-struct Seen {
-    token_forms: Vec<String>,
-    redirect_followed: bool,
-}
-
-/// Fullscript's look-up and token endpoint: `token-a` is clinic A's,
-/// `token-b` clinic B's; refresh token `redirect-me` answers with a redirect.
-async fn fake_fullscript(seen: Arc<Mutex<Seen>>) -> String {
-    async fn clinic(headers: HeaderMap) -> axum::response::Response {
-        let auth = headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default();
-        match auth {
-            "Bearer token-a" => {
-                axum::Json(json!({"clinic": {"id": "clinic-a", "name": "A"}})).into_response()
-            }
-            "Bearer token-b" => {
-                axum::Json(json!({"clinic": {"id": "clinic-b", "name": "B"}})).into_response()
-            }
-            _ => StatusCode::UNAUTHORIZED.into_response(),
-        }
-    }
-    async fn token(State(seen): State<Arc<Mutex<Seen>>>, body: String) -> axum::response::Response {
-        let redirect = body.contains("redirect-me");
-        seen.lock().unwrap().token_forms.push(body);
-        if redirect {
-            return (StatusCode::FOUND, [("location", "/elsewhere")], "").into_response();
-        }
-        axum::Json(json!({"access_token": "at-1", "refresh_token": "rt-2", "token_type": "Bearer", "expires_in": 7200}))
-            .into_response()
-    }
-    async fn elsewhere(State(seen): State<Arc<Mutex<Seen>>>) -> &'static str {
-        seen.lock().unwrap().redirect_followed = true;
-        "followed"
-    }
-    let app = axum::Router::new()
-        .route("/api/clinic", get(clinic))
-        .route("/api/oauth/token", post(token))
-        .route("/api/oauth/revoke", post(token))
-        .route("/elsewhere", get(elsewhere).post(elsewhere))
-        .with_state(seen);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    base
-}
 
 async fn start_relay(nats_url: &str, fullscript: &str) -> String {
     let extra = format!(
@@ -88,79 +31,6 @@ fn start_nats(store: &std::path::Path) -> (Nats, String) {
     (nats, url)
 }
 
-async fn webhook(base: &str, id: &str, clinic: &str, order: &str) {
-    let body = json!({"event": {"id": id, "type": "lab_order.updated", "clinic_id": clinic,
-        "data": {"lab_order": {"id": order, "status": "results_ready", "first_name": "Ana"}}}})
-    .to_string();
-    let sig = sign(
-        body.as_bytes(),
-        SECRET.as_bytes(),
-        chrono::Utc::now().timestamp(),
-    );
-    let r = reqwest::Client::new()
-        .post(format!("{base}/webhooks/fullscript"))
-        .header("Fullscript-Signature", sig)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-}
-
-/// One SSE event: (id, data).
-type Pushed = (u64, Value);
-
-/// Subscribe as a desktop; events arrive on the channel.
-async fn subscribe(
-    base: &str,
-    token: &str,
-    last_id: Option<u64>,
-) -> Result<tokio::sync::mpsc::Receiver<Pushed>, u16> {
-    let mut req = reqwest::Client::new()
-        .get(format!("{base}/v1/events"))
-        .bearer_auth(token);
-    if let Some(id) = last_id {
-        req = req.header("Last-Event-ID", id.to_string());
-    }
-    let r = req.send().await.unwrap();
-    if r.status() != 200 {
-        return Err(r.status().as_u16());
-    }
-    let (tx, rx) = tokio::sync::mpsc::channel(64);
-    tokio::spawn(async move {
-        let mut body = r.bytes_stream();
-        let mut buf = String::new();
-        while let Some(Ok(chunk)) = body.next().await {
-            buf.push_str(&String::from_utf8_lossy(&chunk));
-            while let Some(end) = buf.find("\n\n") {
-                let block: String = buf.drain(..end + 2).collect();
-                let mut id = None;
-                let mut data = None;
-                for line in block.lines() {
-                    if let Some(v) = line.strip_prefix("id:") {
-                        id = v.trim().parse().ok();
-                    } else if let Some(v) = line.strip_prefix("data:") {
-                        data = serde_json::from_str(v.trim()).ok();
-                    }
-                }
-                if let (Some(id), Some(data)) = (id, data) {
-                    if tx.send((id, data)).await.is_err() {
-                        return;
-                    }
-                }
-            }
-        }
-    });
-    Ok(rx)
-}
-
-async fn next(rx: &mut tokio::sync::mpsc::Receiver<Pushed>) -> Option<Pushed> {
-    tokio::time::timeout(Duration::from_secs(10), rx.recv())
-        .await
-        .ok()
-        .flatten()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_desktop_receives_only_its_own_clinics_events_and_resumes_from_its_last_id() {
     let store = tempfile::tempdir().unwrap();
@@ -174,9 +44,9 @@ async fn a_desktop_receives_only_its_own_clinics_events_and_resumes_from_its_las
         .expect("clinic A subscribes");
     // Subscribed before the events (a first connection starts at the end).
     tokio::time::sleep(Duration::from_millis(300)).await;
-    webhook(&base, "e1", "clinic-b", "order-b1").await;
-    webhook(&base, "e2", "clinic-a", "order-a1").await;
-    webhook(&base, "e3", "clinic-a", "order-a2").await;
+    webhook(&base, SECRET, "e1", "clinic-b", "order-b1").await;
+    webhook(&base, SECRET, "e2", "clinic-a", "order-a1").await;
+    webhook(&base, SECRET, "e3", "clinic-a", "order-a2").await;
     let (id2, first) = next(&mut a).await.expect("A's first event");
     assert_eq!(first["lab_order_id"], "order-a1", "never clinic B's");
     assert!(!first.to_string().contains("Ana"), "no patient data pushed");
@@ -185,7 +55,7 @@ async fn a_desktop_receives_only_its_own_clinics_events_and_resumes_from_its_las
     drop(a);
 
     // Offline meanwhile: resuming from the last id it saw gets what it missed.
-    webhook(&base, "e4", "clinic-a", "order-a3").await;
+    webhook(&base, SECRET, "e4", "clinic-a", "order-a3").await;
     let mut again = subscribe(&base, "token-a", Some(id2)).await.unwrap();
     let (_, resumed) = next(&mut again).await.expect("resumed");
     assert_eq!(
@@ -199,7 +69,7 @@ async fn a_desktop_receives_only_its_own_clinics_events_and_resumes_from_its_las
     let mut b = subscribe(&base, "token-b", Some(0)).await.unwrap();
     let (_, only) = next(&mut b).await.expect("B's event");
     assert_eq!(only["lab_order_id"], "order-b1");
-    webhook(&base, "e5", "clinic-b", "order-b2").await;
+    webhook(&base, SECRET, "e5", "clinic-b", "order-b2").await;
     let (_, then) = next(&mut b).await.expect("B's next");
     assert_eq!(then["lab_order_id"], "order-b2");
 }

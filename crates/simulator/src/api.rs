@@ -116,7 +116,11 @@ pub async fn list_orders(
         Err(r) => return r,
     };
     let patient = q.get("patient_id");
-    let matching: Vec<usize> = world
+    let sort = q.get("sort_by").map(String::as_str);
+    if sort.is_some() && world.shape.orders_sort == "refuse" {
+        return json_error(StatusCode::BAD_REQUEST, "Invalid sort_by");
+    }
+    let mut matching: Vec<usize> = world
         .orders
         .iter()
         .enumerate()
@@ -124,6 +128,20 @@ pub async fn list_orders(
         .filter(|(_, o)| patient.is_none_or(|p| &o.patient_id == p))
         .map(|(i, _)| i)
         .collect();
+    if sort == Some("updated_at") && world.shape.orders_sort == "honour" {
+        let desc = q
+            .get("order_by")
+            .is_none_or(|o| o.eq_ignore_ascii_case("desc"));
+        // Stable: equal times keep creation order (ids break no ties).
+        matching.sort_by(|a, b| {
+            let (x, y) = (world.orders[*a].updated_at, world.orders[*b].updated_at);
+            if desc {
+                y.cmp(&x)
+            } else {
+                x.cmp(&y)
+            }
+        });
+    }
     let (slice, meta) = match fault.map(|f| f.0) {
         Some(crate::faults::ListFault::Empty) => (Vec::new(), one_page(0)),
         Some(crate::faults::ListFault::Truncated(keep)) => {

@@ -78,6 +78,10 @@ pub struct ApiShape {
     /// The events feed answers 400 to any of its optional parameters
     /// (`created_at`, `sort_by`, `order_by`): only pagination is accepted.
     pub events_reject_optional_params: bool,
+    /// What the order list does with `sort_by=updated_at&order_by=DESC|ASC`
+    /// (not documented for it): `honour` (default), `ignore` (answers in
+    /// creation order all the same) or `refuse` (400).
+    pub orders_sort: String,
 }
 
 impl Default for ApiShape {
@@ -95,6 +99,7 @@ impl Default for ApiShape {
             list_timestamps: None,
             presigned_links: false,
             events_reject_optional_params: false,
+            orders_sort: "honour".into(),
         }
     }
 }

@@ -1,0 +1,243 @@
+//! Nothing lost, nothing twice, when parts of the server side fail: the
+//! relay killed between receiving a webhook and storing it (Fullscript's
+//! retry, played by the simulator, delivers it), NATS restarted with
+//! events on disk, two relays behind one stream.
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fsn_simulator::webhooks::WebhookConfig;
+use fsn_simulator::{SimConfig, Simulator};
+use support::{free_port, metric, next, subscribe, wait_for_port, Nats};
+
+const SECRET: &str = "whsec_resilience";
+const CHALLENGE: &str = "resilience-challenge";
+
+async fn simulator(relay: &str) -> Simulator {
+    fsn_core::http::install_crypto_provider();
+    Simulator::start(SimConfig {
+        webhook: Some(WebhookConfig {
+            url: format!("{relay}/webhooks/fullscript").parse().unwrap(),
+            secret: SECRET.into(),
+            retry_scale: 0.002,
+            duplicates: false,
+            out_of_order: false,
+            wrong_signature: false,
+        }),
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+}
+
+fn fullscript_keys(sim: &str) -> String {
+    format!(
+        "environment = \"custom\"\napi_base = \"{sim}/api\"\ntoken_url = \"{sim}/api/oauth/token\"\nrevoke_url = \"{sim}/api/oauth/revoke\""
+    )
+}
+
+async fn wait_until(what: &str, mut f: impl AsyncFnMut() -> bool) {
+    let start = Instant::now();
+    while !f().await {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "timed out: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The relay's own binary, configured by its environment variables.
+struct RelayProcess(Child);
+
+impl RelayProcess {
+    fn start(port: u16, nats: &str, sim: &str, hold: Option<&std::path::Path>) -> RelayProcess {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_fullscript-notifier-relay"));
+        cmd.env("FSN_RELAY_LISTEN", format!("127.0.0.1:{port}"))
+            .env("FSN_RELAY_WEBHOOK_SECRET", SECRET)
+            .env("FSN_RELAY_WEBHOOK_CHALLENGE", CHALLENGE)
+            .env("FSN_RELAY_NATS_URL", nats)
+            .env("FSN_RELAY_ENVIRONMENT", "custom")
+            .env("FSN_RELAY_API_BASE", format!("{sim}/api"))
+            .env("FSN_RELAY_TOKEN_URL", format!("{sim}/api/oauth/token"))
+            .env("FSN_RELAY_REVOKE_URL", format!("{sim}/api/oauth/revoke"))
+            .env_remove("FSN_RELAY_CONFIG")
+            .env_remove("FSN_RELAY_TEST_HOLD_BEFORE_STORE")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(marker) = hold {
+            cmd.env("FSN_RELAY_TEST_HOLD_BEFORE_STORE", marker);
+        }
+        let child = cmd.spawn().expect("the relay binary");
+        wait_for_port(port);
+        RelayProcess(child)
+    }
+
+    fn kill(mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for RelayProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn stream_messages(nats_url: &str) -> u64 {
+    let client = async_nats::connect(nats_url).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let mut stream = js.get_stream(fsn_relay::log::STREAM).await.unwrap();
+    stream.info().await.unwrap().state.messages
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_killed_between_receiving_and_storing_is_covered_by_fullscripts_retry() {
+    let store = tempfile::tempdir().unwrap();
+    let nats = Nats::start(store.path(), free_port());
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let sim = simulator(&base).await;
+    let marker = store.path().join("holding");
+    let relay = RelayProcess::start(port, &nats.url(), &sim.base_url(), Some(&marker));
+    wait_until("the handshake", async || {
+        sim.control()
+            .webhook_deliveries()
+            .iter()
+            .any(|d| d.event_id.is_none() && d.status == 200)
+    })
+    .await;
+
+    let order = sim
+        .control()
+        .add_patient_order("Ines", "Okafor", "processing");
+    sim.control().set_state(&order.id, "results_ready").unwrap();
+    wait_until("the relay holding the webhook", async || marker.exists()).await;
+    // Killed with the webhook read but not stored (and not acknowledged).
+    relay.kill();
+    let relay = RelayProcess::start(port, &nats.url(), &sim.base_url(), None);
+    wait_until("the retry stored", async || {
+        sim.control()
+            .webhook_deliveries()
+            .iter()
+            .any(|d| d.event_id.is_some() && d.status == 200)
+    })
+    .await;
+    let deliveries: Vec<_> = sim
+        .control()
+        .webhook_deliveries()
+        .into_iter()
+        .filter(|d| d.event_id.is_some())
+        .collect();
+    assert!(
+        deliveries.iter().any(|d| d.status != 200),
+        "the first attempt was not acknowledged: {deliveries:?}"
+    );
+    assert_eq!(stream_messages(&nats.url()).await, 1, "stored once");
+    drop(relay);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_restarted_keeps_the_events_on_disk_and_a_desktop_resumes_after_its_last_id() {
+    let store = tempfile::tempdir().unwrap();
+    let nats_port = free_port();
+    let nats = Nats::start(store.path(), nats_port);
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let sim = simulator(&base).await;
+    let _relay = RelayProcess::start(port, &nats.url(), &sim.base_url(), None);
+    let token = sim.control().issue_access_token();
+    let mut desktop = subscribe(&base, &token, None).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let a = sim.control().add_patient_order("A", "Before", "processing");
+    sim.control().set_state(&a.id, "results_ready").unwrap();
+    let (first, data) = next(&mut desktop).await.expect("pushed before the restart");
+    assert_eq!(data["lab_order_id"], a.id.as_str());
+    drop(desktop);
+
+    drop(nats);
+    let nats = Nats::start(store.path(), nats_port);
+    wait_until("the relay back on NATS", async || {
+        reqwest::get(format!("{base}/readyz"))
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    let b = sim.control().add_patient_order("B", "After", "processing");
+    sim.control().set_state(&b.id, "partial_results").unwrap();
+    wait_until("stored after the restart", async || {
+        stream_messages(&nats.url()).await == 2
+    })
+    .await;
+
+    // Resumed after its last id: the one it missed, not the one it had.
+    let mut back = subscribe(&base, &token, Some(first)).await.unwrap();
+    let (second, data) = next(&mut back).await.expect("the missed event");
+    assert!(second > first);
+    assert_eq!(data["lab_order_id"], b.id.as_str());
+    // And from the start, both survived the restart on disk.
+    let mut all = subscribe(&base, &token, Some(0)).await.unwrap();
+    assert_eq!(next(&mut all).await.map(|p| p.0), Some(first));
+    assert_eq!(next(&mut all).await.map(|p| p.0), Some(second));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_relays_behind_one_stream_store_once_and_push_what_the_other_received() {
+    let store = tempfile::tempdir().unwrap();
+    let nats = Nats::start(store.path(), free_port());
+    let port_a = free_port();
+    let a = format!("http://127.0.0.1:{port_a}");
+    // The simulator delivers to relay A; a desktop listens on relay B.
+    let sim = simulator(&a).await;
+    let _relay_a = RelayProcess::start(port_a, &nats.url(), &sim.base_url(), None);
+    let b = support::start_relay(
+        SECRET,
+        CHALLENGE,
+        &nats.url(),
+        &fullscript_keys(&sim.base_url()),
+    )
+    .await;
+    let token = sim.control().issue_access_token();
+    let mut desktop = subscribe(&b, &token, None).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let order = sim
+        .control()
+        .add_patient_order("Two", "Relays", "processing");
+    sim.control()
+        .set_state(&order.id, "results_amended")
+        .unwrap();
+    let (seq, data) = next(&mut desktop).await.expect("pushed by B");
+    assert_eq!(data["status"], "results_amended");
+
+    // The same delivery replayed to B (Fullscript retrying through the
+    // other relay behind the load balancer): stored once.
+    let delivered = sim
+        .control()
+        .webhook_deliveries()
+        .into_iter()
+        .find(|d| d.event_id.is_some() && d.status == 200)
+        .expect("delivered to A");
+    let event_id = delivered.event_id.unwrap();
+    support::webhook(
+        &b,
+        SECRET,
+        &event_id,
+        data["clinic_id"].as_str().unwrap(),
+        &order.id,
+    )
+    .await;
+    assert_eq!(metric(&b, "fsn_relay_events_duplicate_total ").await, 1);
+    assert_eq!(stream_messages(&nats.url()).await, 1);
+    // A desktop moving from B to A resumes where it was: nothing again.
+    let mut moved = subscribe(&a, &token, Some(seq)).await.unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(700), moved.recv())
+            .await
+            .is_err(),
+        "nothing repeated"
+    );
+}

@@ -1,0 +1,229 @@
+//! The relay end to end, as a clinic deploys it: a real `nats-server`, the
+//! relay's own binary holding the registration's secret, the simulator
+//! delivering Fullscript's signed webhooks to it, and the app (its agent,
+//! on a virtual desktop with a real notification daemon) configured with
+//! `relay_url` and no secret, polling only hourly. A result in the
+//! simulator becomes one D-Bus notification within seconds; its click
+//! opens the results; the window says "Live"; losing the relay falls back
+//! to polling and says so; the client secret is nowhere on the desktop.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fsn_e2e::ui::*;
+use fsn_e2e::*;
+use fsn_simulator::webhooks::WebhookConfig;
+use fsn_simulator::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET};
+
+const WEBHOOK_SECRET: &str = "whsec_e2e_relay";
+
+/// A child process killed (and reaped) when dropped.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    fsn_simulator::fixture::free_port()
+}
+
+fn wait_for_port(port: u16) {
+    wait_for(&format!("port {port}"), TIMEOUT, || {
+        std::net::TcpStream::connect(("127.0.0.1", port))
+            .is_ok()
+            .then_some(())
+    });
+}
+
+fn relay_binary() -> std::path::PathBuf {
+    let bin = app_binary().with_file_name("fullscript-notifier-relay");
+    if !bin.exists() {
+        let ok = Command::new(env!("CARGO"))
+            .args(["build", "-p", "fsn-relay"])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "could not build the relay");
+    }
+    bin
+}
+
+fn start_nats(store: &std::path::Path) -> (Server, u16) {
+    let port = free_port();
+    let child = Command::new("nats-server")
+        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+        .arg(store)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nats-server (scripts/setup.sh installs it)");
+    wait_for_port(port);
+    (Server(child), port)
+}
+
+fn start_relay(port: u16, nats_port: u16, sim: &str) -> Server {
+    let child = Command::new(relay_binary())
+        .env("FSN_RELAY_LISTEN", format!("127.0.0.1:{port}"))
+        .env(
+            "FSN_RELAY_NATS_URL",
+            format!("nats://127.0.0.1:{nats_port}"),
+        )
+        .env("FSN_RELAY_WEBHOOK_SECRET", WEBHOOK_SECRET)
+        .env("FSN_RELAY_WEBHOOK_CHALLENGE", "e2e-challenge")
+        .env("FSN_RELAY_ENVIRONMENT", "custom")
+        .env("FSN_RELAY_API_BASE", format!("{sim}/api"))
+        .env("FSN_RELAY_TOKEN_URL", format!("{sim}/api/oauth/token"))
+        .env("FSN_RELAY_REVOKE_URL", format!("{sim}/api/oauth/revoke"))
+        .env("FSN_RELAY_CLIENT_ID", DEMO_CLIENT_ID)
+        .env("FSN_RELAY_CLIENT_SECRET", DEMO_CLIENT_SECRET)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the relay");
+    wait_for_port(port);
+    Server(child)
+}
+
+fn holds_secret(bytes: &[u8]) -> bool {
+    bytes
+        .windows(DEMO_CLIENT_SECRET.len())
+        .any(|w| w == DEMO_CLIENT_SECRET.as_bytes())
+}
+
+/// Files under `dir` that hold the client secret.
+fn files_with_secret(dir: &std::path::Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else if std::fs::read(&p).is_ok_and(|b| holds_secret(&b)) {
+                found.push(p.display().to_string());
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_result_reaches_the_desktop_through_the_relay_within_seconds_and_its_click_opens_it() {
+    if fsn_e2e::skip() {
+        return;
+    }
+    let nats_store = tempfile::tempdir().unwrap();
+    let (_nats, nats_port) = start_nats(nats_store.path());
+    let relay_port = free_port();
+    let relay = format!("http://127.0.0.1:{relay_port}");
+    let (sim, redirect) = simulator(SimConfig {
+        webhook: Some(WebhookConfig {
+            url: format!("{relay}/webhooks/fullscript").parse().unwrap(),
+            secret: WEBHOOK_SECRET.into(),
+            retry_scale: 0.01,
+            duplicates: true,
+            out_of_order: false,
+            wrong_signature: false,
+        }),
+        ..Default::default()
+    })
+    .await;
+    let relay_process = start_relay(relay_port, nats_port, &sim.base_url());
+
+    let mut d = Desktop::start(Options {
+        display: true,
+        keyring: false,
+    });
+    // The clinic's configuration: the client id and the relay; no secret.
+    d.write_config(
+        &sim,
+        &redirect,
+        &format!(
+            "client_id = \"{DEMO_CLIENT_ID}\"\ntoken_storage = \"file\"\nrelay_url = \"{relay}\"\npoll_interval_secs = 3600"
+        ),
+    );
+    let (code, out, err) = d.run_app(&["login"]);
+    assert_eq!(code, 0, "login through the relay: {out}{err}");
+    let order = sim
+        .control()
+        .add_patient_order("Amara", "Osei", "processing");
+    let mut cmd = d.app();
+    cmd.arg("--minimized");
+    d.spawn("app", cmd);
+    until!(
+        "the push connected after the first check",
+        d.status_json()["push"] == "connected" && d.status_json()["last_poll_at"].is_string()
+    );
+    let status = d.status_json();
+    assert_eq!(status["watch_mode"], "Live");
+
+    // ---- the window says how results arrive
+    let driver = launch(&mut d, &[]).await;
+    until!(
+        "the header to say Live",
+        text(&driver, "#conn-detail").await.starts_with("Live")
+    );
+    let _ = driver.quit().await;
+    wait_for("the window closed", TIMEOUT, || {
+        d.app_processes()
+            .iter()
+            .all(|p| !p.is_window())
+            .then_some(())
+    });
+    let polls_before = sim.control().requests_to("/api/events/lab_orders").len();
+
+    // ---- a result: one notification, long before the hourly check
+    sim.control().set_state(&order.id, "results_ready").unwrap();
+    // (Only result notifications: closing the window may have said once
+    // that the app keeps running.)
+    let results = |d: &Desktop| -> Vec<Notify> {
+        d.notifications()
+            .into_iter()
+            .filter(|n| n.summary.starts_with("Lab results") || n.summary.starts_with("Partial"))
+            .collect()
+    };
+    let n = wait_for("the result's notification", Duration::from_secs(20), || {
+        Some(results(&d)).filter(|n| !n.is_empty())
+    });
+    assert_eq!(n[0].summary, "Lab results ready");
+    assert!(!n[0].body.contains("Amara"), "{}", n[0].body);
+    assert_eq!(
+        sim.control().requests_to("/api/events/lab_orders").len(),
+        polls_before,
+        "told by the push, not by polling"
+    );
+    // Delivered twice by "Fullscript", shown once.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(results(&d).len(), 1, "{:?}", d.notifications());
+    d.click_newest_notification();
+    let url = format!("{}/labs/orders/{}", sim.base_url(), order.id);
+    until!("the results opened", d.opened_urls().contains(&url));
+    eprintln!("scenario: simulator → webhook → relay → push → notification → click ... ok");
+
+    // ---- no client secret on the desktop: files, arguments, environment
+    let found = files_with_secret(d.home());
+    assert!(found.is_empty(), "the client secret in {found:?}");
+    let agent = d.agent();
+    for what in ["cmdline", "environ"] {
+        let bytes = std::fs::read(format!("/proc/{}/{what}", agent.pid)).unwrap();
+        assert!(!holds_secret(&bytes), "the agent's {what} holds the secret");
+    }
+    eprintln!("scenario: the desktop holds no client secret ... ok");
+
+    // ---- the relay gone: polling as without one, and said
+    drop(relay_process);
+    until!(
+        "the fallback said",
+        d.status_json()["push"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("fallback: "))
+    );
+    assert_eq!(d.status_json()["watch_mode"], "Checking every hour");
+    let (code, out, _) = d.run_app(&["status"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("Push:           fallback: "), "{out}");
+    eprintln!("scenario: the relay gone, polling says so ... ok");
+}
