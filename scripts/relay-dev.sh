@@ -44,6 +44,19 @@ FSN_RELAY_WEBHOOK_SECRET="$secret" FSN_RELAY_WEBHOOK_CHALLENGE="$challenge" \
   "$bin/fullscript-notifier-relay" >"$work/relay.log" 2>&1 & pids+=($!)
 wait_port "$relay_port"
 
+# The app as a clinic configures it: the client id and the relay, no secret.
+cat > "$work/app.toml" <<CONF
+environment = "custom"
+api_base = "http://127.0.0.1:$sim_port/api"
+authorize_url = "http://127.0.0.1:$sim_port/api/oauth/authorize"
+results_url = "http://127.0.0.1:$sim_port/labs/orders/{id}"
+token_url = "http://127.0.0.1:$sim_port/api/oauth/token"
+revoke_url = "http://127.0.0.1:$sim_port/api/oauth/revoke"
+client_id = "fsn-demo-client"
+relay_url = "http://127.0.0.1:$relay_port"
+token_storage = "file"
+CONF
+
 token=$(curl -s -X POST "http://127.0.0.1:$sim_port/_sim/tokens/issue" | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
 cat <<INFO
 ==> running (logs in $work)
@@ -57,8 +70,11 @@ Watch the clinic's events as a desktop would (Server-Sent Events):
 The relay's counters:
   curl -s http://127.0.0.1:$relay_port/metrics | grep ^fsn_relay
 
-The app against this simulator (the app does not listen to the relay yet):
-  $bin/fullscript-notifier-headless simulate --help
+The app through the relay (token calls and push; its config: $work/app.toml):
+  export FSN_CONFIG=$work/app.toml FSN_DATA_DIR=$work/app-data
+  $bin/fullscript-notifier-headless login     # signs in (the simulator approves at once)
+  $bin/fullscript-notifier-headless watch     # watches; results arrive as pushes
+  $bin/fullscript-notifier-headless status    # "Push: connected (Live)"
 Ctrl-C stops everything.
 INFO
 wait

@@ -132,6 +132,15 @@ impl<'a> AppState<'a> {
             .meta_put(Meta::PushLastEventId, Some(id.to_string().as_str()))
     }
 
+    /// The newest update the last complete read saw (see `Meta::SweepMark`).
+    pub fn sweep_mark(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.time(Meta::SweepMark)
+    }
+
+    pub fn set_sweep_mark(&self, at: Option<DateTime<Utc>>) -> Result<(), StoreError> {
+        self.put_time(Meta::SweepMark, at)
+    }
+
     /// A sign-in finished and its welcome has not been dismissed.
     pub fn welcome_pending(&self) -> Result<bool, StoreError> {
         Ok(self.store.meta_get(Meta::WelcomePending)?.is_some())

@@ -139,6 +139,11 @@ pub enum Meta {
     /// The relay's stream sequence of the last pushed event whose order was
     /// checked (the push resumes after it).
     PushLastEventId,
+    /// RFC 3339, Fullscript's `updated_at`: the newest update the last
+    /// complete read of the list saw. Every order updated before then
+    /// (less a margin) was read as it is now; an incremental read stops
+    /// where it reaches such orders.
+    SweepMark,
 }
 
 impl Meta {
@@ -155,6 +160,7 @@ impl Meta {
             Meta::Update => "update",
             Meta::CatchUpSince => "catch_up_since",
             Meta::PushLastEventId => "push_last_event_id",
+            Meta::SweepMark => "sweep_mark",
             Meta::PausedAt => "paused_at",
             Meta::WelcomePending => "welcome_pending",
         }

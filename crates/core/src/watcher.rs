@@ -82,6 +82,13 @@ const MAX_PUSHED: usize = 10_000;
 const MIN_FULL_SWEEP_GAP: Duration = Duration::from_secs(6 * 3600);
 /// After the sorted read failed, it is tried again after this long.
 const RETRY_SORTED_AFTER: Duration = Duration::from_secs(24 * 3600);
+/// An incremental read goes this far below the newest update the previous
+/// read saw (updates written at nearly the same moment may be listed in
+/// either order).
+const SWEEP_MARK_MARGIN: chrono::Duration = chrono::Duration::minutes(2);
+/// With a relay, the first check waits this long for the push to connect
+/// (so that it can be the cheap, incremental one).
+const PUSH_START_WAIT: Duration = Duration::from_secs(10);
 
 /// An event the relay pushed: its stream sequence (what the push resumes
 /// after) and the event (its id, its order, its time).
@@ -671,6 +678,25 @@ impl Watcher {
         if got.sweep_complete || got.incremental_done {
             self.need_sweep = false;
         }
+        if got.sweep_complete || got.incremental_done {
+            // The newest update this read saw happened before it began;
+            // whatever changes later is listed above it. (Fullscript's own
+            // times only: no clock of this computer's, no `Date` header.)
+            let newest = got
+                .orders
+                .iter()
+                .filter_map(|o| {
+                    o.updated_at
+                        .as_deref()
+                        .and_then(crate::timestamp::parse_str)
+                })
+                .max();
+            if let Some(newest) = newest {
+                if let Err(e) = AppState::of(&self.store).set_sweep_mark(Some(newest)) {
+                    tracing::warn!(error = %e, "could not note how far the list was read");
+                }
+            }
+        }
         if got.swept {
             let now = tokio::time::Instant::now();
             self.last_sweep = Some(now);
@@ -1114,12 +1140,18 @@ impl Watcher {
     }
 
     /// While results are pushed: read the order list newest change first
-    /// and stop at the first page where nothing changed (orders the
-    /// webhooks do not announce: purchased, processing, …). Answers whether
-    /// the list really came sorted; when it did not, what was read is kept
-    /// (it is all real) and the caller decides about a full read.
+    /// (for orders the webhooks do not announce: purchased, processing, …)
+    /// and stop at the page that reaches what the previous read already
+    /// saw: an unchanged order updated before the newest update that read
+    /// found. Everything after it in the list is older still, and every
+    /// change since that read is newer, so it was read as it is now.
+    /// (Without such a mark yet: the first page where nothing changed.)
+    /// Answers whether the list really came sorted; when it did not, what
+    /// was read is kept (it is all real) and the caller decides about a
+    /// full read.
     async fn sweep_incremental(&mut self, got: &mut Gathered) -> Result<Sorted, CycleError> {
         got.swept = true;
+        let mark = AppState::of(&self.store).sweep_mark()?;
         let mut page = 1;
         let bytes_before = self.api.bytes_read();
         let mut previous: Option<DateTime<Utc>> = None;
@@ -1172,15 +1204,33 @@ impl Watcher {
                 ));
             }
             previous = times.last().copied().or(previous);
-            let nothing_new = p.bad.is_empty()
-                && p.orders.iter().all(|o| {
-                    self.tracked.get(&o.id).is_some_and(|t| {
-                        !t.removed && t.state == o.state && t.updated_at == o.updated_at
-                    })
-                });
+            let unchanged = |o: &LabOrder| {
+                self.tracked.get(&o.id).is_some_and(|t| {
+                    !t.removed && t.state == o.state && t.updated_at == o.updated_at
+                })
+            };
+            let all_unchanged = p.bad.is_empty() && p.orders.iter().all(unchanged);
+            let reached_known = match mark {
+                // An unchanged order clearly older than the last read's
+                // newest update; or a page where nothing changed and nothing
+                // is newer than that update (many orders updated at once).
+                Some(newest) => {
+                    let before = newest
+                        .checked_sub_signed(SWEEP_MARK_MARGIN)
+                        .unwrap_or(newest);
+                    p.orders
+                        .iter()
+                        .zip(&times)
+                        .any(|(o, t)| *t < before && unchanged(o))
+                        || (all_unchanged
+                            && !times.is_empty()
+                            && times.iter().all(|t| *t <= newest))
+                }
+                None => all_unchanged,
+            };
             let next = self.take_page(got, p, page, bytes_before)?;
             match next {
-                Some(n) if !nothing_new => page = n,
+                Some(n) if !reached_known => page = n,
                 _ => break,
             }
         }
@@ -1639,6 +1689,16 @@ impl Watcher {
         self.offer_catch_up();
         if let Err(e) = self.deliver().await {
             tracing::error!(error = %e, "could not read the queued alerts");
+        }
+        if self.relay_sweep.is_some() && matches!(self.store.baseline_at(), Ok(Some(_))) {
+            // Give the push a moment: connected, the first check reads only
+            // what changed since the last one instead of everything.
+            let mut status = self.handle.shared.status.subscribe();
+            let _ = tokio::time::timeout(
+                PUSH_START_WAIT,
+                status.wait_for(|s| matches!(&s.push, Some(p) if *p != PushState::Connecting)),
+            )
+            .await;
         }
         loop {
             if *shutdown.borrow() {

@@ -136,10 +136,24 @@ async fn a_pushed_event_whose_order_cannot_be_fetched_waits_and_the_push_does_no
 async fn while_pushed_the_list_is_read_newest_change_first_and_only_as_far_as_something_changed() {
     let r = pushed_rig("").await;
     let ids = r.sim().add_bulk_orders(250, "purchased");
+    // Ten minutes later one of them moved on: the newest update the first
+    // look sees is well after the others.
+    r.sim().advance_clock(std::time::Duration::from_secs(600));
+    r.sim().set_state(&ids[0], "processing").unwrap();
     let mut w = watcher(&r);
     w.run_cycle().await.unwrap(); // the first look reads all 3 pages
     let h = w.handle();
     h.set_push(PushState::Connected);
+    // Half an hour on, one order changes (what raises no webhook, e.g.
+    // purchased → processing): the read is the first page only, because it
+    // reaches orders updated before the newest update the first look saw.
+    r.sim().advance_clock(std::time::Duration::from_secs(1800));
+    r.sim().set_state(&ids[200], "processing").unwrap();
+    let before = r.sim().requests().len();
+    h.check_now_with_sweep();
+    w.run_cycle().await.unwrap();
+    assert_eq!(api_requests(&r, before).len(), 1);
+    assert_eq!(state_of(&r, &ids[200]), "processing");
 
     // Nothing changed: one page, sorted.
     let before = r.sim().requests().len();
@@ -151,13 +165,15 @@ async fn while_pushed_the_list_is_read_newest_change_first_and_only_as_far_as_so
     assert_eq!(h.status().sweep, Some(SweepMode::Incremental));
 
     // A change no webhook announces (purchased → processing) is found on
-    // the first page, and the read stops at the next unchanged one.
+    // the first page, which also reaches orders the last read saw: the
+    // read stops there.
+    r.sim().advance_clock(std::time::Duration::from_secs(60));
     r.sim().set_state(&ids[10], "processing").unwrap();
     let before = r.sim().requests().len();
     h.check_now_with_sweep();
     let report = w.run_cycle().await.unwrap();
     let reqs = api_requests(&r, before);
-    assert_eq!(reqs.len(), 2, "{reqs:?}");
+    assert_eq!(reqs.len(), 1, "{reqs:?}");
     assert_eq!(report.orders_changed, 1);
     assert_eq!(state_of(&r, &ids[10]), "processing");
     assert!(r.notes.taken().is_empty(), "processing never alerts");
@@ -263,4 +279,38 @@ async fn without_a_relay_nothing_about_push_shows_and_polling_is_as_before() {
     let json = serde_json::to_value(r.app.status(Some(&r.session)).await).unwrap();
     assert!(json["push"].is_null());
     assert!(json["watch_mode"].is_null());
+}
+
+#[tokio::test]
+async fn a_change_below_a_page_of_pushed_orders_is_still_read() {
+    // A page where nothing is new is not proof enough: here it holds
+    // orders the push already fetched, and the change no webhook announced
+    // is on the page after. The read goes on until it reaches orders older
+    // than the previous read's newest update. (A budget that lets 110
+    // detail requests through at once.)
+    let r = pushed_rig("request_budget_per_5min = 4000\n").await;
+    let ids = r.sim().add_bulk_orders(150, "purchased");
+    let mut w = watcher(&r);
+    w.run_cycle().await.unwrap();
+    let h = w.handle();
+    h.set_push(PushState::Connected);
+    let clock = |secs| r.sim().advance_clock(std::time::Duration::from_secs(secs));
+    clock(600);
+    r.sim().set_state(&ids[140], "processing").unwrap(); // no webhook
+    for (n, id) in ids[..110].iter().enumerate() {
+        clock(10);
+        r.sim().set_state(id, "partial_results").unwrap();
+        h.push_event(pushed(n as u64 + 1, &format!("ev-{n}"), id));
+    }
+    w.run_cycle().await.unwrap();
+    assert_eq!(r.app.store.alerts().unwrap().len(), 110);
+    let before = r.sim().requests().len();
+    h.check_now_with_sweep();
+    w.run_cycle().await.unwrap();
+    assert_eq!(
+        api_requests(&r, before).len(),
+        2,
+        "past the page of pushed orders"
+    );
+    assert_eq!(state_of(&r, &ids[140]), "processing");
 }
