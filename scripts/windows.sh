@@ -25,8 +25,9 @@ step() {
 export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUSTFLAGS="-D warnings"
 
 # One build for everything below: every binary, and the test harnesses of
-# every package but the Linux desktop suite (one feature set, compiled once).
-step build cargo build --workspace --exclude fsn-e2e --target "$target" --all-targets --locked
+# every package but the Linux desktop suite and the relay (a Linux server)
+# (one feature set, compiled once).
+step build cargo build --workspace --exclude fsn-e2e --exclude fsn-relay --target "$target" --all-targets --locked
 
 # Wine 8 lacks bcryptprimitives.dll (ProcessPrng); a one-function stand-in
 # beside each .exe lets it start. Tests only: never packaged.
@@ -81,7 +82,7 @@ step installer-under-wine installer
 # The keychain tests need a Linux Secret Service and stay on Linux.
 core_tests() {
   local prefix; prefix=$(mktemp -d)
-  local list; list=$(cargo test --workspace --exclude fsn-e2e --target "$target" --locked --no-run \
+  local list; list=$(cargo test --workspace --exclude fsn-e2e --exclude fsn-relay --target "$target" --locked --no-run \
     --message-format=json 2>/dev/null | jq -r 'select(.reason == "compiler-artifact" and .profile.test == true and (.package_id | test("crates/(core|agent)"))) | "\(.target.name) \(.executable)"')
   local failed=0 name exe
   while read -r name exe; do
