@@ -139,8 +139,8 @@ pub enum Meta {
     /// The relay's stream sequence of the last pushed event whose order was
     /// checked (the push resumes after it).
     PushLastEventId,
-    /// RFC 3339, Fullscript's `updated_at`: the newest update the last
-    /// complete read of the list saw. Every order updated before then
+    /// RFC 3339, Fullscript's `updated_at`: the newest update on the first
+    /// page of the last complete read of the list. Every order updated before then
     /// (less a margin) was read as it is now; an incremental read stops
     /// where it reaches such orders.
     SweepMark,

@@ -206,6 +206,11 @@ struct Gathered {
     /// The order list was read newest change first, up to a page without
     /// any (which says nothing about orders that were not listed).
     incremental_done: bool,
+    /// The newest `updated_at` on the first page of the list this cycle
+    /// read: an update that existed before the read began. Every change
+    /// made after that is newer, so every order updated before it was read
+    /// as it is now (by this read, when it is complete).
+    first_page_newest: Option<DateTime<Utc>>,
     /// Every order id the list named (readable or not).
     listed: HashSet<String>,
     /// Listed but unreadable: (id, problem).
@@ -679,19 +684,10 @@ impl Watcher {
             self.need_sweep = false;
         }
         if got.sweep_complete || got.incremental_done {
-            // The newest update this read saw happened before it began;
-            // whatever changes later is listed above it. (Fullscript's own
-            // times only: no clock of this computer's, no `Date` header.)
-            let newest = got
-                .orders
-                .iter()
-                .filter_map(|o| {
-                    o.updated_at
-                        .as_deref()
-                        .and_then(crate::timestamp::parse_str)
-                })
-                .max();
-            if let Some(newest) = newest {
+            // Fullscript's own times only: no clock of this computer's, no
+            // `Date` header; and only the first page's (what a push fetched
+            // later, or a later page, may be newer than the read's start).
+            if let Some(newest) = got.first_page_newest {
                 if let Err(e) = AppState::of(&self.store).set_sweep_mark(Some(newest)) {
                     tracing::warn!(error = %e, "could not note how far the list was read");
                 }
@@ -1114,6 +1110,7 @@ impl Watcher {
         got.listed.clear();
         got.unreadable.clear();
         got.incremental_done = false;
+        got.first_page_newest = None;
         let mut page = 1;
         let bytes_before = self.api.bytes_read();
         loop {
@@ -1142,8 +1139,8 @@ impl Watcher {
     /// While results are pushed: read the order list newest change first
     /// (for orders the webhooks do not announce: purchased, processing, …)
     /// and stop at the page that reaches what the previous read already
-    /// saw: an unchanged order updated before the newest update that read
-    /// found. Everything after it in the list is older still, and every
+    /// saw: an unchanged order updated before the newest update on that
+    /// read's first page. Everything after it in the list is older still, and every
     /// change since that read is newer, so it was read as it is now.
     /// (Without such a mark yet: the first page where nothing changed.)
     /// Answers whether the list really came sorted; when it did not, what
@@ -1420,6 +1417,17 @@ impl Watcher {
             } else {
                 got.skipped_without_id += 1;
             }
+        }
+        if page == 1 {
+            got.first_page_newest = p
+                .orders
+                .iter()
+                .filter_map(|o| {
+                    o.updated_at
+                        .as_deref()
+                        .and_then(crate::timestamp::parse_str)
+                })
+                .max();
         }
         let empty = p.orders.is_empty() && p.bad.is_empty();
         got.listed.extend(p.orders.iter().map(|o| o.id.clone()));

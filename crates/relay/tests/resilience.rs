@@ -241,3 +241,26 @@ async fn two_relays_behind_one_stream_store_once_and_push_what_the_other_receive
         "nothing repeated"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_or_revoked_token_cannot_subscribe() {
+    let store = tempfile::tempdir().unwrap();
+    let nats = Nats::start(store.path(), free_port());
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let sim = simulator(&base).await;
+    let _relay = RelayProcess::start(port, &nats.url(), &sim.base_url(), None);
+    let expired = sim.control().issue_access_token();
+    sim.control().expire_access_tokens();
+    assert_eq!(subscribe(&base, &expired, None).await.err(), Some(401));
+    let revoked = sim.control().issue_access_token();
+    assert!(subscribe(&base, &revoked, None).await.is_ok(), "valid before");
+    let fresh = sim.control().issue_access_token();
+    sim.control().revoke_all_grants();
+    assert_eq!(subscribe(&base, &fresh, None).await.err(), Some(401));
+    assert_eq!(
+        metric(&base, "fsn_relay_connected_desktops ").await,
+        1,
+        "only the one valid subscription"
+    );
+}
