@@ -10,14 +10,13 @@ mod common;
 mod support;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fsn_core::notifier::RecordingNotifier;
 use fsn_core::status::PushState;
 use fsn_core::App;
-use fsn_simulator::webhooks::WebhookConfig;
 use fsn_simulator::{SimConfig, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET};
-use support::{free_port, Nats};
+use support::{free_port, wait_until, Nats};
 
 const SECRET: &str = "whsec_desktop_test";
 const CHALLENGE: &str = "desktop-challenge";
@@ -37,14 +36,7 @@ async fn stack() -> Stack {
     let port = free_port();
     let relay = format!("http://127.0.0.1:{port}");
     let w = common::world(SimConfig {
-        webhook: Some(WebhookConfig {
-            url: format!("{relay}/webhooks/fullscript").parse().unwrap(),
-            secret: SECRET.into(),
-            retry_scale: 0.001,
-            duplicates: true,
-            out_of_order: false,
-            wrong_signature: false,
-        }),
+        webhook: Some(support::webhooks_to(&relay, SECRET)),
         ..Default::default()
     })
     .await;
@@ -92,17 +84,6 @@ impl Stack {
         );
         std::fs::write(self.w.dir.path().join("config.toml"), text).unwrap();
         App::open(self.w.paths()).unwrap()
-    }
-}
-
-async fn wait_until(what: &str, mut f: impl AsyncFnMut() -> bool) {
-    let start = Instant::now();
-    while !f().await {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "timed out: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

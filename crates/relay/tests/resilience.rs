@@ -6,11 +6,11 @@
 mod support;
 
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fsn_simulator::webhooks::WebhookConfig;
 use fsn_simulator::{SimConfig, Simulator};
-use support::{free_port, metric, next, subscribe, wait_for_port, Nats};
+use support::{free_port, metric, next, subscribe, wait_for_port, wait_until, Nats};
 
 const SECRET: &str = "whsec_resilience";
 const CHALLENGE: &str = "resilience-challenge";
@@ -19,34 +19,14 @@ async fn simulator(relay: &str) -> Simulator {
     fsn_core::http::install_crypto_provider();
     Simulator::start(SimConfig {
         webhook: Some(WebhookConfig {
-            url: format!("{relay}/webhooks/fullscript").parse().unwrap(),
-            secret: SECRET.into(),
             retry_scale: 0.002,
             duplicates: false,
-            out_of_order: false,
-            wrong_signature: false,
+            ..support::webhooks_to(relay, SECRET)
         }),
         ..Default::default()
     })
     .await
     .unwrap()
-}
-
-fn fullscript_keys(sim: &str) -> String {
-    format!(
-        "environment = \"custom\"\napi_base = \"{sim}/api\"\ntoken_url = \"{sim}/api/oauth/token\"\nrevoke_url = \"{sim}/api/oauth/revoke\""
-    )
-}
-
-async fn wait_until(what: &str, mut f: impl AsyncFnMut() -> bool) {
-    let start = Instant::now();
-    while !f().await {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "timed out: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// The relay's own binary, configured by its environment variables.
@@ -198,7 +178,7 @@ async fn two_relays_behind_one_stream_store_once_and_push_what_the_other_receive
         SECRET,
         CHALLENGE,
         &nats.url(),
-        &fullscript_keys(&sim.base_url()),
+        &support::fullscript_at(&sim.base_url()),
     )
     .await;
     let token = sim.control().issue_access_token();
@@ -254,7 +234,10 @@ async fn an_expired_or_revoked_token_cannot_subscribe() {
     sim.control().expire_access_tokens();
     assert_eq!(subscribe(&base, &expired, None).await.err(), Some(401));
     let revoked = sim.control().issue_access_token();
-    assert!(subscribe(&base, &revoked, None).await.is_ok(), "valid before");
+    assert!(
+        subscribe(&base, &revoked, None).await.is_ok(),
+        "valid before"
+    );
     let fresh = sim.control().issue_access_token();
     sim.control().revoke_all_grants();
     assert_eq!(subscribe(&base, &fresh, None).await.err(), Some(401));

@@ -12,7 +12,7 @@ use fsn_simulator::webhooks::WebhookConfig;
 use fsn_simulator::{SimConfig, Simulator};
 use futures_util::StreamExt;
 use serde_json::Value;
-use support::{free_port, metric, Nats};
+use support::{free_port, metric, wait_until, Nats};
 
 const SECRET: &str = "whsec_sim_test";
 const CHALLENGE: &str = "sim-challenge";
@@ -21,23 +21,13 @@ async fn simulator(relay: &str, wrong_signature: bool) -> Simulator {
     fsn_core::http::install_crypto_provider();
     Simulator::start(SimConfig {
         webhook: Some(WebhookConfig {
-            url: format!("{relay}/webhooks/fullscript").parse().unwrap(),
-            secret: SECRET.into(),
-            retry_scale: 0.001,
-            duplicates: true,
-            out_of_order: false,
             wrong_signature,
+            ..support::webhooks_to(relay, SECRET)
         }),
         ..Default::default()
     })
     .await
     .unwrap()
-}
-
-fn relay_extra(sim_base: &str) -> String {
-    format!(
-        "environment = \"custom\"\napi_base = \"{sim_base}/api\"\ntoken_url = \"{sim_base}/api/oauth/token\"\nrevoke_url = \"{sim_base}/api/oauth/revoke\""
-    )
 }
 
 /// The first pushed event's data (within 15 s).
@@ -67,17 +57,6 @@ async fn first_push(relay: &str, token: &str) -> impl futures_util::Future<Outpu
     }
 }
 
-async fn wait_until(what: &str, mut f: impl AsyncFnMut() -> bool) {
-    let start = Instant::now();
-    while !f().await {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "timed out: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_result_in_the_simulator_reaches_its_clinics_desktop_once_through_the_relay() {
     let store = tempfile::tempdir().unwrap();
@@ -92,7 +71,7 @@ async fn a_result_in_the_simulator_reaches_its_clinics_desktop_once_through_the_
         let table: toml::Table = toml::from_str(&format!(
             "webhook_secret = \"{SECRET}\"\nwebhook_challenge = \"{CHALLENGE}\"\nnats_url = \"{}\"\nlisten = \"127.0.0.1:{port}\"\n{}",
             nats.url(),
-            relay_extra(&sim.base_url())
+            support::fullscript_at(&sim.base_url())
         ))
         .unwrap();
         let config = fsn_relay::Config::from_table(table).unwrap();
@@ -146,7 +125,7 @@ async fn a_wrong_signature_stores_nothing_and_a_retry_after_an_outage_is_stored(
         SECRET,
         CHALLENGE,
         &nats.url(),
-        &relay_extra("http://127.0.0.1:9"),
+        &support::fullscript_at("http://127.0.0.1:9"),
     )
     .await;
 

@@ -237,3 +237,37 @@ pub async fn next(rx: &mut tokio::sync::mpsc::Receiver<Pushed>) -> Option<Pushed
         .ok()
         .flatten()
 }
+
+/// Poll `f` until it holds (30 s at most).
+pub async fn wait_until(what: &str, mut f: impl AsyncFnMut() -> bool) {
+    let start = Instant::now();
+    while !f().await {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "timed out: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The simulator's webhooks to `relay`, signed with `secret`: retries on
+/// Fullscript's schedule scaled down a thousand times, each delivered twice.
+pub fn webhooks_to(relay: &str, secret: &str) -> fsn_simulator::webhooks::WebhookConfig {
+    fsn_simulator::webhooks::WebhookConfig {
+        url: format!("{relay}/webhooks/fullscript")
+            .parse()
+            .expect("a relay URL"),
+        secret: secret.into(),
+        retry_scale: 0.001,
+        duplicates: true,
+        out_of_order: false,
+        wrong_signature: false,
+    }
+}
+
+/// The relay's keys for a simulator at `sim` playing Fullscript.
+pub fn fullscript_at(sim: &str) -> String {
+    format!(
+        "environment = \"custom\"\napi_base = \"{sim}/api\"\ntoken_url = \"{sim}/api/oauth/token\"\nrevoke_url = \"{sim}/api/oauth/revoke\""
+    )
+}
