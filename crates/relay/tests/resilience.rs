@@ -194,14 +194,20 @@ async fn two_relays_behind_one_stream_store_once_and_push_what_the_other_receive
     assert_eq!(data["status"], "results_amended");
 
     // The same delivery replayed to B (Fullscript retrying through the
-    // other relay behind the load balancer): stored once.
-    let delivered = sim
-        .control()
-        .webhook_deliveries()
-        .into_iter()
-        .find(|d| d.event_id.is_some() && d.status == 200)
-        .expect("delivered to A");
-    let event_id = delivered.event_id.unwrap();
+    // other relay behind the load balancer): stored once. The simulator
+    // records a delivery once it has read A's answer, which can be after
+    // the event already reached the desktop through B: wait for it.
+    let acknowledged = || {
+        sim.control()
+            .webhook_deliveries()
+            .into_iter()
+            .find(|d| d.event_id.is_some() && d.status == 200)
+    };
+    wait_until("the simulator saw A acknowledge", async || {
+        acknowledged().is_some()
+    })
+    .await;
+    let event_id = acknowledged().and_then(|d| d.event_id).unwrap();
     support::webhook(
         &b,
         SECRET,
