@@ -92,6 +92,24 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
     }
 }
 
+/// Every regular file under `dir`, at any depth (links not followed).
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .map(walkdir::DirEntry::into_path)
+        .collect()
+}
+
+/// The files under `dir` whose bytes contain `needle` anywhere.
+pub fn files_holding(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    files_under(dir)
+        .into_iter()
+        .filter(|p| std::fs::read(p).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle)))
+        .collect()
+}
+
 /// The app binary built by `cargo build` (the test script builds it first).
 pub fn app_binary() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
@@ -674,19 +692,10 @@ impl Desktop {
             .iter()
             .map(|n| self.home().join(n))
             .collect();
-        let mut dirs = vec![self.data_dir()];
-        while let Some(dir) = dirs.pop() {
-            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-                let path = entry.path();
-                if path.is_dir() {
-                    dirs.push(path);
-                } else if path.extension().is_some_and(|e| e == "log")
-                    || path.to_string_lossy().contains("/logs/")
-                {
-                    files.push(path);
-                }
-            }
-        }
+        files.extend(files_under(&self.data_dir()).into_iter().filter(|path| {
+            path.extension().is_some_and(|e| e == "log")
+                || path.to_string_lossy().contains("/logs/")
+        }));
         let mut found = Vec::new();
         for file in files {
             let Ok(text) = std::fs::read_to_string(&file) else {

@@ -409,23 +409,6 @@ async fn login_from_the_command_line_goes_through_the_running_agent() {
     eprintln!("scenario: login from the command line goes through the running agent ... ok");
 }
 
-/// Every file under `dir`, recursively.
-fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            match e.file_type() {
-                Ok(t) if t.is_dir() => todo.push(p),
-                Ok(t) if t.is_file() => out.push(p),
-                _ => {}
-            }
-        }
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn logout_erase_while_the_agent_runs_stops_its_watcher_and_leaves_no_patient_data() {
     if fsn_e2e::skip() {

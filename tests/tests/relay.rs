@@ -7,37 +7,16 @@
 //! opens the results; the window says "Live"; losing the relay falls back
 //! to polling and says so; the client secret is nowhere on the desktop.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use fsn_e2e::ui::*;
 use fsn_e2e::*;
+use fsn_simulator::fixture::{relay_env_for_fullscript_at, wait_for_port, JetStream, Process};
 use fsn_simulator::webhooks::WebhookConfig;
 use fsn_simulator::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET};
 
 const WEBHOOK_SECRET: &str = "whsec_e2e_relay";
-
-/// A child process killed (and reaped) when dropped.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    fsn_simulator::fixture::free_port()
-}
-
-fn wait_for_port(port: u16) {
-    wait_for(&format!("port {port}"), TIMEOUT, || {
-        std::net::TcpStream::connect(("127.0.0.1", port))
-            .is_ok()
-            .then_some(())
-    });
-}
 
 fn relay_binary() -> std::path::PathBuf {
     let bin = app_binary().with_file_name("fullscript-notifier-relay");
@@ -51,63 +30,22 @@ fn relay_binary() -> std::path::PathBuf {
     bin
 }
 
-fn start_nats(store: &std::path::Path) -> (Server, u16) {
-    let port = free_port();
-    let child = Command::new("nats-server")
-        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-        .arg(store)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nats-server (scripts/setup.sh installs it)");
-    wait_for_port(port);
-    (Server(child), port)
-}
-
-fn start_relay(port: u16, nats_port: u16, sim: &str) -> Server {
+fn start_relay(port: u16, nats: &str, sim: &str) -> Process {
     let child = Command::new(relay_binary())
         .env("FSN_RELAY_LISTEN", format!("127.0.0.1:{port}"))
-        .env(
-            "FSN_RELAY_NATS_URL",
-            format!("nats://127.0.0.1:{nats_port}"),
-        )
+        .env("FSN_RELAY_NATS_URL", nats)
         .env("FSN_RELAY_WEBHOOK_SECRET", WEBHOOK_SECRET)
         .env("FSN_RELAY_WEBHOOK_CHALLENGE", "e2e-challenge")
-        .env("FSN_RELAY_ENVIRONMENT", "custom")
-        .env("FSN_RELAY_API_BASE", format!("{sim}/api"))
-        .env("FSN_RELAY_TOKEN_URL", format!("{sim}/api/oauth/token"))
-        .env("FSN_RELAY_REVOKE_URL", format!("{sim}/api/oauth/revoke"))
+        .envs(relay_env_for_fullscript_at(sim))
         .env("FSN_RELAY_CLIENT_ID", DEMO_CLIENT_ID)
         .env("FSN_RELAY_CLIENT_SECRET", DEMO_CLIENT_SECRET)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("the relay");
+    let relay = Process(child);
     wait_for_port(port);
-    Server(child)
-}
-
-fn holds_secret(bytes: &[u8]) -> bool {
-    bytes
-        .windows(DEMO_CLIENT_SECRET.len())
-        .any(|w| w == DEMO_CLIENT_SECRET.as_bytes())
-}
-
-/// Files under `dir` that hold the client secret.
-fn files_with_secret(dir: &std::path::Path) -> Vec<String> {
-    let mut found = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                todo.push(p);
-            } else if std::fs::read(&p).is_ok_and(|b| holds_secret(&b)) {
-                found.push(p.display().to_string());
-            }
-        }
-    }
-    found
+    relay
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -116,7 +54,7 @@ async fn a_result_reaches_the_desktop_through_the_relay_within_seconds_and_its_c
         return;
     }
     let nats_store = tempfile::tempdir().unwrap();
-    let (_nats, nats_port) = start_nats(nats_store.path());
+    let nats = JetStream::start(nats_store.path(), free_port());
     let relay_port = free_port();
     let relay = format!("http://127.0.0.1:{relay_port}");
     let (sim, redirect) = simulator(SimConfig {
@@ -131,7 +69,7 @@ async fn a_result_reaches_the_desktop_through_the_relay_within_seconds_and_its_c
         ..Default::default()
     })
     .await;
-    let relay_process = start_relay(relay_port, nats_port, &sim.base_url());
+    let relay_process = start_relay(relay_port, &nats.url(), &sim.base_url());
 
     let mut d = Desktop::start(Options {
         display: true,
@@ -204,12 +142,16 @@ async fn a_result_reaches_the_desktop_through_the_relay_within_seconds_and_its_c
     eprintln!("scenario: simulator → webhook → relay → push → notification → click ... ok");
 
     // ---- no client secret on the desktop: files, arguments, environment
-    let found = files_with_secret(d.home());
+    let secret = DEMO_CLIENT_SECRET.as_bytes();
+    let found = files_holding(d.home(), secret);
     assert!(found.is_empty(), "the client secret in {found:?}");
     let agent = d.agent();
     for what in ["cmdline", "environ"] {
         let bytes = std::fs::read(format!("/proc/{}/{what}", agent.pid)).unwrap();
-        assert!(!holds_secret(&bytes), "the agent's {what} holds the secret");
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret),
+            "the agent's {what} holds the secret"
+        );
     }
     eprintln!("scenario: the desktop holds no client secret ... ok");
 

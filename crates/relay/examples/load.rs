@@ -9,7 +9,7 @@
 //! the two cores with what it measures; its own CPU is printed too.
 
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -17,6 +17,9 @@ use std::time::{Duration, Instant};
 use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use fsn_core::push::SseParser;
+use fsn_simulator::fixture::{
+    free_port, relay_env_for_fullscript_at, wait_for_port, JetStream, Process,
+};
 
 fn env_or(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -27,32 +30,6 @@ fn env_or(name: &str, default: usize) -> usize {
 
 const SECRET: &str = "whsec_load";
 const PER_CLINIC: usize = 10;
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(0)
-}
-
-fn wait_for_port(port: u16) {
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if start.elapsed() > Duration::from_secs(20) {
-            panic!("port {port} never opened");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 /// (CPU seconds so far, RSS KiB, peak RSS KiB) of a process (Linux).
 fn usage(pid: u32) -> (f64, u64, u64) {
@@ -167,47 +144,18 @@ async fn main() {
     fsn_core::http::install_crypto_provider();
 
     let store = tempfile::tempdir().unwrap();
-    let nats_port = free_port();
-    let nats = Server(
-        Command::new("nats-server")
-            .args([
-                "-js",
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &nats_port.to_string(),
-                "-sd",
-            ])
-            .arg(store.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nats-server (scripts/setup.sh installs it)"),
-    );
-    wait_for_port(nats_port);
+    let nats = JetStream::start(store.path(), free_port());
     let fullscript = fake_fullscript().await;
     let port = free_port();
     let relay_bin = std::env::var("FSN_RELAY_BIN")
         .unwrap_or_else(|_| "target/release/fullscript-notifier-relay".into());
-    let relay = Server(
+    let relay = Process(
         Command::new(&relay_bin)
             .env("FSN_RELAY_LISTEN", format!("127.0.0.1:{port}"))
-            .env(
-                "FSN_RELAY_NATS_URL",
-                format!("nats://127.0.0.1:{nats_port}"),
-            )
+            .env("FSN_RELAY_NATS_URL", nats.url())
             .env("FSN_RELAY_WEBHOOK_SECRET", SECRET)
             .env("FSN_RELAY_WEBHOOK_CHALLENGE", "load")
-            .env("FSN_RELAY_ENVIRONMENT", "custom")
-            .env("FSN_RELAY_API_BASE", format!("{fullscript}/api"))
-            .env(
-                "FSN_RELAY_TOKEN_URL",
-                format!("{fullscript}/api/oauth/token"),
-            )
-            .env(
-                "FSN_RELAY_REVOKE_URL",
-                format!("{fullscript}/api/oauth/revoke"),
-            )
+            .envs(relay_env_for_fullscript_at(&fullscript))
             .env("FSN_RELAY_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -244,8 +192,8 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     // ---- the webhooks
-    let (relay_cpu0, _, _) = usage(relay.0.id());
-    let (nats_cpu0, _, _) = usage(nats.0.id());
+    let (relay_cpu0, _, _) = usage(relay.pid());
+    let (nats_cpu0, _, _) = usage(nats.pid());
     let (self_cpu0, _, _) = usage(std::process::id());
     let http = reqwest::Client::new();
     let gate = Arc::new(tokio::sync::Semaphore::new(128));
@@ -301,8 +249,8 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let elapsed = load_start.elapsed().as_secs_f64();
-    let (relay_cpu, relay_rss, relay_peak) = usage(relay.0.id());
-    let (nats_cpu, nats_rss, nats_peak) = usage(nats.0.id());
+    let (relay_cpu, relay_rss, relay_peak) = usage(relay.pid());
+    let (nats_cpu, nats_rss, nats_peak) = usage(nats.pid());
     let (self_cpu, _, _) = usage(std::process::id());
     let mut lat = tally.latencies_us.lock().unwrap().clone();
     lat.sort_unstable();

@@ -5,12 +5,13 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use fsn_simulator::fixture::relay_env_for_fullscript_at;
 use fsn_simulator::webhooks::WebhookConfig;
 use fsn_simulator::{SimConfig, Simulator};
-use support::{free_port, metric, next, subscribe, wait_for_port, wait_until, Nats};
+use support::{free_port, metric, next, subscribe, wait_for_port, wait_until, Nats, Process};
 
 const SECRET: &str = "whsec_resilience";
 const CHALLENGE: &str = "resilience-challenge";
@@ -29,43 +30,25 @@ async fn simulator(relay: &str) -> Simulator {
     .unwrap()
 }
 
-/// The relay's own binary, configured by its environment variables.
-struct RelayProcess(Child);
-
-impl RelayProcess {
-    fn start(port: u16, nats: &str, sim: &str, hold: Option<&std::path::Path>) -> RelayProcess {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_fullscript-notifier-relay"));
-        cmd.env("FSN_RELAY_LISTEN", format!("127.0.0.1:{port}"))
-            .env("FSN_RELAY_WEBHOOK_SECRET", SECRET)
-            .env("FSN_RELAY_WEBHOOK_CHALLENGE", CHALLENGE)
-            .env("FSN_RELAY_NATS_URL", nats)
-            .env("FSN_RELAY_ENVIRONMENT", "custom")
-            .env("FSN_RELAY_API_BASE", format!("{sim}/api"))
-            .env("FSN_RELAY_TOKEN_URL", format!("{sim}/api/oauth/token"))
-            .env("FSN_RELAY_REVOKE_URL", format!("{sim}/api/oauth/revoke"))
-            .env_remove("FSN_RELAY_CONFIG")
-            .env_remove("FSN_RELAY_TEST_HOLD_BEFORE_STORE")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        if let Some(marker) = hold {
-            cmd.env("FSN_RELAY_TEST_HOLD_BEFORE_STORE", marker);
-        }
-        let child = cmd.spawn().expect("the relay binary");
-        wait_for_port(port);
-        RelayProcess(child)
+/// The relay's own binary, configured by its environment variables (a
+/// process that can be killed mid-request).
+fn relay_process(port: u16, nats: &str, sim: &str, hold: Option<&std::path::Path>) -> Process {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fullscript-notifier-relay"));
+    cmd.env("FSN_RELAY_LISTEN", format!("127.0.0.1:{port}"))
+        .env("FSN_RELAY_WEBHOOK_SECRET", SECRET)
+        .env("FSN_RELAY_WEBHOOK_CHALLENGE", CHALLENGE)
+        .env("FSN_RELAY_NATS_URL", nats)
+        .envs(relay_env_for_fullscript_at(sim))
+        .env_remove("FSN_RELAY_CONFIG")
+        .env_remove("FSN_RELAY_TEST_HOLD_BEFORE_STORE")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if let Some(marker) = hold {
+        cmd.env("FSN_RELAY_TEST_HOLD_BEFORE_STORE", marker);
     }
-
-    fn kill(mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for RelayProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+    let relay = Process(cmd.spawn().expect("the relay binary"));
+    wait_for_port(port);
+    relay
 }
 
 async fn stream_messages(nats_url: &str) -> u64 {
@@ -83,7 +66,7 @@ async fn a_relay_killed_between_receiving_and_storing_is_covered_by_fullscripts_
     let base = format!("http://127.0.0.1:{port}");
     let sim = simulator(&base).await;
     let marker = store.path().join("holding");
-    let relay = RelayProcess::start(port, &nats.url(), &sim.base_url(), Some(&marker));
+    let relay = relay_process(port, &nats.url(), &sim.base_url(), Some(&marker));
     wait_until("the handshake", async || {
         sim.control()
             .webhook_deliveries()
@@ -99,12 +82,9 @@ async fn a_relay_killed_between_receiving_and_storing_is_covered_by_fullscripts_
     wait_until("the relay holding the webhook", async || marker.exists()).await;
     // Killed with the webhook read but not stored (and not acknowledged).
     relay.kill();
-    let relay = RelayProcess::start(port, &nats.url(), &sim.base_url(), None);
+    let relay = relay_process(port, &nats.url(), &sim.base_url(), None);
     wait_until("the retry stored", async || {
-        sim.control()
-            .webhook_deliveries()
-            .iter()
-            .any(|d| d.event_id.is_some() && d.status == 200)
+        !sim.control().acknowledged_webhooks().is_empty()
     })
     .await;
     let deliveries: Vec<_> = sim
@@ -129,7 +109,7 @@ async fn nats_restarted_keeps_the_events_on_disk_and_a_desktop_resumes_after_its
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let sim = simulator(&base).await;
-    let _relay = RelayProcess::start(port, &nats.url(), &sim.base_url(), None);
+    let _relay = relay_process(port, &nats.url(), &sim.base_url(), None);
     let token = sim.control().issue_access_token();
     let mut desktop = subscribe(&base, &token, None).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -173,7 +153,7 @@ async fn two_relays_behind_one_stream_store_once_and_push_what_the_other_receive
     let a = format!("http://127.0.0.1:{port_a}");
     // The simulator delivers to relay A; a desktop listens on relay B.
     let sim = simulator(&a).await;
-    let _relay_a = RelayProcess::start(port_a, &nats.url(), &sim.base_url(), None);
+    let _relay_a = relay_process(port_a, &nats.url(), &sim.base_url(), None);
     let b = support::start_relay(
         SECRET,
         CHALLENGE,
@@ -197,17 +177,11 @@ async fn two_relays_behind_one_stream_store_once_and_push_what_the_other_receive
     // other relay behind the load balancer): stored once. The simulator
     // records a delivery once it has read A's answer, which can be after
     // the event already reached the desktop through B: wait for it.
-    let acknowledged = || {
-        sim.control()
-            .webhook_deliveries()
-            .into_iter()
-            .find(|d| d.event_id.is_some() && d.status == 200)
-    };
     wait_until("the simulator saw A acknowledge", async || {
-        acknowledged().is_some()
+        !sim.control().acknowledged_webhooks().is_empty()
     })
     .await;
-    let event_id = acknowledged().and_then(|d| d.event_id).unwrap();
+    let event_id = sim.control().acknowledged_webhooks().swap_remove(0);
     support::webhook(
         &b,
         SECRET,
@@ -235,7 +209,7 @@ async fn an_expired_or_revoked_token_cannot_subscribe() {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let sim = simulator(&base).await;
-    let _relay = RelayProcess::start(port, &nats.url(), &sim.base_url(), None);
+    let _relay = relay_process(port, &nats.url(), &sim.base_url(), None);
     let expired = sim.control().issue_access_token();
     sim.control().expire_access_tokens();
     assert_eq!(subscribe(&base, &expired, None).await.err(), Some(401));

@@ -27,6 +27,20 @@ impl SimControl {
         self.shared.lock().webhook_log.clone()
     }
 
+    /// The event ids of the webhook deliveries the receiver acknowledged,
+    /// in the order they were answered (a duplicate delivery counts twice).
+    /// Recorded once the answer is read, which may be after the receiver
+    /// already passed the event on: wait for what this should hold.
+    pub fn acknowledged_webhooks(&self) -> Vec<String> {
+        self.shared
+            .lock()
+            .webhook_log
+            .iter()
+            .filter(|d| crate::webhooks::acknowledged(d.status))
+            .filter_map(|d| d.event_id.clone())
+            .collect()
+    }
+
     /// A signed-in practitioner's access token (as a sign-in would give),
     /// for tests of what asks Fullscript with one (the relay's look-up).
     pub fn issue_access_token(&self) -> String {

@@ -54,3 +54,90 @@ pub async fn start_with_free_redirect(
     config.redirect_uri = redirect.clone();
     Ok((Simulator::start(config).await?, redirect))
 }
+
+/// Wait until something listens on loopback `port` (a server just spawned);
+/// panics after 20 s, naming the port.
+pub fn wait_for_port(port: u16) {
+    let start = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "port {port} never opened"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// A child process that is killed (and reaped) when dropped, so a failing
+/// test leaves no server behind.
+pub struct Process(pub std::process::Child);
+
+impl Process {
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// Kill it now (a crash, as far as anything talking to it can tell).
+    pub fn kill(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A real `nats-server` with JetStream on loopback `port`, its store in
+/// `store` (start it again on the same two and it finds what it had on
+/// disk). The relay's engine is never simulated: its tests, the end-to-end
+/// suite and the benchmark all run this; `scripts/setup.sh` installs it.
+pub struct JetStream {
+    process: Process,
+    pub port: u16,
+}
+
+impl JetStream {
+    pub fn start(store: &std::path::Path, port: u16) -> JetStream {
+        let child = std::process::Command::new("nats-server")
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .arg(store)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("nats-server (scripts/setup.sh installs it)");
+        let process = Process(child);
+        wait_for_port(port);
+        JetStream { process, port }
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+}
+
+/// The relay's settings (`key`, value) for a Fullscript at `base` (the
+/// simulator, or a stand-in with its paths): as a relay binary's
+/// `FSN_RELAY_<KEY>` environment or as lines of its TOML file.
+pub fn relay_fullscript_at(base: &str) -> [(&'static str, String); 4] {
+    [
+        ("environment", "custom".to_string()),
+        ("api_base", format!("{base}/api")),
+        ("token_url", format!("{base}/api/oauth/token")),
+        ("revoke_url", format!("{base}/api/oauth/revoke")),
+    ]
+}
+
+/// [`relay_fullscript_at`] as the relay binary's environment variables.
+pub fn relay_env_for_fullscript_at(base: &str) -> Vec<(String, String)> {
+    relay_fullscript_at(base)
+        .into_iter()
+        .map(|(k, v)| (format!("FSN_RELAY_{}", k.to_uppercase()), v))
+        .collect()
+}

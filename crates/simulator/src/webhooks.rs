@@ -48,6 +48,12 @@ pub struct Delivery {
     pub challenge: Option<String>,
 }
 
+/// Whether the receiver took a delivery (Fullscript §6: any status outside
+/// 200/201 is a failure, retried on its schedule).
+pub(crate) fn acknowledged(status: u16) -> bool {
+    matches!(status, 200 | 201)
+}
+
 /// The most deliveries remembered.
 const MAX_LOG: usize = 10_000;
 
@@ -189,7 +195,7 @@ async fn deliver(shared: Shared, config: WebhookConfig, event: crate::state::Lab
                     challenge: answer.as_ref().and_then(|(_, b)| challenge_of(b)),
                 },
             );
-            if matches!(status, 200 | 201) {
+            if acknowledged(status) {
                 break;
             }
             let Some(delay) = RETRY_SCHEDULE_SECS.get(attempt as usize) else {
@@ -222,7 +228,7 @@ pub async fn run(shared: Shared, config: WebhookConfig, from: usize) {
                 challenge: answer.as_ref().and_then(|(_, b)| challenge_of(b)),
             },
         );
-        if matches!(status, 200 | 201) {
+        if acknowledged(status) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;

@@ -2,11 +2,9 @@
 //! and a free port (installed by scripts/setup.sh; started and stopped by
 //! the tests), and the relay itself in the test's process.
 
-#![allow(dead_code)]
+// Each test file uses a part of what is here.
+#![allow(dead_code, unused_imports)]
 
-use std::net::TcpListener;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,54 +16,9 @@ use fsn_relay::webhook::sign;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-pub fn wait_for_port(port: u16) {
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "port {port} never opened"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// A JetStream server on its own store; stopped when dropped.
-pub struct Nats {
-    child: Child,
-    pub port: u16,
-}
-
-impl Nats {
-    pub fn start(store: &Path, port: u16) -> Nats {
-        let child = Command::new("nats-server")
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(store)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nats-server (scripts/setup.sh installs it)");
-        wait_for_port(port);
-        Nats { child, port }
-    }
-
-    pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Nats {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+/// A JetStream server on a temporary store and a free port (the same one
+/// the end-to-end suite and the benchmark start).
+pub use fsn_simulator::fixture::{free_port, wait_for_port, JetStream as Nats, Process};
 
 /// The relay in this process on a free port, configured by `extra` TOML
 /// over the webhook secret and challenge given; answers its base URL once
@@ -267,7 +220,8 @@ pub fn webhooks_to(relay: &str, secret: &str) -> fsn_simulator::webhooks::Webhoo
 
 /// The relay's keys for a simulator at `sim` playing Fullscript.
 pub fn fullscript_at(sim: &str) -> String {
-    format!(
-        "environment = \"custom\"\napi_base = \"{sim}/api\"\ntoken_url = \"{sim}/api/oauth/token\"\nrevoke_url = \"{sim}/api/oauth/revoke\""
-    )
+    fsn_simulator::fixture::relay_fullscript_at(sim)
+        .iter()
+        .map(|(key, value)| format!("{key} = \"{value}\"\n"))
+        .collect()
 }
