@@ -177,6 +177,15 @@ impl Config {
         if nats_urls.is_empty() {
             return Err(err("nats_url", "names no server"));
         }
+        if let Some(bad) = nats_urls
+            .iter()
+            .find(|u| u.parse::<async_nats::ServerAddr>().is_err())
+        {
+            return Err(err(
+                "nats_url",
+                format!("`{bad}` is not a NATS server address"),
+            ));
+        }
         let ranged = |key: &str, v: Option<i64>, default: i64, lo: i64, hi: i64| {
             let n = v.unwrap_or(default);
             if (lo..=hi).contains(&n) {
@@ -291,5 +300,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.nats_urls, ["nats://a:1", "nats://b:2"]);
+        let e = parse(
+            "webhook_secret = \"s\"\nwebhook_challenge = \"c\"\nnats_url = \"nats://a:1, nats://b:port\"",
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "nats_url");
+        assert!(e.message.contains("nats://b:port"), "{}", e.message);
     }
 }

@@ -59,6 +59,17 @@ pub fn clinic_subject(clinic_id: &str) -> String {
     format!("{SUBJECT_PREFIX}.{}", subject_token(clinic_id))
 }
 
+/// The NATS servers, each address parsed on its own.
+fn servers(urls: &[String]) -> Result<Vec<async_nats::ServerAddr>, LogError> {
+    urls.iter()
+        .map(|u| {
+            u.parse().map_err(|e| {
+                LogError::Unreachable(format!("`{u}` is not a NATS server address: {e}"))
+            })
+        })
+        .collect()
+}
+
 pub struct EventLog {
     client: async_nats::Client,
     js: jetstream::Context,
@@ -75,7 +86,9 @@ impl EventLog {
             .retry_on_initial_connect()
             .connection_timeout(Duration::from_secs(5))
             .request_timeout(Some(APPEND_TIMEOUT))
-            .connect(urls.join(","))
+            // One address each: async-nats reads a comma-separated string
+            // as one (malformed) address, and never connects.
+            .connect(servers(urls)?)
             .await
             .map_err(|e| LogError::Unreachable(e.to_string()))?;
         let js = jetstream::new(client.clone());
@@ -156,6 +169,15 @@ impl EventLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn several_nats_servers_are_several_addresses() {
+        let urls = ["nats://a:1".to_string(), "nats://b:2".to_string()];
+        let addrs = servers(&urls).unwrap();
+        assert_eq!(addrs.len(), 2);
+        assert_eq!(addrs[1].host(), "b");
+        assert!(servers(&["nats://a:1,nats://b:2".to_string()]).is_err());
+    }
 
     #[test]
     fn a_clinic_id_is_one_subject_token_and_never_another_clinics() {

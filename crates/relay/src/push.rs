@@ -32,10 +32,13 @@ const HEARTBEAT: Duration = Duration::from_secs(25);
 /// How long the clinic look-up at Fullscript may take.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A token's clinic and when Fullscript said so, by the token's SHA-256.
+type Clinics = HashMap<[u8; 32], (String, Instant)>;
+
 /// Tokens' clinics and open connections, by the token's SHA-256.
 #[derive(Default)]
 pub struct Desktops {
-    clinics: Mutex<HashMap<[u8; 32], (String, Instant)>>,
+    clinics: Mutex<Clinics>,
     open: Mutex<HashMap<[u8; 32], usize>>,
 }
 
@@ -121,19 +124,36 @@ async fn clinic_of(relay: &Relay, token: &str) -> Result<String, Denied> {
         401 | 403 => return Err(Denied::TokenRefused),
         other => return Err(Denied::Lookup(format!("HTTP {other}"))),
     }
-    let body: serde_json::Value = response
-        .json()
+    let body = fsn_core::http::read_capped(response)
         .await
-        .map_err(|e| Denied::Lookup(e.without_url().to_string()))?;
+        .map_err(|e| Denied::Lookup(e.to_string()))?;
+    let body: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|_| Denied::Lookup("the answer is not JSON".into()))?;
     let clinic = fsn_core::api::parse_clinic(&body)
         .ok_or_else(|| Denied::Lookup("the answer names no clinic".into()))?;
-    let mut cache = lock(&relay.desktops.clinics);
-    // Bounded: entries older than the cache's life go first.
-    if cache.len() > 100_000 {
+    remember(
+        &mut lock(&relay.desktops.clinics),
+        key,
+        &clinic.id,
+        MAX_REMEMBERED,
+    );
+    Ok(clinic.id)
+}
+
+/// The most tokens whose clinic is remembered at once.
+const MAX_REMEMBERED: usize = 100_000;
+
+/// Remember a token's clinic, the map kept under `max` entries: expired
+/// ones go first and, should every one still be fresh, all of them (each
+/// costs one more look-up at Fullscript; none is ever served stale).
+fn remember(cache: &mut Clinics, key: [u8; 32], clinic: &str, max: usize) {
+    if cache.len() >= max {
         cache.retain(|_, (_, at)| at.elapsed() < CLINIC_CACHE);
     }
-    cache.insert(key, (clinic.id.clone(), Instant::now()));
-    Ok(clinic.id)
+    if cache.len() >= max {
+        cache.clear();
+    }
+    cache.insert(key, (clinic.to_string(), Instant::now()));
 }
 
 /// `GET /v1/events`.
@@ -233,4 +253,36 @@ pub async fn events(
     Ok(Sse::new(sse)
         .keep_alive(KeepAlive::new().interval(HEARTBEAT))
         .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_clinic_cache_never_grows_past_its_bound_even_when_every_entry_is_fresh() {
+        let mut cache = Clinics::new();
+        for i in 0..10u8 {
+            remember(&mut cache, [i; 32], "clinic-a", 4);
+            assert!(cache.len() <= 4, "{} entries", cache.len());
+        }
+        // The newest is always remembered.
+        assert_eq!(
+            cache.get(&[9; 32]).map(|(c, _)| c.as_str()),
+            Some("clinic-a")
+        );
+    }
+
+    #[test]
+    fn expired_clinics_are_dropped_before_fresh_ones() {
+        let mut cache = Clinics::new();
+        let old = Instant::now().checked_sub(CLINIC_CACHE * 2);
+        if let Some(old) = old {
+            cache.insert([1; 32], ("clinic-old".into(), old));
+            cache.insert([2; 32], ("clinic-b".into(), Instant::now()));
+            remember(&mut cache, [3; 32], "clinic-c", 2);
+            assert!(!cache.contains_key(&[1; 32]));
+            assert!(cache.contains_key(&[2; 32]) && cache.contains_key(&[3; 32]));
+        }
+    }
 }

@@ -18,8 +18,8 @@ const CLIENT_SECRET: &str = "registration-secret-9f8e";
 
 async fn start_relay(nats_url: &str, fullscript: &str) -> String {
     let extra = format!(
-        "environment = \"custom\"\napi_base = \"{fullscript}/api\"\ntoken_url = \"{fullscript}/api/oauth/token\"\n\
-         revoke_url = \"{fullscript}/api/oauth/revoke\"\nclient_id = \"app-id\"\nclient_secret = \"{CLIENT_SECRET}\""
+        "{}client_id = \"app-id\"\nclient_secret = \"{CLIENT_SECRET}\"",
+        support::fullscript_at(fullscript)
     );
     support::start_relay(SECRET, "c", nats_url, &extra).await
 }

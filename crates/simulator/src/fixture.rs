@@ -101,9 +101,42 @@ pub struct JetStream {
 
 impl JetStream {
     pub fn start(store: &std::path::Path, port: u16) -> JetStream {
+        JetStream::spawn(store, port, &[])
+    }
+
+    /// One node `name` of the JetStream cluster `fsn` (the flags
+    /// `deploy/compose.yaml` gives its nodes), its routes on loopback
+    /// `cluster_port`, the other nodes' at `routes`.
+    pub fn start_in_cluster(
+        store: &std::path::Path,
+        port: u16,
+        name: &str,
+        cluster_port: u16,
+        routes: &[u16],
+    ) -> JetStream {
+        let routes = routes
+            .iter()
+            .map(|p| format!("nats://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let args = [
+            "-n".to_string(),
+            name.to_string(),
+            "--cluster_name".into(),
+            "fsn".into(),
+            "--cluster".into(),
+            format!("nats://127.0.0.1:{cluster_port}"),
+            "--routes".into(),
+            routes,
+        ];
+        JetStream::spawn(store, port, &args)
+    }
+
+    fn spawn(store: &std::path::Path, port: u16, extra: &[String]) -> JetStream {
         let child = std::process::Command::new("nats-server")
             .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
             .arg(store)
+            .args(extra)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
