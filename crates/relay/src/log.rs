@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use async_nats::jetstream;
-use tokio::sync::OnceCell;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::config::StreamSettings;
 use crate::webhook::StoredEvent;
@@ -74,7 +74,9 @@ pub struct EventLog {
     client: async_nats::Client,
     js: jetstream::Context,
     settings: StreamSettings,
-    stream: OnceCell<()>,
+    /// The stream was there at the last look; cleared when a write fails,
+    /// so a stream lost under a running relay (a wiped store) is made again.
+    stream_known: AtomicBool,
 }
 
 impl EventLog {
@@ -96,7 +98,7 @@ impl EventLog {
             client,
             js,
             settings,
-            stream: OnceCell::new(),
+            stream_known: AtomicBool::new(false),
         })
     }
 
@@ -116,27 +118,26 @@ impl EventLog {
     /// The stream, made if it is not there (every relay may; the same
     /// settings are the same stream).
     pub async fn ensure_stream(&self) -> Result<(), LogError> {
-        self.stream
-            .get_or_try_init(|| async {
-                let s = &self.settings;
-                self.js
-                    .get_or_create_stream(jetstream::stream::Config {
-                        name: STREAM.into(),
-                        subjects: vec![format!("{SUBJECT_PREFIX}.>")],
-                        max_age: s.max_age,
-                        max_bytes: s.max_bytes,
-                        num_replicas: s.replicas,
-                        duplicate_window: s.dedupe_window,
-                        storage: jetstream::stream::StorageType::File,
-                        discard: jetstream::stream::DiscardPolicy::Old,
-                        ..Default::default()
-                    })
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| LogError::Unreachable(e.to_string()))
+        if self.stream_known.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let s = &self.settings;
+        self.js
+            .get_or_create_stream(jetstream::stream::Config {
+                name: STREAM.into(),
+                subjects: vec![format!("{SUBJECT_PREFIX}.>")],
+                max_age: s.max_age,
+                max_bytes: s.max_bytes,
+                num_replicas: s.replicas,
+                duplicate_window: s.dedupe_window,
+                storage: jetstream::stream::StorageType::File,
+                discard: jetstream::stream::DiscardPolicy::Old,
+                ..Default::default()
             })
             .await
-            .map(|_| ())
+            .map_err(|e| LogError::Unreachable(e.to_string()))?;
+        self.stream_known.store(true, Ordering::Release);
+        Ok(())
     }
 
     /// Store one event durably; answers once JetStream has it on disk (on
@@ -160,9 +161,20 @@ impl EventLog {
                 duplicate: ack.duplicate,
             })
         };
-        tokio::time::timeout(APPEND_TIMEOUT, work)
-            .await
-            .map_err(|_| LogError::TimedOut(APPEND_TIMEOUT))?
+        let result = match tokio::time::timeout(APPEND_TIMEOUT, work).await {
+            Ok(result) => result,
+            Err(_) => Err(LogError::TimedOut(APPEND_TIMEOUT)),
+        };
+        if result.is_err() {
+            self.stream_lost();
+        }
+        result
+    }
+
+    /// Something failed that the stream's absence would explain: look for
+    /// it (and make it) again next time.
+    pub fn stream_lost(&self) {
+        self.stream_known.store(false, Ordering::Release);
     }
 }
 

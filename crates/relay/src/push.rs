@@ -211,7 +211,10 @@ pub async fn events(
         .jetstream()
         .get_stream(STREAM)
         .await
-        .map_err(|e| Denied::Stream(e.to_string()))?;
+        .map_err(|e| {
+            relay.log.stream_lost();
+            Denied::Stream(e.to_string())
+        })?;
     let consumer = stream
         .create_consumer(push::OrderedConfig {
             deliver_subject: relay.log.new_inbox(),
@@ -227,29 +230,34 @@ pub async fn events(
         .map_err(|e| Denied::Stream(e.to_string()))?;
     tracing::info!(clinic_id = %clinic, resume = ?resume, "a desktop subscribed");
     let relay_for_stream = relay.clone();
-    let sse = messages.filter_map(move |m| {
-        let _slot = &slot;
-        let relay = relay_for_stream.clone();
-        async move {
-            let m = match m {
-                Ok(m) => m,
-                Err(e) => {
-                    tracing::warn!(error = %e, "a desktop's event stream failed; it will reconnect");
-                    return None;
-                }
-            };
-            let info = m.info().ok()?;
-            let seq = info.stream_sequence;
-            relay.metrics.record_push(info.published);
-            let data = String::from_utf8_lossy(&m.payload).into_owned();
-            Some(Ok::<_, Infallible>(
-                SseEvent::default()
-                    .id(seq.to_string())
-                    .event("lab_order")
-                    .data(data),
-            ))
-        }
-    });
+    // A consumer error ends the stream rather than leaving it open on
+    // heartbeats alone: the desktop reconnects from its last id (nothing
+    // lost) and, while the relay cannot serve it, says it is polling
+    // instead of "Live".
+    let sse = messages
+        .take_while(|m| {
+            if let Err(e) = m {
+                tracing::warn!(error = %e, "a desktop's event stream failed; closed");
+            }
+            std::future::ready(m.is_ok())
+        })
+        .filter_map(move |m| {
+            let _slot = &slot;
+            let relay = relay_for_stream.clone();
+            async move {
+                let m = m.ok()?;
+                let info = m.info().ok()?;
+                let seq = info.stream_sequence;
+                relay.metrics.record_push(info.published);
+                let data = String::from_utf8_lossy(&m.payload).into_owned();
+                Some(Ok::<_, Infallible>(
+                    SseEvent::default()
+                        .id(seq.to_string())
+                        .event("lab_order")
+                        .data(data),
+                ))
+            }
+        });
     Ok(Sse::new(sse)
         .keep_alive(KeepAlive::new().interval(HEARTBEAT))
         .into_response())

@@ -227,3 +227,83 @@ async fn an_expired_or_revoked_token_cannot_subscribe() {
         "only the one valid subscription"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_desktop_connected_across_a_nats_restart_is_pushed_what_came_after_or_told_to_reconnect()
+{
+    let store = tempfile::tempdir().unwrap();
+    let nats_port = free_port();
+    let nats = Nats::start(store.path(), nats_port);
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let sim = simulator(&base).await;
+    let _relay = relay_process(port, &nats.url(), &sim.base_url(), None);
+    let token = sim.control().issue_access_token();
+    let mut desktop = subscribe(&base, &token, None).await.unwrap();
+    let a = sim.control().add_patient_order("A", "Across", "processing");
+    sim.control().set_state(&a.id, "results_ready").unwrap();
+    let (first, _) = next(&mut desktop).await.expect("pushed before the restart");
+
+    drop(nats);
+    let nats = Nats::start(store.path(), nats_port);
+    let b = sim.control().add_patient_order("B", "Across", "processing");
+    sim.control().set_state(&b.id, "partial_results").unwrap();
+    wait_until("stored after the restart", async || {
+        stream_messages(&nats.url()).await == 2
+    })
+    .await;
+    // The open stream either pushes it or ends (the desktop then resumes
+    // from its last id); what it must not do is stay open, heartbeats and
+    // all, with nothing: that is a desktop told "Live" and never alerted.
+    match tokio::time::timeout(Duration::from_secs(30), desktop.recv()).await {
+        Ok(Some((id, data))) => {
+            assert!(id > first);
+            assert_eq!(data["lab_order_id"], b.id.as_str());
+        }
+        Ok(None) => {
+            let mut back = subscribe(&base, &token, Some(first)).await.unwrap();
+            let (_, data) = next(&mut back).await.expect("resumed after the restart");
+            assert_eq!(data["lab_order_id"], b.id.as_str());
+        }
+        Err(_) => panic!("the stream stayed open and silent after NATS came back"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stream_lost_under_a_running_relay_is_made_again_and_open_desktops_are_told_to_reconnect(
+) {
+    let store = tempfile::tempdir().unwrap();
+    let nats = Nats::start(store.path(), free_port());
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let sim = simulator(&base).await;
+    let _relay = relay_process(port, &nats.url(), &sim.base_url(), None);
+    let token = sim.control().issue_access_token();
+    let mut desktop = subscribe(&base, &token, None).await.unwrap();
+    let a = sim.control().add_patient_order("A", "Lost", "processing");
+    sim.control().set_state(&a.id, "results_ready").unwrap();
+    next(&mut desktop).await.expect("pushed");
+
+    // The stream is gone (a wiped store, an operator's mistake).
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    js.delete_stream(fsn_relay::log::STREAM).await.unwrap();
+    // The open stream ends instead of staying open on heartbeats alone.
+    assert!(
+        tokio::time::timeout(Duration::from_secs(30), desktop.recv())
+            .await
+            .expect("the desktop's stream ended")
+            .is_none()
+    );
+    // The next result is stored in a stream the relay made again (the
+    // simulator retries until it is acknowledged), and pushed.
+    let b = sim.control().add_patient_order("B", "Lost", "processing");
+    sim.control().set_state(&b.id, "partial_results").unwrap();
+    wait_until("stored again", async || {
+        sim.control().acknowledged_webhooks().len() == 2
+    })
+    .await;
+    let mut back = subscribe(&base, &token, Some(0)).await.unwrap();
+    let (_, data) = next(&mut back).await.expect("pushed from the new stream");
+    assert_eq!(data["lab_order_id"], b.id.as_str());
+}
