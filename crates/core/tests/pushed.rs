@@ -14,6 +14,7 @@ use common::*;
 use fsn_core::lab::LabEvent;
 use fsn_core::status::{PushState, SweepMode};
 use fsn_core::watcher::{Pushed, Watcher};
+use fsn_simulator::OrdersSort;
 
 /// A relay that is never reached: the watcher only reads its settings.
 const RELAY: &str = "relay_url = \"http://127.0.0.1:9/\"\n";
@@ -181,7 +182,7 @@ async fn while_pushed_the_list_is_read_newest_change_first_and_only_as_far_as_so
 
 #[tokio::test]
 async fn a_list_that_ignores_the_sort_is_read_whole_at_most_every_six_hours_and_status_says_so() {
-    for behaviour in ["ignore", "refuse"] {
+    for behaviour in [OrdersSort::Ignore, OrdersSort::Refuse] {
         let r = pushed_rig("").await;
         // Each order updated a second after the one before: the
         // simulator's creation order is then oldest update first.
@@ -193,7 +194,7 @@ async fn a_list_that_ignores_the_sort_is_read_whole_at_most_every_six_hours_and_
         w.run_cycle().await.unwrap();
         let h = w.handle();
         h.set_push(PushState::Connected);
-        r.sim().update_shape(|s| s.orders_sort = behaviour.into());
+        r.sim().update_shape(|s| s.orders_sort = behaviour);
         let ids = r.sim().order_ids();
         r.sim().advance_clock(std::time::Duration::from_secs(1));
         r.sim()
@@ -207,17 +208,17 @@ async fn a_list_that_ignores_the_sort_is_read_whole_at_most_every_six_hours_and_
         let unsorted_pages = reqs.iter().filter(|q| !q.contains("sort_by")).count();
         assert_eq!(
             unsorted_pages, 2,
-            "{behaviour}: a full read instead: {reqs:?}"
+            "{behaviour:?}: a full read instead: {reqs:?}"
         );
         assert_eq!(
             state_of(&r, &ids[120]),
             "interpretation_ready",
-            "{behaviour}: the change is found all the same"
+            "{behaviour:?}: the change is found all the same"
         );
         let s = h.status();
-        assert_eq!(s.sweep, Some(SweepMode::Full), "{behaviour}");
+        assert_eq!(s.sweep, Some(SweepMode::Full), "{behaviour:?}");
         let note = s.sweep_note.unwrap_or_default();
-        assert!(note.contains("every 6 hours"), "{behaviour}: {note}");
+        assert!(note.contains("every 6 hours"), "{behaviour:?}: {note}");
 
         // Within the six hours: no second full read.
         let before = r.sim().requests().len();
@@ -227,9 +228,9 @@ async fn a_list_that_ignores_the_sort_is_read_whole_at_most_every_six_hours_and_
         assert!(
             reqs.iter()
                 .all(|q| !q.starts_with("/api/clinic/labs/orders?") || q.contains("sort_by")),
-            "{behaviour}: {reqs:?}"
+            "{behaviour:?}: {reqs:?}"
         );
-        assert!(reqs.len() <= 1, "{behaviour}: {reqs:?}");
+        assert!(reqs.len() <= 1, "{behaviour:?}: {reqs:?}");
     }
 }
 

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use crate::faults::json_error;
 use crate::oauth::not_found;
-use crate::state::{ClinicAccount, World};
+use crate::state::{ClinicAccount, OrdersSort, World};
 use crate::Shared;
 
 /// Events older than this are gone (documented: "the past 30 days").
@@ -117,7 +117,7 @@ pub async fn list_orders(
     };
     let patient = q.get("patient_id");
     let sort = q.get("sort_by").map(String::as_str);
-    if sort.is_some() && world.shape.orders_sort == "refuse" {
+    if sort.is_some() && world.shape.orders_sort == OrdersSort::Refuse {
         return json_error(StatusCode::BAD_REQUEST, "Invalid sort_by");
     }
     let mut matching: Vec<usize> = world
@@ -128,7 +128,7 @@ pub async fn list_orders(
         .filter(|(_, o)| patient.is_none_or(|p| &o.patient_id == p))
         .map(|(i, _)| i)
         .collect();
-    if sort == Some("updated_at") && world.shape.orders_sort == "honour" {
+    if sort == Some("updated_at") && world.shape.orders_sort == OrdersSort::Honour {
         let desc = q
             .get("order_by")
             .is_none_or(|o| o.eq_ignore_ascii_case("desc"));

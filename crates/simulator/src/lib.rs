@@ -61,7 +61,9 @@ use axum::Router;
 pub use control::SimControl;
 pub use faults::{FaultKind, FaultSpec};
 pub use scenario::Scenario;
-pub use state::{ApiShape, LabOrder, NewOrder, Patient, RequestLogEntry, DOCUMENTED_STATES};
+pub use state::{
+    ApiShape, LabOrder, NewOrder, OrdersSort, Patient, RequestLogEntry, DOCUMENTED_STATES,
+};
 
 /// The client id, secret and redirect URI the simulator accepts by default
 /// (the demo and the README use these).

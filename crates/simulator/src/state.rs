@@ -79,9 +79,22 @@ pub struct ApiShape {
     /// (`created_at`, `sort_by`, `order_by`): only pagination is accepted.
     pub events_reject_optional_params: bool,
     /// What the order list does with `sort_by=updated_at&order_by=DESC|ASC`
-    /// (not documented for it): `honour` (default), `ignore` (answers in
-    /// creation order all the same) or `refuse` (400).
-    pub orders_sort: String,
+    /// (not documented for it).
+    pub orders_sort: OrdersSort,
+}
+
+/// What the simulated order list does with the sort parameters the
+/// incremental sweep sends (Fullscript documents them for events only).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OrdersSort {
+    /// Sorted as asked.
+    #[default]
+    Honour,
+    /// Accepted, and answered in creation order all the same.
+    Ignore,
+    /// Answered 400.
+    Refuse,
 }
 
 impl Default for ApiShape {
@@ -99,7 +112,7 @@ impl Default for ApiShape {
             list_timestamps: None,
             presigned_links: false,
             events_reject_optional_params: false,
-            orders_sort: "honour".into(),
+            orders_sort: OrdersSort::Honour,
         }
     }
 }
