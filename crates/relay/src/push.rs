@@ -3,8 +3,16 @@
 //! Fullscript access token; the relay asks Fullscript once which clinic the
 //! token belongs to (`GET {api_base}/clinic`) and remembers the answer for
 //! a few minutes, by the token's hash (the token itself is never kept).
-//! `Last-Event-ID` (the stream sequence) resumes where the desktop left off;
-//! a first connection starts at the stream's end.
+//! `Last-Event-ID` resumes where the desktop left off; a first connection
+//! starts at the stream's end.
+//!
+//! An event's id is its stream sequence offset by the millisecond the
+//! stream was made (× 2²²), not the bare sequence: a stream lost and made
+//! again (a wiped store, a cluster rebuilt) numbers from 1 again, and a
+//! desktop resuming after its old id would be sent nothing until the new
+//! stream caught up. Offset, ids keep growing across streams, and an id
+//! from an earlier stream is recognised and answered with the new stream
+//! whole (the desktop ignores the events it has handled).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -156,6 +164,50 @@ fn remember(cache: &mut Clinics, key: [u8; 32], clinic: &str, max: usize) {
     cache.insert(key, (clinic.to_string(), Instant::now()));
 }
 
+/// Where a desktop's stream starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Start {
+    /// A first connection: at the stream's end (its own sweep is its baseline).
+    End,
+    /// After this stream sequence.
+    After(u64),
+    /// The stream whole: the desktop's id is from an earlier stream.
+    Whole,
+}
+
+/// The first id of a stream made at `created_ms` (unix milliseconds): ids
+/// stay unique and growing across streams made again (as long as a stream
+/// stored fewer than 4 million events per millisecond it lived), and fit
+/// in 64 bits until 2109.
+fn id_base(created_ms: i64) -> u64 {
+    u64::try_from(created_ms)
+        .ok()
+        .and_then(|ms| ms.checked_mul(1 << 22))
+        .unwrap_or(0)
+}
+
+/// The id a desktop is given for the event at `seq`.
+fn event_id(base: u64, seq: u64) -> u64 {
+    base.saturating_add(seq)
+}
+
+/// Where a desktop resuming after `resume` starts, in a stream whose ids
+/// start at `base` and whose last sequence is `last_seq`.
+fn start(resume: Option<u64>, base: u64, last_seq: u64) -> Start {
+    let Some(resume) = resume else {
+        return Start::End;
+    };
+    match resume.checked_sub(base) {
+        // Past the end: an id this stream never gave (another stream's, or
+        // a clock that ran backwards when this one was made).
+        Some(seq) if seq > last_seq => Start::Whole,
+        Some(seq) => Start::After(seq),
+        // Below this stream's first id: from an earlier stream, whose
+        // events this one does not hold; everything here is newer.
+        None => Start::Whole,
+    }
+}
+
 /// `GET /v1/events`.
 pub async fn events(
     State(relay): State<Arc<Relay>>,
@@ -195,12 +247,6 @@ pub async fn events(
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    let deliver_policy = match resume {
-        Some(seq) => DeliverPolicy::ByStartSequence {
-            start_sequence: seq.saturating_add(1),
-        },
-        None => DeliverPolicy::New,
-    };
     relay
         .log
         .ensure_stream()
@@ -215,6 +261,23 @@ pub async fn events(
             relay.log.stream_lost();
             Denied::Stream(e.to_string())
         })?;
+    let info = stream.cached_info();
+    let base = id_base(info.created.timestamp_millis());
+    let deliver_policy = match start(resume, base, info.state.last_sequence) {
+        Start::End => DeliverPolicy::New,
+        Start::After(seq) => DeliverPolicy::ByStartSequence {
+            start_sequence: seq.saturating_add(1),
+        },
+        // The desktop ignores the events it has handled already.
+        Start::Whole => {
+            relay
+                .metrics
+                .resumes_from_another_stream
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::warn!("a desktop resumed from an id of another stream; sent this one whole");
+            DeliverPolicy::All
+        }
+    };
     let consumer = stream
         .create_consumer(push::OrderedConfig {
             deliver_subject: relay.log.new_inbox(),
@@ -252,7 +315,7 @@ pub async fn events(
                 let data = String::from_utf8_lossy(&m.payload).into_owned();
                 Some(Ok::<_, Infallible>(
                     SseEvent::default()
-                        .id(seq.to_string())
+                        .id(event_id(base, seq).to_string())
                         .event("lab_order")
                         .data(data),
                 ))
@@ -266,6 +329,47 @@ pub async fn events(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_keep_growing_across_a_stream_made_again() {
+        let old = id_base(1_780_000_000_000);
+        // Made again a second later, after ten million events; or a
+        // millisecond later, after a million.
+        let second = id_base(1_780_000_001_000);
+        assert!(event_id(second, 1) > event_id(old, 10_000_000));
+        let millisecond = id_base(1_780_000_000_001);
+        assert!(event_id(millisecond, 1) > event_id(old, 1_000_000));
+    }
+
+    #[test]
+    fn a_desktop_resumes_after_its_id_in_the_same_stream() {
+        let base = id_base(1_780_000_000_000);
+        assert_eq!(start(None, base, 7), Start::End);
+        assert_eq!(start(Some(event_id(base, 5)), base, 7), Start::After(5));
+        assert_eq!(start(Some(event_id(base, 7)), base, 7), Start::After(7));
+        assert_eq!(start(Some(base), base, 7), Start::After(0));
+    }
+
+    #[test]
+    fn an_id_from_another_stream_is_answered_with_this_stream_whole() {
+        let base = id_base(1_780_000_000_000);
+        // An earlier stream's id, and a bare sequence of an older relay.
+        assert_eq!(
+            start(Some(event_id(id_base(1_770_000_000_000), 900)), base, 7),
+            Start::Whole
+        );
+        assert_eq!(start(Some(3), base, 7), Start::Whole);
+        // An id this stream never gave.
+        assert_eq!(start(Some(event_id(base, 8)), base, 7), Start::Whole);
+        assert_eq!(start(Some(u64::MAX), base, 7), Start::Whole);
+    }
+
+    #[test]
+    fn a_stream_made_before_1970_or_past_2109_still_gets_ids() {
+        assert_eq!(id_base(-5), 0);
+        assert_eq!(id_base(i64::MAX), 0);
+        assert_eq!(event_id(u64::MAX, 3), u64::MAX);
+    }
 
     #[test]
     fn the_clinic_cache_never_grows_past_its_bound_even_when_every_entry_is_fresh() {

@@ -33,6 +33,9 @@ pub struct Metrics {
     pub store_failures: AtomicU64,
     pub connected_desktops: AtomicU64,
     pub events_pushed: AtomicU64,
+    /// Desktops that resumed from an id of another stream (one lost and
+    /// made again since): sent this one whole instead.
+    pub resumes_from_another_stream: AtomicU64,
     /// Webhook received → event written to a desktop, summed (ms) and
     /// counted, and the slowest seen.
     pub push_latency_ms_sum: AtomicU64,
@@ -254,6 +257,11 @@ async fn metrics(State(relay): State<Arc<Relay>>) -> Response {
             "fsn_relay_events_pushed_total",
             "Events written to desktops.",
             get(&m.events_pushed),
+        ),
+        (
+            "fsn_relay_resumes_from_another_stream_total",
+            "Desktops resuming from an id of another stream (one made again), sent this one whole.",
+            get(&m.resumes_from_another_stream),
         ),
         (
             "fsn_relay_push_latency_ms_sum",

@@ -71,6 +71,7 @@ async fn a_three_node_cluster_loses_a_node_and_keeps_storing_and_pushing_each_ev
     let mut desktop = subscribe(&b, "token-a", Some(0)).await.unwrap();
     let (mut last, first) = next(&mut desktop).await.expect("e0 pushed");
     assert_eq!(first["lab_order_id"], "order-0");
+    let first_id = last;
     nodes[0] = None;
     for i in 1..=5 {
         let relay = if i % 2 == 0 { &a } else { &b };
@@ -110,4 +111,18 @@ async fn a_three_node_cluster_loses_a_node_and_keeps_storing_and_pushing_each_ev
             .collect::<BTreeSet<_>>()
     );
     assert_eq!(stream.info().await.unwrap().state.messages, 6, "e3 once");
+
+    // An id means the same through either relay and after the leader
+    // changed (it is offset by the stream's creation, which every replica
+    // reports alike): resuming after e0 through A gives e1, not the stream
+    // whole.
+    let mut again = subscribe(&a, "token-a", Some(first_id)).await.unwrap();
+    let (_, data) = next(&mut again).await.expect("pushed after e0");
+    assert_eq!(data["lab_order_id"], "order-1");
+    // Only the desktop's first subscription (from 0, an id no stream gave)
+    // was sent a stream whole; none of its resumes.
+    for (relay, whole) in [(&a, 0), (&b, 1)] {
+        let counted = support::metric(relay, "fsn_relay_resumes_from_another_stream_total ").await;
+        assert_eq!(counted, whole, "ids taken for another stream's");
+    }
 }

@@ -282,7 +282,7 @@ async fn the_stream_lost_under_a_running_relay_is_made_again_and_open_desktops_a
     let mut desktop = subscribe(&base, &token, None).await.unwrap();
     let a = sim.control().add_patient_order("A", "Lost", "processing");
     sim.control().set_state(&a.id, "results_ready").unwrap();
-    next(&mut desktop).await.expect("pushed");
+    let (last_seen, _) = next(&mut desktop).await.expect("pushed");
 
     // The stream is gone (a wiped store, an operator's mistake).
     let client = async_nats::connect(nats.url()).await.unwrap();
@@ -303,7 +303,16 @@ async fn the_stream_lost_under_a_running_relay_is_made_again_and_open_desktops_a
         sim.control().acknowledged_webhooks().len() == 2
     })
     .await;
-    let mut back = subscribe(&base, &token, Some(0)).await.unwrap();
-    let (_, data) = next(&mut back).await.expect("pushed from the new stream");
+    // The desktop resumes from the last id it saw, which belongs to the
+    // old stream: the new one numbers from 1 again, so that id points past
+    // its end. It is sent the new stream from its start, not nothing.
+    let mut back = subscribe(&base, &token, Some(last_seen)).await.unwrap();
+    let (_, data) = next(&mut back)
+        .await
+        .expect("pushed from the new stream, though the desktop's id is from the old one");
     assert_eq!(data["lab_order_id"], b.id.as_str());
+    assert_eq!(
+        metric(&base, "fsn_relay_resumes_from_another_stream_total ").await,
+        1
+    );
 }
