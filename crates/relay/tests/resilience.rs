@@ -51,6 +51,62 @@ fn relay_process(port: u16, nats: &str, sim: &str, hold: Option<&std::path::Path
     relay
 }
 
+/// NATS on a store of its own, a relay process the simulator's webhooks go
+/// to, and a practitioner's token for the simulator's clinic.
+struct Rig {
+    store: tempfile::TempDir,
+    nats_port: u16,
+    /// `None` only for the moment NATS is restarted.
+    nats: Option<Nats>,
+    base: String,
+    sim: Simulator,
+    _relay: Process,
+    token: String,
+}
+
+impl Rig {
+    async fn start() -> Rig {
+        let store = tempfile::tempdir().unwrap();
+        let nats_port = free_port();
+        let nats = Nats::start(store.path(), nats_port);
+        let port = free_port();
+        let base = format!("http://127.0.0.1:{port}");
+        let sim = simulator(&base).await;
+        let relay = relay_process(port, &nats.url(), &sim.base_url(), None);
+        let token = sim.control().issue_access_token();
+        Rig {
+            store,
+            nats_port,
+            nats: Some(nats),
+            base,
+            sim,
+            _relay: relay,
+            token,
+        }
+    }
+
+    fn nats_url(&self) -> String {
+        self.nats.as_ref().map(Nats::url).unwrap_or_default()
+    }
+
+    /// NATS stopped and started again on the same store and port.
+    fn restart_nats(&mut self) {
+        drop(self.nats.take());
+        self.nats = Some(Nats::start(self.store.path(), self.nats_port));
+    }
+
+    /// A result for a new order of the clinic (the simulator signs and
+    /// delivers its webhook).
+    fn result(&self, last_name: &str, state: &str) -> String {
+        let order = self
+            .sim
+            .control()
+            .add_patient_order("A", last_name, "processing");
+        self.sim.control().set_state(&order.id, state).unwrap();
+        order.id
+    }
+}
+
 async fn stream_messages(nats_url: &str) -> u64 {
     let client = async_nats::connect(nats_url).await.unwrap();
     let js = async_nats::jetstream::new(client);
@@ -103,44 +159,34 @@ async fn a_relay_killed_between_receiving_and_storing_is_covered_by_fullscripts_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_restarted_keeps_the_events_on_disk_and_a_desktop_resumes_after_its_last_id() {
-    let store = tempfile::tempdir().unwrap();
-    let nats_port = free_port();
-    let nats = Nats::start(store.path(), nats_port);
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let sim = simulator(&base).await;
-    let _relay = relay_process(port, &nats.url(), &sim.base_url(), None);
-    let token = sim.control().issue_access_token();
-    let mut desktop = subscribe(&base, &token, None).await.unwrap();
+    let mut r = Rig::start().await;
+    let mut desktop = subscribe(&r.base, &r.token, None).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let a = sim.control().add_patient_order("A", "Before", "processing");
-    sim.control().set_state(&a.id, "results_ready").unwrap();
+    let a = r.result("Before", "results_ready");
     let (first, data) = next(&mut desktop).await.expect("pushed before the restart");
-    assert_eq!(data["lab_order_id"], a.id.as_str());
+    assert_eq!(data["lab_order_id"], a.as_str());
     drop(desktop);
 
-    drop(nats);
-    let nats = Nats::start(store.path(), nats_port);
+    r.restart_nats();
     wait_until("the relay back on NATS", async || {
-        reqwest::get(format!("{base}/readyz"))
+        reqwest::get(format!("{}/readyz", r.base))
             .await
             .is_ok_and(|r| r.status() == 200)
     })
     .await;
-    let b = sim.control().add_patient_order("B", "After", "processing");
-    sim.control().set_state(&b.id, "partial_results").unwrap();
+    let b = r.result("After", "partial_results");
     wait_until("stored after the restart", async || {
-        stream_messages(&nats.url()).await == 2
+        stream_messages(&r.nats_url()).await == 2
     })
     .await;
 
     // Resumed after its last id: the one it missed, not the one it had.
-    let mut back = subscribe(&base, &token, Some(first)).await.unwrap();
+    let mut back = subscribe(&r.base, &r.token, Some(first)).await.unwrap();
     let (second, data) = next(&mut back).await.expect("the missed event");
     assert!(second > first);
-    assert_eq!(data["lab_order_id"], b.id.as_str());
+    assert_eq!(data["lab_order_id"], b.as_str());
     // And from the start, both survived the restart on disk.
-    let mut all = subscribe(&base, &token, Some(0)).await.unwrap();
+    let mut all = subscribe(&r.base, &r.token, Some(0)).await.unwrap();
     assert_eq!(next(&mut all).await.map(|p| p.0), Some(first));
     assert_eq!(next(&mut all).await.map(|p| p.0), Some(second));
 }
@@ -231,25 +277,15 @@ async fn an_expired_or_revoked_token_cannot_subscribe() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_desktop_connected_across_a_nats_restart_is_pushed_what_came_after_or_told_to_reconnect()
 {
-    let store = tempfile::tempdir().unwrap();
-    let nats_port = free_port();
-    let nats = Nats::start(store.path(), nats_port);
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let sim = simulator(&base).await;
-    let _relay = relay_process(port, &nats.url(), &sim.base_url(), None);
-    let token = sim.control().issue_access_token();
-    let mut desktop = subscribe(&base, &token, None).await.unwrap();
-    let a = sim.control().add_patient_order("A", "Across", "processing");
-    sim.control().set_state(&a.id, "results_ready").unwrap();
+    let mut r = Rig::start().await;
+    let mut desktop = subscribe(&r.base, &r.token, None).await.unwrap();
+    r.result("Across", "results_ready");
     let (first, _) = next(&mut desktop).await.expect("pushed before the restart");
 
-    drop(nats);
-    let nats = Nats::start(store.path(), nats_port);
-    let b = sim.control().add_patient_order("B", "Across", "processing");
-    sim.control().set_state(&b.id, "partial_results").unwrap();
+    r.restart_nats();
+    let b = r.result("Across", "partial_results");
     wait_until("stored after the restart", async || {
-        stream_messages(&nats.url()).await == 2
+        stream_messages(&r.nats_url()).await == 2
     })
     .await;
     // The open stream either pushes it or ends (the desktop then resumes
@@ -258,12 +294,12 @@ async fn a_desktop_connected_across_a_nats_restart_is_pushed_what_came_after_or_
     match tokio::time::timeout(Duration::from_secs(30), desktop.recv()).await {
         Ok(Some((id, data))) => {
             assert!(id > first);
-            assert_eq!(data["lab_order_id"], b.id.as_str());
+            assert_eq!(data["lab_order_id"], b.as_str());
         }
         Ok(None) => {
-            let mut back = subscribe(&base, &token, Some(first)).await.unwrap();
+            let mut back = subscribe(&r.base, &r.token, Some(first)).await.unwrap();
             let (_, data) = next(&mut back).await.expect("resumed after the restart");
-            assert_eq!(data["lab_order_id"], b.id.as_str());
+            assert_eq!(data["lab_order_id"], b.as_str());
         }
         Err(_) => panic!("the stream stayed open and silent after NATS came back"),
     }
@@ -272,20 +308,13 @@ async fn a_desktop_connected_across_a_nats_restart_is_pushed_what_came_after_or_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_stream_lost_under_a_running_relay_is_made_again_and_open_desktops_are_told_to_reconnect(
 ) {
-    let store = tempfile::tempdir().unwrap();
-    let nats = Nats::start(store.path(), free_port());
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let sim = simulator(&base).await;
-    let _relay = relay_process(port, &nats.url(), &sim.base_url(), None);
-    let token = sim.control().issue_access_token();
-    let mut desktop = subscribe(&base, &token, None).await.unwrap();
-    let a = sim.control().add_patient_order("A", "Lost", "processing");
-    sim.control().set_state(&a.id, "results_ready").unwrap();
+    let r = Rig::start().await;
+    let mut desktop = subscribe(&r.base, &r.token, None).await.unwrap();
+    r.result("Lost", "results_ready");
     let (last_seen, _) = next(&mut desktop).await.expect("pushed");
 
     // The stream is gone (a wiped store, an operator's mistake).
-    let client = async_nats::connect(nats.url()).await.unwrap();
+    let client = async_nats::connect(r.nats_url()).await.unwrap();
     let js = async_nats::jetstream::new(client);
     js.delete_stream(fsn_relay::log::STREAM).await.unwrap();
     // The open stream ends instead of staying open on heartbeats alone.
@@ -297,22 +326,21 @@ async fn the_stream_lost_under_a_running_relay_is_made_again_and_open_desktops_a
     );
     // The next result is stored in a stream the relay made again (the
     // simulator retries until it is acknowledged), and pushed.
-    let b = sim.control().add_patient_order("B", "Lost", "processing");
-    sim.control().set_state(&b.id, "partial_results").unwrap();
+    let b = r.result("Lost", "partial_results");
     wait_until("stored again", async || {
-        sim.control().acknowledged_webhooks().len() == 2
+        r.sim.control().acknowledged_webhooks().len() == 2
     })
     .await;
     // The desktop resumes from the last id it saw, which belongs to the
-    // old stream: the new one numbers from 1 again, so that id points past
-    // its end. It is sent the new stream from its start, not nothing.
-    let mut back = subscribe(&base, &token, Some(last_seen)).await.unwrap();
+    // old stream (the new one numbers its sequence from 1 again). It is
+    // sent the new stream from its start, not nothing.
+    let mut back = subscribe(&r.base, &r.token, Some(last_seen)).await.unwrap();
     let (_, data) = next(&mut back)
         .await
         .expect("pushed from the new stream, though the desktop's id is from the old one");
-    assert_eq!(data["lab_order_id"], b.id.as_str());
+    assert_eq!(data["lab_order_id"], b.as_str());
     assert_eq!(
-        metric(&base, "fsn_relay_resumes_from_another_stream_total ").await,
+        metric(&r.base, "fsn_relay_resumes_from_another_stream_total ").await,
         1
     );
 }
