@@ -5,7 +5,8 @@
 //! `relay_url` and no secret, polling only hourly. A result in the
 //! simulator becomes one D-Bus notification within seconds; its click
 //! opens the results; the window says "Live"; losing the relay falls back
-//! to polling and says so; the client secret is nowhere on the desktop.
+//! to polling and says so; the client secret is nowhere on the desktop,
+//! the keychain included (one left there from before the relay removed).
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -168,4 +169,89 @@ async fn a_result_reaches_the_desktop_through_the_relay_within_seconds_and_its_c
     assert_eq!(code, 0);
     assert!(out.contains("Push:           fallback: "), "{out}");
     eprintln!("scenario: the relay gone, polling says so ... ok");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_a_relay_the_keychain_holds_the_tokens_and_never_the_client_secret() {
+    if fsn_e2e::skip() {
+        return;
+    }
+    let nats_store = tempfile::tempdir().unwrap();
+    let nats = JetStream::start(nats_store.path(), free_port());
+    let relay_port = free_port();
+    let relay = format!("http://127.0.0.1:{relay_port}");
+    let (sim, redirect) = simulator(SimConfig::default()).await;
+    let _relay = start_relay(relay_port, &nats.url(), &sim.base_url());
+    let d = Desktop::start(Options {
+        display: false,
+        keyring: true,
+    });
+    // A secret left in the keychain from before the clinic had a relay.
+    let account = format!("custom/{DEMO_CLIENT_ID}/client_secret");
+    let mut store = d
+        .command("secret-tool")
+        .args([
+            "store",
+            "--label",
+            "left over",
+            "service",
+            "fullscript-notifier",
+        ])
+        .args(["username", &account])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("secret-tool");
+    {
+        use std::io::Write;
+        let mut stdin = store.stdin.take().unwrap();
+        stdin.write_all(DEMO_CLIENT_SECRET.as_bytes()).unwrap();
+    }
+    assert!(store.wait().unwrap().success());
+    assert_eq!(
+        d.keyring_lookup(&account).as_deref(),
+        Some(DEMO_CLIENT_SECRET)
+    );
+
+    // The keychain is where tokens go (the default): sign in through the relay.
+    d.write_config(
+        &sim,
+        &redirect,
+        &format!("client_id = \"{DEMO_CLIENT_ID}\"\nrelay_url = \"{relay}\""),
+    );
+    let (code, out, err) = d.run_app(&["login"]);
+    assert_eq!(code, 0, "login through the relay: {out}{err}");
+
+    // Everything the app keeps in the keychain, secrets and all.
+    let listed = d
+        .command("secret-tool")
+        .args([
+            "search",
+            "--all",
+            "--unlock",
+            "service",
+            "fullscript-notifier",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&listed.stdout),
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    // Failures name the entries, not what they hold.
+    let labels: Vec<&str> = text.lines().filter(|l| l.starts_with("label = ")).collect();
+    assert!(
+        text.contains(&format!("custom/{DEMO_CLIENT_ID}/tokens")),
+        "the tokens are in the keychain: {labels:?}"
+    );
+    assert!(
+        !text.contains(DEMO_CLIENT_SECRET),
+        "the keychain holds the client secret: {labels:?}"
+    );
+    assert_eq!(d.keyring_lookup(&account), None, "the old secret removed");
+    let found = files_holding(d.home(), DEMO_CLIENT_SECRET.as_bytes());
+    assert!(found.is_empty(), "the client secret in {found:?}");
+    eprintln!("scenario: with a relay the keychain holds no client secret ... ok");
 }
