@@ -116,7 +116,18 @@ async fn a_three_node_cluster_loses_a_node_and_keeps_storing_and_pushing_each_ev
     // changed (it is offset by the stream's creation, which every replica
     // reports alike): resuming after e0 through A gives e1, not the stream
     // whole.
-    let mut again = subscribe(&a, "token-a", Some(first_id)).await.unwrap();
+    // (A may still be finding a live node: it answers 503 until then, and
+    // a desktop retries, as here.)
+    let mut again = loop {
+        assert!(
+            std::time::Instant::now() < give_up,
+            "A never served the stream again"
+        );
+        if let Ok(d) = subscribe(&a, "token-a", Some(first_id)).await {
+            break d;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
     let (_, data) = next(&mut again).await.expect("pushed after e0");
     assert_eq!(data["lab_order_id"], "order-1");
     // Only the desktop's first subscription (from 0, an id no stream gave)
