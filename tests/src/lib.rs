@@ -887,6 +887,25 @@ d.flush()\n";
         }
     }
 
+    /// `secret-tool store` in this desktop's keyring, as the app names its
+    /// entries (`service` fullscript-notifier, `username` user).
+    pub fn keyring_store(&self, user: &str, secret: &str) {
+        use std::io::Write;
+        let mut child = self
+            .command("secret-tool")
+            .args(["store", "--label", user, "service", "fullscript-notifier"])
+            .args(["username", user])
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("secret-tool");
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin
+                .write_all(secret.as_bytes())
+                .expect("secret-tool's input");
+        }
+        assert!(child.wait().is_ok_and(|s| s.success()), "secret-tool store");
+    }
+
     /// `secret-tool lookup` in this desktop's keyring.
     pub fn keyring_lookup(&self, user: &str) -> Option<String> {
         let out = self

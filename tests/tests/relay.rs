@@ -49,15 +49,42 @@ fn start_relay(port: u16, nats: &str, sim: &str) -> Process {
     relay
 }
 
+/// A JetStream server and the address the relay will listen on: the
+/// simulator delivers its webhooks there, so it is known before either
+/// starts.
+struct RelaySite {
+    _store: tempfile::TempDir,
+    nats: JetStream,
+    port: u16,
+    url: String,
+}
+
+impl RelaySite {
+    fn new() -> RelaySite {
+        let store = tempfile::tempdir().unwrap();
+        let nats = JetStream::start(store.path(), free_port());
+        let port = free_port();
+        RelaySite {
+            _store: store,
+            nats,
+            port,
+            url: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// The relay, for a Fullscript (the simulator) at `sim`.
+    fn start(&self, sim: &str) -> Process {
+        start_relay(self.port, &self.nats.url(), sim)
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_result_reaches_the_desktop_through_the_relay_within_seconds_and_its_click_opens_it() {
     if fsn_e2e::skip() {
         return;
     }
-    let nats_store = tempfile::tempdir().unwrap();
-    let nats = JetStream::start(nats_store.path(), free_port());
-    let relay_port = free_port();
-    let relay = format!("http://127.0.0.1:{relay_port}");
+    let site = RelaySite::new();
+    let relay = &site.url;
     let (sim, redirect) = simulator(SimConfig {
         webhook: Some(WebhookConfig {
             url: format!("{relay}/webhooks/fullscript").parse().unwrap(),
@@ -70,7 +97,7 @@ async fn a_result_reaches_the_desktop_through_the_relay_within_seconds_and_its_c
         ..Default::default()
     })
     .await;
-    let relay_process = start_relay(relay_port, &nats.url(), &sim.base_url());
+    let relay_process = site.start(&sim.base_url());
 
     let mut d = Desktop::start(Options {
         display: true,
@@ -176,37 +203,17 @@ async fn with_a_relay_the_keychain_holds_the_tokens_and_never_the_client_secret(
     if fsn_e2e::skip() {
         return;
     }
-    let nats_store = tempfile::tempdir().unwrap();
-    let nats = JetStream::start(nats_store.path(), free_port());
-    let relay_port = free_port();
-    let relay = format!("http://127.0.0.1:{relay_port}");
+    let site = RelaySite::new();
+    let relay = &site.url;
     let (sim, redirect) = simulator(SimConfig::default()).await;
-    let _relay = start_relay(relay_port, &nats.url(), &sim.base_url());
+    let _relay = site.start(&sim.base_url());
     let d = Desktop::start(Options {
         display: false,
         keyring: true,
     });
     // A secret left in the keychain from before the clinic had a relay.
     let account = format!("custom/{DEMO_CLIENT_ID}/client_secret");
-    let mut store = d
-        .command("secret-tool")
-        .args([
-            "store",
-            "--label",
-            "left over",
-            "service",
-            "fullscript-notifier",
-        ])
-        .args(["username", &account])
-        .stdin(Stdio::piped())
-        .spawn()
-        .expect("secret-tool");
-    {
-        use std::io::Write;
-        let mut stdin = store.stdin.take().unwrap();
-        stdin.write_all(DEMO_CLIENT_SECRET.as_bytes()).unwrap();
-    }
-    assert!(store.wait().unwrap().success());
+    d.keyring_store(&account, DEMO_CLIENT_SECRET);
     assert_eq!(
         d.keyring_lookup(&account).as_deref(),
         Some(DEMO_CLIENT_SECRET)

@@ -3,10 +3,10 @@
 //! Fullscript's event id (`Nats-Msg-Id`) over a window longer than
 //! Fullscript's retry schedule. The relay keeps no other state.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::config::StreamSettings;
 use crate::webhook::StoredEvent;

@@ -55,9 +55,7 @@ fn relay_process(port: u16, nats: &str, sim: &str, hold: Option<&std::path::Path
 /// to, and a practitioner's token for the simulator's clinic.
 struct Rig {
     store: tempfile::TempDir,
-    nats_port: u16,
-    /// `None` only for the moment NATS is restarted.
-    nats: Option<Nats>,
+    nats: Nats,
     base: String,
     sim: Simulator,
     _relay: Process,
@@ -67,8 +65,7 @@ struct Rig {
 impl Rig {
     async fn start() -> Rig {
         let store = tempfile::tempdir().unwrap();
-        let nats_port = free_port();
-        let nats = Nats::start(store.path(), nats_port);
+        let nats = Nats::start(store.path(), free_port());
         let port = free_port();
         let base = format!("http://127.0.0.1:{port}");
         let sim = simulator(&base).await;
@@ -76,8 +73,7 @@ impl Rig {
         let token = sim.control().issue_access_token();
         Rig {
             store,
-            nats_port,
-            nats: Some(nats),
+            nats,
             base,
             sim,
             _relay: relay,
@@ -85,14 +81,8 @@ impl Rig {
         }
     }
 
-    fn nats_url(&self) -> String {
-        self.nats.as_ref().map(Nats::url).unwrap_or_default()
-    }
-
-    /// NATS stopped and started again on the same store and port.
     fn restart_nats(&mut self) {
-        drop(self.nats.take());
-        self.nats = Some(Nats::start(self.store.path(), self.nats_port));
+        self.nats.restart(self.store.path());
     }
 
     /// A result for a new order of the clinic (the simulator signs and
@@ -176,7 +166,7 @@ async fn nats_restarted_keeps_the_events_on_disk_and_a_desktop_resumes_after_its
     .await;
     let b = r.result("After", "partial_results");
     wait_until("stored after the restart", async || {
-        stream_messages(&r.nats_url()).await == 2
+        stream_messages(&r.nats.url()).await == 2
     })
     .await;
 
@@ -250,25 +240,21 @@ async fn two_relays_behind_one_stream_store_once_and_push_what_the_other_receive
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_or_revoked_token_cannot_subscribe() {
-    let store = tempfile::tempdir().unwrap();
-    let nats = Nats::start(store.path(), free_port());
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let sim = simulator(&base).await;
-    let _relay = relay_process(port, &nats.url(), &sim.base_url(), None);
-    let expired = sim.control().issue_access_token();
+    let r = Rig::start().await;
+    let (base, sim) = (&r.base, &r.sim);
+    let expired = &r.token;
     sim.control().expire_access_tokens();
-    assert_eq!(subscribe(&base, &expired, None).await.err(), Some(401));
+    assert_eq!(subscribe(base, expired, None).await.err(), Some(401));
     let revoked = sim.control().issue_access_token();
     assert!(
-        subscribe(&base, &revoked, None).await.is_ok(),
+        subscribe(base, &revoked, None).await.is_ok(),
         "valid before"
     );
     let fresh = sim.control().issue_access_token();
     sim.control().revoke_all_grants();
-    assert_eq!(subscribe(&base, &fresh, None).await.err(), Some(401));
+    assert_eq!(subscribe(base, &fresh, None).await.err(), Some(401));
     assert_eq!(
-        metric(&base, "fsn_relay_connected_desktops ").await,
+        metric(base, "fsn_relay_connected_desktops ").await,
         1,
         "only the one valid subscription"
     );
@@ -285,7 +271,7 @@ async fn a_desktop_connected_across_a_nats_restart_is_pushed_what_came_after_or_
     r.restart_nats();
     let b = r.result("Across", "partial_results");
     wait_until("stored after the restart", async || {
-        stream_messages(&r.nats_url()).await == 2
+        stream_messages(&r.nats.url()).await == 2
     })
     .await;
     // The open stream either pushes it or ends (the desktop then resumes
@@ -314,7 +300,7 @@ async fn the_stream_lost_under_a_running_relay_is_made_again_and_open_desktops_a
     let (last_seen, _) = next(&mut desktop).await.expect("pushed");
 
     // The stream is gone (a wiped store, an operator's mistake).
-    let client = async_nats::connect(r.nats_url()).await.unwrap();
+    let client = async_nats::connect(r.nats.url()).await.unwrap();
     let js = async_nats::jetstream::new(client);
     js.delete_stream(fsn_relay::log::STREAM).await.unwrap();
     // The open stream ends instead of staying open on heartbeats alone.

@@ -153,6 +153,15 @@ impl JetStream {
     pub fn pid(&self) -> u32 {
         self.process.pid()
     }
+
+    /// A single server stopped and started again on its port and `store`:
+    /// what it had stored is still there.
+    pub fn restart(&mut self, store: &std::path::Path) {
+        // Gone before the new one takes the port.
+        let _ = self.process.0.kill();
+        let _ = self.process.0.wait();
+        *self = JetStream::start(store, self.port);
+    }
 }
 
 /// The relay's settings (`key`, value) for a Fullscript at `base` (the
